@@ -1,0 +1,229 @@
+/*
+ * http.h: what the HTTP server's files (http_server.c, http_conn.c,
+ * http_req.c, router.c) share: the server state hanging off mx__ctx->http,
+ * the connection and request structures, and the router's internal entry
+ * points.  Modules never see this; they use the mx_req_* API in mx.h.
+ *
+ * The flow: http_server.c owns listeners and the set of connections;
+ * http_conn.c owns one connection (bytes in through llhttp, bytes out with
+ * one uv_write per response, timeouts, TLS); http_req.c turns a parsed
+ * request into a routed call and a reply into bytes.
+ *
+ * Lifetimes.  A request lives in its own pool (mx_req_pool).  The pool is
+ * released when the response has been written (or dropped).  If the client
+ * goes away while a handler has returned MX_ASYNC, the request is detached:
+ * its on_abort callback (mx_req_on_abort) runs once, mx_req_is_aborted()
+ * becomes true, and the request stays alive until the module finishes it
+ * with any mx_req_reply* / mx_req_error call, which then only frees it.  A
+ * module that holds async requests must therefore always finish them, also
+ * after an abort.
+ */
+#ifndef MX_HTTP_H
+#define MX_HTTP_H
+
+#include "core.h"
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#define MX__HTTP_MAX_HEADERS 100
+#define MX__HTTP_MAX_QUERY 64
+#define MX__HTTP_MAX_EXTRA_HEADERS 16
+#define MX__HTTP_MAX_SEGMENTS 64
+#define MX__HTTP_RBUF 16384
+
+/* Internal route flag bits (above the public MX_ROUTE_* ones). */
+#define MX__ROUTE_INTERNAL_MASK 0xff000000u
+
+/* Methods the router knows by bit (for Allow headers). */
+enum {
+    MX__M_GET = 1 << 0, MX__M_HEAD = 1 << 1, MX__M_POST = 1 << 2, MX__M_PUT = 1 << 3,
+    MX__M_DELETE = 1 << 4, MX__M_OPTIONS = 1 << 5, MX__M_PATCH = 1 << 6,
+};
+
+/* ------------------------------------------------------------ router --- */
+struct mx__router;
+/* The bit of resource `name` (registering the name on first use); 0 when
+ * more than 32 names are in use. */
+uint32_t mx__router_resource_bit(const char *name);
+/* Like mx__router_match, over every resource whose bit is in `mask`.
+ * `allow` (may be NULL) receives the MX__M_* bits of the methods the path
+ * has, for a 405's Allow header. */
+int mx__router_match_mask(uint32_t mask, const char *method, const char *path, int skip,
+                          mx_pool_t *pool, mx_route_match_t *m, unsigned *allow);
+/* Percent-decodes `s[0..len)` into `out` (len + 1 bytes); '+' becomes a
+ * space when `plus`.  Returns the decoded length, or -1 on a bad escape. */
+long mx__url_decode(const char *s, size_t len, char *out, int plus);
+
+/* ---------------------------------------------------------------- TLS --- */
+struct mx__tls_server;
+struct mx__tls_conn;
+
+/* ------------------------------------------------------------ listeners --- */
+typedef struct mx__listener {
+    uv_tcp_t tcp;
+    const mx_listener_conf_t *conf;      /* borrowed from mx__ctx->conf */
+    uint32_t resmask;                    /* router bits of conf->resources */
+    struct mx__tls_server *tls;          /* one reference; NULL for plain HTTP */
+    bool closed;
+} mx__listener_t;
+
+/* A parsed trusted-proxy CIDR. */
+typedef struct mx__cidr {
+    int family;                          /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int bits;
+} mx__cidr_t;
+
+/* --------------------------------------------------------- connections --- */
+typedef enum {
+    MX__C_IDLE,        /* waiting for the first byte of a request */
+    MX__C_HEADERS,     /* inside a header block */
+    MX__C_BODY,        /* reading a body */
+    MX__C_HANDLING,    /* request complete, handler running or async */
+} mx__conn_phase_t;
+
+typedef struct mx__span { uint32_t off, len; } mx__span_t;
+
+/* Where a connection's output goes: a socket, or (fuzzing, tests) a
+ * function that consumes bytes synchronously. */
+typedef void (*mx__conn_sink_fn)(void *ud, const char *data, size_t len);
+
+typedef struct mx__conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;                    /* freed when both are closed */
+    struct mx__conn *prev, *next;        /* in the server's list */
+    const mx_listener_conf_t *lconf;     /* borrowed (config lives for the process) */
+    uint32_t resmask;
+    struct mx__tls_conn *tls;            /* owned; NULL for plain HTTP */
+    mx__conn_sink_fn sink;               /* memory mode when set */
+    void *sink_ud;
+
+    llhttp_t parser;
+    char *rbuf;                          /* owned: bytes read, [rpos, rlen) unparsed */
+    size_t rcap, rlen, rpos;
+    char *hbuf;                          /* owned: NUL-separated copies of url and headers */
+    size_t hlen, hcap;
+    mx__span_t url;
+    mx__span_t hname[MX__HTTP_MAX_HEADERS], hval[MX__HTTP_MAX_HEADERS];
+    int nhdr;
+    int last_cb;                         /* 1 field, 2 value */
+    uint64_t hdr_raw;                    /* raw header bytes seen for this request */
+    mx__conn_phase_t phase;
+    int early_status;                    /* answer this and close (413, 431, 400) */
+    const char *early_errcode;
+    const char *early_msg;
+
+    struct mx_req *cur;                  /* the request parsed or being handled */
+    mx_pool_t *spare;                    /* a reset pool kept for the next request */
+    int writes_pending;
+    bool reading, eof, closing, close_wanted, in_process, paused;
+
+    char peer_ip[48];
+    struct sockaddr_storage peer;
+    bool peer_trusted;
+} mx__conn_t;
+
+/* ------------------------------------------------------------ requests --- */
+typedef struct mx__out_header { const char *name, *value; } mx__out_header_t;
+
+struct mx_req {
+    uint32_t magic;
+    mx_pool_t *pool;
+    mx__conn_t *conn;                    /* NULL once detached (client gone) */
+    const char *method;
+    int http_minor;
+    char *target;                        /* raw request target */
+    char *path;                          /* raw path (no query) */
+    char *query;                         /* raw query or NULL */
+    const char **hnames, **hvals;
+    int nhdr;
+    const char *qnames[MX__HTTP_MAX_QUERY], *qvals[MX__HTTP_MAX_QUERY];
+    int nquery;
+    char *body;                          /* NUL-terminated; pool or malloc (freed with the pool) */
+    size_t body_len, body_cap;
+    bool body_malloced;
+    uint64_t body_limit;
+    json_t *json;                        /* MX_ROUTE_JSON_BODY; freed with the pool */
+    mx_route_match_t match;
+    int route_rc;                        /* 0, -ENOENT, -EPERM */
+    unsigned allow;
+    int skip;
+    const char *client_ip, *scheme, *user;
+    mx_req_abort_fn abort_fn;
+    void *abort_ud;
+    mx__out_header_t extra[MX__HTTP_MAX_EXTRA_HEADERS];
+    int nextra;
+    bool replied, aborted, keep_alive, is_head, cors, in_handler, release_wanted;
+    uint64_t start_ns;
+    int status;
+    uv_write_t wreq;
+    uv_buf_t wbufs[2];
+    int nwbufs;
+};
+#define MX__REQ_MAGIC 0x72657121u
+
+/* ------------------------------------------------------------- server --- */
+typedef struct mx_http_state {
+    struct mx__router *router;
+    mx__listener_t *listeners[MX_MAX_LISTENERS * MX_MAX_BIND];
+    int nlisteners;
+    mx__conn_t *conns;                   /* every open connection */
+    int nconns;
+    mx__cidr_t proxies[16];
+    int nproxies;
+    bool draining;
+    uv_timer_t *drain_timer;
+    void (*drain_done)(void);
+    bool initialised;
+} mx_http_state_t;
+
+/* The state, created on first use by the router or the server. */
+mx_http_state_t *mx__http_state(void);
+/* Frees the state when neither the router nor the server uses it. */
+void mx__http_state_release(void);
+
+/* http_server.c */
+bool mx__http_addr_trusted(const struct sockaddr *sa);
+bool mx__http_ip_trusted(const char *ip);
+void mx__http_conn_closed(mx__conn_t *c);   /* unlink and count down */
+
+/* http_conn.c */
+/* Sets up `c` (zeroed by the caller) for parsing; 0 or -ENOMEM. */
+int mx__conn_setup(mx__conn_t *c);
+/* Starts reading an accepted connection. */
+int mx__conn_start(mx__conn_t *c);
+/* A connection in memory mode: output goes to `sink`, nothing touches the
+ * loop (used by the fuzz target and tests).  Free with mx__conn_mem_free. */
+mx__conn_t *mx__conn_mem_new(uint32_t resmask, mx__conn_sink_fn sink, void *ud);
+void mx__conn_mem_free(mx__conn_t *c);
+/* Processes bytes as if read from the socket. */
+void mx__conn_feed(mx__conn_t *c, const char *data, size_t len);
+/* Queues `n` (1 or 2) buffers for the current response; `r` is released
+ * when they are written (or dropped). */
+void mx__conn_send_response(mx__conn_t *c, struct mx_req *r);
+/* Closes the connection (aborting an async request). */
+void mx__conn_close(mx__conn_t *c);
+/* Closes when nothing is in flight; used by drain. */
+void mx__conn_close_if_idle(mx__conn_t *c);
+
+/* http_req.c */
+/* Called at the end of the header block: builds c->cur, routes it, checks
+ * limits.  Returns 0, or sets c->early_status and returns -1. */
+int mx__req_begin(mx__conn_t *c);
+/* Appends body bytes; -1 (and c->early_status 413) past the limit. */
+int mx__req_body(mx__conn_t *c, const char *p, size_t len);
+/* Runs the complete request (handlers, replies). */
+void mx__req_dispatch(mx__conn_t *c);
+/* Answers an error found by the parser (no request or a partial one) with
+ * Connection: close. */
+void mx__req_early_reply(mx__conn_t *c, int status, const char *errcode, const char *msg);
+/* Called once the response bytes are out (or dropped): frees the request. */
+void mx__req_written(struct mx_req *r);
+/* The connection is going away: detach (and abort) its request. */
+void mx__req_detach(struct mx_req *r);
+/* True once an MX_ASYNC request has lost its client. */
+bool mx__req_is_aborted(const struct mx_req *r);
+
+#endif /* MX_HTTP_H */

@@ -1,0 +1,190 @@
+/*
+ * ev_hash.c: content hashes, reference hashes, event IDs, v12 room IDs, and
+ * signing/verifying events.
+ *
+ * Spec: server-server API "Signing Events" (adding hashes and signatures,
+ * validating them, calculating the reference hash and the content hash),
+ * rooms/fragments/v4-event-ids.md and rooms/v12.md (room ID = create hash).
+ * The canonical JSON, SHA-256, base64 and ed25519 primitives are the core's
+ * (core/json.c, core/crypto.c).
+ */
+#include "events.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* SHA-256 of the canonical JSON of `ev` minus the listed top-level keys. */
+static int hash_without(const json_t *ev, const char *const *drop, unsigned char out[32])
+{
+    size_t len;
+    json_t *copy;
+    char *bytes;
+
+    if (!json_is_object(ev))
+        return -EINVAL;
+    copy = json_copy((json_t *)ev); /* shallow: members are shared, not changed */
+    if (!copy)
+        return -ENOMEM;
+    for (; *drop; drop++)
+        json_object_del(copy, *drop);
+    bytes = mx_json_canonical(copy, &len);
+    json_decref(copy);
+    if (!bytes)
+        return -EINVAL;
+    mx_sha256(bytes, len, out);
+    free(bytes);
+    return 0;
+}
+
+int hs_event_content_hash(const json_t *ev, unsigned char out[32])
+{
+    static const char *const drop[] = { "unsigned", "signatures", "hashes", NULL };
+    return hash_without(ev, drop, out);
+}
+
+int hs_event_reference_hash(const hs_room_version_t *rv, const json_t *ev,
+                            unsigned char out[32])
+{
+    static const char *const drop[] = { "signatures", "unsigned", NULL };
+    if (!rv)
+        return -EINVAL;
+    json_t *red = hs_event_redact(rv, ev);
+    if (!red)
+        return -EINVAL;
+    int rc = hash_without(red, drop, out);
+    json_decref(red);
+    return rc;
+}
+
+static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigil)
+{
+    unsigned char h[32];
+    if (hs_event_reference_hash(rv, ev, h) != 0)
+        return NULL;
+    char *b = mx_b64_encode(h, sizeof(h), 1);
+    if (!b)
+        return NULL;
+    size_t n = strlen(b);
+    char *id = malloc(n + 2);
+    if (id) {
+        id[0] = sigil;
+        memcpy(id + 1, b, n + 1);
+    }
+    free(b);
+    return id;
+}
+
+char *hs_event_id(const hs_room_version_t *rv, const json_t *ev)
+{
+    return sigil_hash(rv, ev, '$');
+}
+
+char *hs_room_id_for_create(const hs_room_version_t *rv, const json_t *create)
+{
+    if (!rv || !rv->room_id_is_create_hash)
+        return NULL;
+    return sigil_hash(rv, create, '!');
+}
+
+int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_name,
+                    const mx_signing_key_t *key, char **event_id_out)
+{
+    unsigned char h[32];
+    json_t *hashes, *red, *sigs;
+    char *b;
+    int rc;
+
+    if (event_id_out)
+        *event_id_out = NULL;
+    if (!rv || !json_is_object(ev) || !server_name || !key)
+        return -EINVAL;
+    if (!rv->supported)
+        return -ENOTSUP;
+    if ((rc = hs_event_content_hash(ev, h)) != 0)
+        return rc;
+    if (!(b = mx_b64_encode(h, sizeof(h), 0)))
+        return -ENOMEM;
+    hashes = json_pack("{s:s}", "sha256", b);
+    free(b);
+    if (!hashes || json_object_set_new(ev, "hashes", hashes) != 0)
+        return -ENOMEM;
+
+    /* The signature covers the redacted form only (which includes the
+     * hashes), so it still verifies after the event is redacted. */
+    if (!(red = hs_event_redact(rv, ev)))
+        return -EINVAL;
+    rc = mx_json_sign(red, server_name, key);
+    if (rc == 0) {
+        sigs = json_object_get(red, "signatures");
+        rc = json_object_set(ev, "signatures", sigs) == 0 ? 0 : -ENOMEM;
+    }
+    json_decref(red);
+    if (rc != 0)
+        return rc;
+    if (event_id_out && !(*event_id_out = hs_event_id(rv, ev)))
+        return -ENOMEM;
+    return 0;
+}
+
+int hs_event_verify_hashes_and_sig(const hs_room_version_t *rv, const json_t *ev,
+                                   const char *server_name, const char *key_id,
+                                   const char *pk_b64)
+{
+    unsigned char h[32], *want = NULL;
+    size_t wantlen = 0;
+    json_t *red;
+    int rc;
+
+    if (!rv || !json_is_object(ev) || !server_name || !key_id || !pk_b64)
+        return -EINVAL;
+    if (!(red = hs_event_redact(rv, ev)))
+        return -EINVAL;
+    rc = mx_json_verify(red, server_name, key_id, pk_b64);
+    json_decref(red);
+    if (rc != 0)
+        return HS_EBADSIG;
+
+    const char *got = json_string_value(json_object_get(json_object_get(ev, "hashes"), "sha256"));
+    if (!got || mx_b64_decode(got, strlen(got), &want, &wantlen) != 0)
+        return HS_EBADHASH;
+    rc = hs_event_content_hash(ev, h);
+    if (rc == 0)
+        rc = (wantlen == sizeof(h) && mx_ct_equal(h, want, sizeof(h))) ? 0 : HS_EBADHASH;
+    free(want);
+    return rc;
+}
+
+static int add_unique(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+        if (strcmp(json_string_value(v), s) == 0)
+            return 0;
+    return json_array_append_new(arr, json_string(s)) == 0 ? 0 : -ENOMEM;
+}
+
+json_t *hs_event_signers(const hs_room_version_t *rv, const json_t *ev)
+{
+    const char *dom = hs_user_domain(hs_ev_sender(ev));
+    json_t *out;
+
+    if (!rv || !dom || !(out = json_array()))
+        return NULL;
+    if (add_unique(out, dom) != 0)
+        goto fail;
+    /* Rule 5.2 applies to any membership carrying the key, not only joins. */
+    const char *ty = hs_ev_type(ev);
+    if (rv->restricted && ty && strcmp(ty, "m.room.member") == 0) {
+        const char *via = json_string_value(json_object_get(
+            json_object_get(ev, "content"), "join_authorised_via_users_server"));
+        const char *vdom = hs_user_domain(via);
+        if (vdom && add_unique(out, vdom) != 0)
+            goto fail;
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
