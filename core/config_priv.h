@@ -41,6 +41,9 @@ void mx__conf_errs_init(mx_conf_errs_t *e, const char *file, const json_t *lines
  * its nearest ancestor that has one.  `keypath` may be NULL or "". */
 void mx__conf_errf(mx_conf_errs_t *e, const char *keypath, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with an explicit line (0: none, -1: look it up as above). */
+void mx__conf_errl(mx_conf_errs_t *e, int line, const char *keypath, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Line of `keypath` or of its nearest ancestor; 0 if none. */
 int mx__conf_line_near(const json_t *lines, const char *keypath);
 

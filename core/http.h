@@ -203,6 +203,8 @@ void mx__conn_feed(mx__conn_t *c, const char *data, size_t len);
 /* Queues `n` (1 or 2) buffers for the current response; `r` is released
  * when they are written (or dropped). */
 void mx__conn_send_response(mx__conn_t *c, struct mx_req *r);
+/* uv_close callback of a connection's handles; frees it after both. */
+void mx__conn_handle_closed(uv_handle_t *h);
 /* Closes the connection (aborting an async request). */
 void mx__conn_close(mx__conn_t *c);
 /* Closes when nothing is in flight; used by drain. */

@@ -66,6 +66,7 @@ typedef struct mx__sql_rows {
     size_t *len;
     char *buf;
     size_t buflen, bufcap;
+    size_t ncells;          /* cells written */
     size_t cellcap;         /* capacity of off/len, in cells */
 } mx__sql_rows_t;
 
