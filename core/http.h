@@ -118,7 +118,9 @@ typedef struct mx__conn {
     struct mx_req *cur;                  /* the request parsed or being handled */
     mx_pool_t *spare;                    /* a reset pool kept for the next request */
     int writes_pending;
-    bool reading, eof, closing, close_wanted, in_process, paused;
+    char *cbuf;                          /* owned: ciphertext / discard buffer */
+    bool reading, eof, closing, close_wanted, in_process, val_open;
+    bool shutting, lingering, no_linger;
 
     char peer_ip[48];
     struct sockaddr_storage peer;
@@ -155,7 +157,7 @@ struct mx_req {
     void *abort_ud;
     mx__out_header_t extra[MX__HTTP_MAX_EXTRA_HEADERS];
     int nextra;
-    bool replied, aborted, keep_alive, is_head, cors, in_handler, release_wanted;
+    bool replied, aborted, keep_alive, is_head, cors, in_handler, release_wanted, dispatched;
     uint64_t start_ns;
     int status;
     uv_write_t wreq;
@@ -200,11 +202,13 @@ mx__conn_t *mx__conn_mem_new(uint32_t resmask, mx__conn_sink_fn sink, void *ud);
 void mx__conn_mem_free(mx__conn_t *c);
 /* Processes bytes as if read from the socket. */
 void mx__conn_feed(mx__conn_t *c, const char *data, size_t len);
-/* Queues `n` (1 or 2) buffers for the current response; `r` is released
- * when they are written (or dropped). */
+/* Queues r->wbufs (the current response); `r` is released when they are
+ * written (or dropped), possibly before this returns. */
 void mx__conn_send_response(mx__conn_t *c, struct mx_req *r);
 /* uv_close callback of a connection's handles; frees it after both. */
 void mx__conn_handle_closed(uv_handle_t *h);
+/* Writes bytes outside any response (100 Continue); `data` is static. */
+void mx__conn_send_raw(mx__conn_t *c, const char *data, size_t len);
 /* Closes the connection (aborting an async request). */
 void mx__conn_close(mx__conn_t *c);
 /* Closes when nothing is in flight; used by drain. */

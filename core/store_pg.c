@@ -1,0 +1,889 @@
+/*
+ * store_pg.c: the PostgreSQL engine behind the storage API.
+ *
+ * A pool of libpq connections (cp_min..cp_max) driven by the loop: each
+ * connection is set up with PQconnectStart/PQconnectPoll and talks with
+ * PQsendQueryParams/PQconsumeInput/PQgetResult, woken by a uv_poll_t on
+ * its socket; the loop never waits for the server.  A batch goes to an
+ * idle connection, or waits in a FIFO queue while all are busy (the pool
+ * grows up to cp_max).  A write batch runs as BEGIN; statements; COMMIT, a
+ * read batch inside BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; a
+ * single-statement batch needs no explicit transaction.  Commands go one
+ * at a time (no pipelining).  Write completions are delivered in the order
+ * the writes were submitted, whatever order the server finished them in.
+ *
+ * A dropped connection fails the batch it was running with MX_EDB (a write
+ * may or may not have committed, so it is never retried) and reconnects
+ * after an exponential backoff (100 ms doubling to 10 s).  When no
+ * connection can be made at all, queued batches fail instead of waiting.
+ *
+ * mx_sql_run_sync uses one more, blocking connection (PQexecParams),
+ * opened at start so that a bad conninfo is reported at once.
+ *
+ * Parameters: 'i' is sent as int8, 'd' as float8, 'b' as bytea in binary
+ * format, 's' as text of unknown type (the server infers it).  Results
+ * come back as text; bytea columns are decoded to raw bytes.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 10000
+#define PG_CLOSE_DEADLINE_MS 30000
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+#define PG_OID_FLOAT8 701
+
+typedef enum { PGC_DOWN, PGC_CONNECTING, PGC_IDLE, PGC_BUSY } pgc_state_t;
+
+typedef struct pg_db pg_db_t;
+
+typedef struct pg_conn {
+    pg_db_t *p;
+    PGconn *conn;
+    pgc_state_t state;
+    uv_poll_t *poll;           /* owned; freed in its close callback */
+    int poll_fd;
+    int events;                /* what we wait for (UV_READABLE/UV_WRITABLE) */
+    uv_timer_t *timer;         /* reconnect backoff; owned likewise */
+    uint64_t backoff_ms;
+    mx_sql_batch_t *b;         /* the batch in flight */
+    int step;                  /* 0 BEGIN, 1..n statements, n+1 COMMIT */
+    int last_step;
+    int cmd_err;               /* error of the current command */
+    bool rolling_back;
+    bool want_write;           /* PQflush has more to send */
+    struct pg_conn *next;
+} pg_conn_t;
+
+struct pg_db {
+    mx_db_t *db;
+    char *conninfo;
+    int cp_min, cp_max;
+    pg_conn_t *conns;
+    mx_sql_batch_t *q_head, *q_tail;
+    int nq;
+    mx_sql_batch_t *o_head, *o_tail;  /* unfinished writes, in submission order */
+    bool started, closing;
+    uv_mutex_t sync_mu;
+    PGconn *sync;
+};
+
+static void pgc_on_poll(uv_poll_t *h, int status, int events);
+static void pg_dispatch(pg_db_t *p);
+
+/* ------------------------------------------------------------ helpers --- */
+
+static int pg_code(const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return state && strncmp(state, "23", 2) == 0 ? MX_ECONSTRAINT : MX_EDB;
+}
+
+/* Parameter arrays for PQexecParams / PQsendQueryParams. */
+typedef struct pg_params {
+    const char **values;
+    int *lengths, *formats;
+    Oid *types;
+    char (*num)[32];
+} pg_params_t;
+
+static void pg_params_free(pg_params_t *pp)
+{
+    free(pp->values);
+    free(pp->lengths);
+    free(pp->formats);
+    free(pp->types);
+    free(pp->num);
+}
+
+static int pg_params_build(const mx__sql_stmt_t *s, pg_params_t *pp)
+{
+    memset(pp, 0, sizeof(*pp));
+    if (s->nparams == 0)
+        return 0;
+    size_t n = (size_t)s->nparams;
+    pp->values = calloc(n, sizeof(*pp->values));
+    pp->lengths = calloc(n, sizeof(*pp->lengths));
+    pp->formats = calloc(n, sizeof(*pp->formats));
+    pp->types = calloc(n, sizeof(*pp->types));
+    pp->num = calloc(n, sizeof(*pp->num));
+    if (!pp->values || !pp->lengths || !pp->formats || !pp->types || !pp->num) {
+        pg_params_free(pp);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const mx__sql_param_t *v = &s->params[i];
+        switch (v->type) {
+        case 'i':
+            snprintf(pp->num[i], sizeof(pp->num[i]), "%lld", (long long)v->i);
+            pp->values[i] = pp->num[i];
+            pp->types[i] = PG_OID_INT8;
+            break;
+        case 'd':
+            snprintf(pp->num[i], sizeof(pp->num[i]), "%.17g", v->d);
+            pp->values[i] = pp->num[i];
+            pp->types[i] = PG_OID_FLOAT8;
+            break;
+        case 's':
+            pp->values[i] = v->s; /* NULL stays NULL */
+            break;
+        case 'b':
+            pp->values[i] = v->s;
+            pp->lengths[i] = (int)v->len;
+            pp->formats[i] = 1;
+            pp->types[i] = PG_OID_BYTEA;
+            break;
+        default:
+            pp->values[i] = NULL;
+        }
+    }
+    return 0;
+}
+
+/* Copies the rows of `r` into statement `idx` of the batch's result. */
+static int pg_store_rows(mx_sql_batch_t *b, int idx, const PGresult *r)
+{
+    int ncols = PQnfields(r), nrows = PQntuples(r);
+    mx__sql_rows_t *rw = &b->res->stmts[idx];
+    /* A script may yield several results: keep the last one only. */
+    if (rw->ncells || rw->ncols) {
+        free(rw->off);
+        free(rw->len);
+        free(rw->buf);
+        memset(rw, 0, sizeof(*rw));
+    }
+    mx__res_cols(b->res, idx, ncols);
+    const char *ct = PQcmdTuples((PGresult *)r);
+    rw->changes = ct && *ct ? strtoll(ct, NULL, 10) : 0;
+    for (int row = 0; row < nrows; row++) {
+        for (int col = 0; col < ncols; col++) {
+            int rc;
+            if (PQgetisnull(r, row, col)) {
+                rc = mx__res_cell(b->res, idx, NULL, 0);
+            } else if (PQftype(r, col) == PG_OID_BYTEA && PQfformat(r, col) == 0) {
+                size_t len = 0;
+                unsigned char *raw =
+                    PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &len);
+                if (!raw)
+                    return -ENOMEM;
+                rc = mx__res_cell(b->res, idx, raw, len);
+                PQfreemem(raw);
+            } else {
+                rc = mx__res_cell(b->res, idx, PQgetvalue(r, row, col),
+                                  (size_t)PQgetlength(r, row, col));
+            }
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Records the error of `r` (or libpq's `msg`) for statement idx (-1: the
+ * transaction commands). Returns the code. */
+static int pg_record_error(mx_sql_batch_t *b, int idx, const char *what, const PGresult *r,
+                           const char *msg)
+{
+    int code = pg_code(r);
+    const char *why = r ? PQresultErrorMessage(r) : msg;
+    char buf[400];
+    if (what)
+        snprintf(buf, sizeof(buf), "%s: %s", what, why && *why ? why : "failed");
+    else
+        snprintf(buf, sizeof(buf), "%s", why && *why ? why : "failed");
+    if (!b->res->errmsg)
+        mx__res_error(b->res, idx, idx >= 0 ? b->stmts[idx].sql : NULL, buf);
+    if (!b->status)
+        b->status = code;
+    return code;
+}
+
+static const char *pg_begin_sql(const mx_sql_batch_t *b)
+{
+    return b->mode == MX_SQL_WRITE ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+}
+
+/* A batch of one plain statement is atomic and consistent by itself. */
+static bool pg_needs_tx(const mx_sql_batch_t *b)
+{
+    return !(b->nstmts == 1 && !b->stmts[0].is_script);
+}
+
+/* ----------------------------------------------------------- delivery --- */
+
+static void pg_batch_done(pg_db_t *p, mx_sql_batch_t *b)
+{
+    b->finished = true;
+    if (b->mode != MX_SQL_WRITE) {
+        mx__store_complete(b);
+        return;
+    }
+    while (p->o_head && p->o_head->finished) {
+        mx_sql_batch_t *w = p->o_head;
+        p->o_head = w->onext;
+        if (!p->o_head)
+            p->o_tail = NULL;
+        mx__store_complete(w);
+    }
+}
+
+static void pg_fail_queue(pg_db_t *p, const char *why)
+{
+    while (p->q_head) {
+        mx_sql_batch_t *b = p->q_head;
+        p->q_head = b->next;
+        p->nq--;
+        b->next = NULL;
+        b->status = MX_EDB;
+        mx__res_error(b->res, -1, NULL, why);
+        pg_batch_done(p, b);
+    }
+    p->q_tail = NULL;
+}
+
+/* -------------------------------------------------------- connections --- */
+
+static void pg_free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void pgc_unwatch(pg_conn_t *c)
+{
+    if (c->poll) {
+        uv_close((uv_handle_t *)c->poll, pg_free_handle);
+        c->poll = NULL;
+    }
+}
+
+/* Waits for `events` on the connection's socket.  `fresh` recreates the
+ * watcher: during connection setup libpq may replace the socket, even
+ * with one of the same number. */
+static int pgc_watch(pg_conn_t *c, int events, bool fresh)
+{
+    int fd = PQsocket(c->conn);
+    if (fd < 0)
+        return -EBADF;
+    if (c->poll && (fresh || fd != c->poll_fd))
+        pgc_unwatch(c);
+    if (!c->poll) {
+        uv_poll_t *h = malloc(sizeof(*h));
+        if (!h)
+            return -ENOMEM;
+        int rc = uv_poll_init(mx__ctx->loop, h, fd);
+        if (rc < 0) {
+            free(h);
+            return rc;
+        }
+        h->data = c;
+        uv_unref((uv_handle_t *)h); /* the store's async handle keeps the loop alive */
+        c->poll = h;
+        c->poll_fd = fd;
+    }
+    c->events = events;
+    return uv_poll_start(c->poll, events, pgc_on_poll);
+}
+
+static void pgc_teardown(pg_conn_t *c)
+{
+    pgc_unwatch(c);
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    c->state = PGC_DOWN;
+    c->want_write = false;
+    c->rolling_back = false;
+    c->cmd_err = 0;
+}
+
+static void pgc_on_timer(uv_timer_t *t);
+
+static void pgc_schedule_reconnect(pg_conn_t *c)
+{
+    if (c->p->closing)
+        return;
+    c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
+    if (c->backoff_ms > PG_BACKOFF_MAX_MS)
+        c->backoff_ms = PG_BACKOFF_MAX_MS;
+    uv_timer_start(c->timer, pgc_on_timer, c->backoff_ms, 0);
+}
+
+static bool pg_any_alive(const pg_db_t *p)
+{
+    for (const pg_conn_t *c = p->conns; c; c = c->next)
+        if (c->state != PGC_DOWN)
+            return true;
+    return false;
+}
+
+static void pgc_connect_failed(pg_conn_t *c, const char *why)
+{
+    char msg[300];
+    snprintf(msg, sizeof(msg), "cannot connect to PostgreSQL: %s", why ? why : "unknown error");
+    size_t l = strlen(msg);
+    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
+        msg[--l] = '\0';
+    pgc_teardown(c);
+    pgc_schedule_reconnect(c);
+    mx_log("store", MX_LOG_WARN, "%s (retrying in %llu ms)", msg,
+           (unsigned long long)c->backoff_ms);
+    /* Nobody can serve the queue now: fail it rather than hang. */
+    if (!pg_any_alive(c->p))
+        pg_fail_queue(c->p, msg);
+}
+
+static void pgc_connect(pg_conn_t *c)
+{
+    c->conn = PQconnectStart(c->p->conninfo);
+    if (!c->conn) {
+        pgc_connect_failed(c, "out of memory");
+        return;
+    }
+    if (PQstatus(c->conn) == CONNECTION_BAD) {
+        pgc_connect_failed(c, PQerrorMessage(c->conn));
+        return;
+    }
+    c->state = PGC_CONNECTING;
+    /* libpq's protocol: start by waiting until the socket is writable. */
+    if (pgc_watch(c, UV_WRITABLE, true) < 0)
+        pgc_connect_failed(c, "cannot watch the socket");
+}
+
+static void pgc_on_timer(uv_timer_t *t)
+{
+    pg_conn_t *c = t->data;
+    if (c->state == PGC_DOWN && !c->p->closing)
+        pgc_connect(c);
+}
+
+static void pgc_connect_step(pg_conn_t *c)
+{
+    switch (PQconnectPoll(c->conn)) {
+    case PGRES_POLLING_READING:
+        if (pgc_watch(c, UV_READABLE, true) < 0)
+            pgc_connect_failed(c, "cannot watch the socket");
+        return;
+    case PGRES_POLLING_WRITING:
+        if (pgc_watch(c, UV_WRITABLE, true) < 0)
+            pgc_connect_failed(c, "cannot watch the socket");
+        return;
+    case PGRES_POLLING_OK:
+        break;
+    default:
+        pgc_connect_failed(c, PQerrorMessage(c->conn));
+        return;
+    }
+    if (PQsetnonblocking(c->conn, 1) != 0 || pgc_watch(c, UV_READABLE, true) < 0) {
+        pgc_connect_failed(c, PQerrorMessage(c->conn));
+        return;
+    }
+    c->state = PGC_IDLE;
+    c->backoff_ms = 0;
+    mx_log("store", MX_LOG_DEBUG, "PostgreSQL connection to %s/%s ready", PQhost(c->conn),
+           PQdb(c->conn));
+    pg_dispatch(c->p);
+}
+
+/* The connection broke while idle or running a batch. */
+static void pgc_broken(pg_conn_t *c, const char *why)
+{
+    char msg[300];
+    snprintf(msg, sizeof(msg), "PostgreSQL connection lost: %s", why && *why ? why : "?");
+    size_t l = strlen(msg);
+    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
+        msg[--l] = '\0';
+    mx_log("store", MX_LOG_WARN, "%s%s", msg, c->b ? " (failing the batch in flight)" : "");
+    mx_sql_batch_t *b = c->b;
+    c->b = NULL;
+    pgc_teardown(c);
+    c->backoff_ms = 0;
+    pgc_schedule_reconnect(c);
+    if (b) {
+        /* Never retried: a write may have committed before the drop. */
+        b->status = MX_EDB;
+        free(b->res->errmsg);
+        b->res->errmsg = NULL;
+        mx__res_error(b->res, -1, NULL, msg);
+        pg_batch_done(c->p, b);
+    }
+    pg_dispatch(c->p);
+}
+
+/* ------------------------------------------------------------ batches --- */
+
+static void pgc_flush(pg_conn_t *c)
+{
+    int r = PQflush(c->conn);
+    if (r < 0) {
+        pgc_broken(c, PQerrorMessage(c->conn));
+        return;
+    }
+    c->want_write = r == 1;
+    int ev = UV_READABLE | (c->want_write ? UV_WRITABLE : 0);
+    if (ev != c->events && pgc_watch(c, ev, false) < 0)
+        pgc_broken(c, "cannot watch the socket");
+}
+
+static void pgc_finish(pg_conn_t *c)
+{
+    mx_sql_batch_t *b = c->b;
+    c->b = NULL;
+    c->state = PGC_IDLE;
+    c->rolling_back = false;
+    c->cmd_err = 0;
+    pg_batch_done(c->p, b);
+}
+
+/* Sends the command of the current step. */
+static void pgc_send_step(pg_conn_t *c)
+{
+    mx_sql_batch_t *b = c->b;
+    int ok;
+    c->cmd_err = 0;
+    if (c->step > c->last_step) {
+        pgc_finish(c);
+        pg_dispatch(c->p);
+        return;
+    }
+    if (c->step == 0) {
+        ok = PQsendQuery(c->conn, pg_begin_sql(b));
+    } else if (c->step == b->nstmts + 1) {
+        ok = PQsendQuery(c->conn, "COMMIT");
+    } else {
+        const mx__sql_stmt_t *s = &b->stmts[c->step - 1];
+        if (s->is_script) {
+            ok = PQsendQuery(c->conn, s->sql);
+        } else {
+            pg_params_t pp;
+            if (pg_params_build(s, &pp) < 0) {
+                pg_record_error(b, c->step - 1, NULL, NULL, "out of memory");
+                b->status = -ENOMEM;
+                pgc_finish(c); /* nothing sent: a step never starts a transaction alone */
+                pg_dispatch(c->p);
+                return;
+            }
+            ok = PQsendQueryParams(c->conn, s->pg_sql, s->nparams, pp.types, pp.values,
+                                   pp.lengths, pp.formats, 0);
+            pg_params_free(&pp);
+        }
+    }
+    if (!ok) {
+        pgc_broken(c, PQerrorMessage(c->conn));
+        return;
+    }
+    pgc_flush(c);
+}
+
+static void pgc_start(pg_conn_t *c, mx_sql_batch_t *b)
+{
+    c->b = b;
+    c->state = PGC_BUSY;
+    c->rolling_back = false;
+    if (pg_needs_tx(b)) {
+        c->step = 0;
+        c->last_step = b->nstmts + 1;
+    } else {
+        c->step = 1;
+        c->last_step = 1;
+    }
+    pgc_send_step(c);
+}
+
+static void pgc_result(pg_conn_t *c, PGresult *r)
+{
+    mx_sql_batch_t *b = c->b;
+    int idx = (c->step >= 1 && c->step <= b->nstmts) ? c->step - 1 : -1;
+    switch (PQresultStatus(r)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+        if (idx >= 0 && !c->rolling_back && !c->cmd_err && pg_store_rows(b, idx, r) < 0)
+            c->cmd_err = pg_record_error(b, idx, NULL, NULL, "out of memory");
+        break;
+    case PGRES_FATAL_ERROR:
+    case PGRES_NONFATAL_ERROR:
+        if (!c->rolling_back && !c->cmd_err)
+            c->cmd_err = pg_record_error(b, idx, idx < 0 ? (c->step == 0 ? "BEGIN" : "COMMIT")
+                                                         : NULL, r, NULL);
+        break;
+    default:
+        if (!c->rolling_back && !c->cmd_err)
+            c->cmd_err = pg_record_error(b, idx, NULL, NULL, "unsupported result (COPY?)");
+    }
+}
+
+/* The current command has returned all its results. */
+static void pgc_command_done(pg_conn_t *c)
+{
+    if (c->rolling_back) {
+        pgc_finish(c);
+        pg_dispatch(c->p);
+        return;
+    }
+    if (c->cmd_err) {
+        PGTransactionStatusType ts = PQtransactionStatus(c->conn);
+        if (ts == PQTRANS_INERROR || ts == PQTRANS_INTRANS) {
+            c->rolling_back = true;
+            if (!PQsendQuery(c->conn, "ROLLBACK")) {
+                pgc_broken(c, PQerrorMessage(c->conn));
+                return;
+            }
+            pgc_flush(c);
+            return;
+        }
+        pgc_finish(c);
+        pg_dispatch(c->p);
+        return;
+    }
+    c->step++;
+    pgc_send_step(c);
+}
+
+static void pgc_collect(pg_conn_t *c)
+{
+    while (c->state == PGC_BUSY && c->conn && !PQisBusy(c->conn)) {
+        PGresult *r = PQgetResult(c->conn);
+        if (!r) {
+            pgc_command_done(c);
+            continue;
+        }
+        pgc_result(c, r);
+        PQclear(r);
+    }
+}
+
+static void pgc_io(pg_conn_t *c, int events)
+{
+    if ((events & UV_WRITABLE) && c->want_write) {
+        pgc_flush(c);
+        if (c->state == PGC_DOWN)
+            return;
+    }
+    if (!(events & UV_READABLE))
+        return;
+    if (!PQconsumeInput(c->conn)) {
+        pgc_broken(c, PQerrorMessage(c->conn));
+        return;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(c->conn)))
+        PQfreemem(n);
+    if (c->state == PGC_BUSY)
+        pgc_collect(c);
+    else if (c->state == PGC_IDLE && PQstatus(c->conn) == CONNECTION_BAD)
+        pgc_broken(c, PQerrorMessage(c->conn));
+}
+
+static void pgc_on_poll(uv_poll_t *h, int status, int events)
+{
+    pg_conn_t *c = h->data;
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE; /* let libpq find out what is wrong */
+    if (c->state == PGC_CONNECTING)
+        pgc_connect_step(c);
+    else if (c->state == PGC_IDLE || c->state == PGC_BUSY)
+        pgc_io(c, events);
+}
+
+static pg_conn_t *pg_conn_new(pg_db_t *p)
+{
+    pg_conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->p = p;
+    c->timer = malloc(sizeof(*c->timer));
+    if (!c->timer || uv_timer_init(mx__ctx->loop, c->timer) < 0) {
+        free(c->timer);
+        free(c);
+        return NULL;
+    }
+    c->timer->data = c;
+    uv_unref((uv_handle_t *)c->timer);
+    c->next = p->conns;
+    p->conns = c;
+    pgc_connect(c);
+    return c;
+}
+
+static void pg_dispatch(pg_db_t *p)
+{
+    while (p->q_head) {
+        pg_conn_t *idle = NULL;
+        int n = 0, connecting = 0;
+        for (pg_conn_t *c = p->conns; c; c = c->next) {
+            n++;
+            if (c->state == PGC_IDLE && !idle)
+                idle = c;
+            if (c->state == PGC_CONNECTING)
+                connecting++;
+        }
+        if (!idle) {
+            /* Grow the pool while more batches wait than connections are
+             * being opened. */
+            if (n < p->cp_max && connecting < p->nq && !p->closing)
+                pg_conn_new(p);
+            return;
+        }
+        mx_sql_batch_t *b = p->q_head;
+        p->q_head = b->next;
+        if (!p->q_head)
+            p->q_tail = NULL;
+        p->nq--;
+        b->next = NULL;
+        pgc_start(idle, b);
+    }
+}
+
+/* ------------------------------------------------------------- engine --- */
+
+static int pg_open(mx_db_t *db, const mx_db_conf_t *conf, char *err, size_t errlen)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conf->pg_conninfo, &perr);
+    if (!opts) {
+        snprintf(err, errlen, "database.args: bad PostgreSQL connection string: %s",
+                 perr ? perr : "out of memory");
+        PQfreemem(perr);
+        return -EINVAL;
+    }
+    PQconninfoFree(opts);
+    pg_db_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    p->db = db;
+    p->conninfo = strdup(conf->pg_conninfo);
+    p->cp_max = conf->cp_max > 0 ? conf->cp_max : 10;
+    p->cp_min = conf->cp_min > 0 ? conf->cp_min : 2;
+    if (p->cp_min > p->cp_max)
+        p->cp_min = p->cp_max;
+    if (!p->conninfo || uv_mutex_init(&p->sync_mu) < 0) {
+        free(p->conninfo);
+        free(p);
+        return -ENOMEM;
+    }
+    p->sync = PQconnectdb(p->conninfo);
+    if (!p->sync || PQstatus(p->sync) != CONNECTION_OK) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s",
+                 p->sync ? PQerrorMessage(p->sync) : "out of memory");
+        size_t l = strlen(err);
+        while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
+            err[--l] = '\0';
+        PQfinish(p->sync);
+        uv_mutex_destroy(&p->sync_mu);
+        free(p->conninfo);
+        free(p);
+        return MX_EDB;
+    }
+    mx_log("store", MX_LOG_INFO, "PostgreSQL %d on %s/%s (pool %d..%d, TLS %s)",
+           PQserverVersion(p->sync), PQhost(p->sync), PQdb(p->sync), p->cp_min, p->cp_max,
+           PQsslInUse(p->sync) ? "on" : "off");
+    db->impl = p;
+    return 0;
+}
+
+static int pg_submit(mx_db_t *db, mx_sql_batch_t *b)
+{
+    pg_db_t *p = db->impl;
+    if (p->closing)
+        return MX_EDB;
+    if (!p->started) {
+        p->started = true;
+        for (int i = 0; i < p->cp_min; i++)
+            if (!pg_conn_new(p))
+                return -ENOMEM;
+    }
+    b->finished = false;
+    b->onext = NULL;
+    if (b->mode == MX_SQL_WRITE) {
+        if (p->o_tail)
+            p->o_tail->onext = b;
+        else
+            p->o_head = b;
+        p->o_tail = b;
+    }
+    if (b->nstmts == 0) {
+        pg_batch_done(p, b);
+        return 0;
+    }
+    b->next = NULL;
+    if (p->q_tail)
+        p->q_tail->next = b;
+    else
+        p->q_head = b;
+    p->q_tail = b;
+    p->nq++;
+    pg_dispatch(p);
+    return 0;
+}
+
+/* --------------------------------------------------------------- sync --- */
+
+/* Runs one command on the blocking connection; records errors. */
+static int pg_sync_exec(pg_db_t *p, mx_sql_batch_t *b, int idx, const char *cmd)
+{
+    PGresult *r;
+    if (cmd) {
+        r = PQexec(p->sync, cmd);
+    } else {
+        const mx__sql_stmt_t *s = &b->stmts[idx];
+        if (s->is_script) {
+            r = PQexec(p->sync, s->sql);
+        } else {
+            pg_params_t pp;
+            if (pg_params_build(s, &pp) < 0)
+                return pg_record_error(b, idx, NULL, NULL, "out of memory");
+            r = PQexecParams(p->sync, s->pg_sql, s->nparams, pp.types, pp.values, pp.lengths,
+                             pp.formats, 0);
+            pg_params_free(&pp);
+        }
+    }
+    int rc = 0;
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        if (!cmd && pg_store_rows(b, idx, r) < 0)
+            rc = pg_record_error(b, idx, NULL, NULL, "out of memory");
+    } else {
+        rc = pg_record_error(b, cmd ? -1 : idx, cmd, r, PQerrorMessage(p->sync));
+    }
+    PQclear(r);
+    return rc;
+}
+
+static void pg_run_sync(mx_db_t *db, mx_sql_batch_t *b)
+{
+    pg_db_t *p = db->impl;
+    uv_mutex_lock(&p->sync_mu);
+    if (PQstatus(p->sync) != CONNECTION_OK) {
+        PQreset(p->sync);
+        if (PQstatus(p->sync) != CONNECTION_OK) {
+            pg_record_error(b, -1, "cannot connect to PostgreSQL", NULL,
+                            PQerrorMessage(p->sync));
+            b->status = MX_EDB;
+            uv_mutex_unlock(&p->sync_mu);
+            return;
+        }
+    }
+    bool tx = pg_needs_tx(b) && b->nstmts > 0;
+    int rc = tx ? pg_sync_exec(p, b, -1, pg_begin_sql(b)) : 0;
+    for (int i = 0; rc == 0 && i < b->nstmts; i++)
+        rc = pg_sync_exec(p, b, i, NULL);
+    if (tx && rc == 0)
+        rc = pg_sync_exec(p, b, -1, "COMMIT");
+    if (PQtransactionStatus(p->sync) == PQTRANS_INERROR ||
+        PQtransactionStatus(p->sync) == PQTRANS_INTRANS)
+        PQclear(PQexec(p->sync, "ROLLBACK"));
+    if (rc && !b->status)
+        b->status = rc;
+    uv_mutex_unlock(&p->sync_mu);
+}
+
+/* -------------------------------------------------------------- close --- */
+
+/* Drives the pool without the loop until queue and connections are idle:
+ * close must not lose queued writes, and may be called from inside a
+ * loop callback, where uv_run cannot be. */
+static void pg_flush_all(pg_db_t *p)
+{
+    uint64_t deadline = uv_hrtime() / 1000000 + PG_CLOSE_DEADLINE_MS;
+    bool kicked = false;
+    for (;;) {
+        /* Reconnect timers do not run here: try once more by hand. */
+        if (p->q_head && !pg_any_alive(p) && p->conns && !kicked) {
+            kicked = true;
+            pgc_connect(p->conns);
+        }
+        pg_dispatch(p);
+        int nfds = 0;
+        for (pg_conn_t *c = p->conns; c; c = c->next)
+            if (c->state == PGC_BUSY || (c->state == PGC_CONNECTING && p->q_head))
+                nfds++;
+        if (nfds == 0) {
+            if (p->q_head)
+                pg_fail_queue(p, "the database is closing and no connection is up");
+            return;
+        }
+        if (uv_hrtime() / 1000000 > deadline) {
+            for (pg_conn_t *c = p->conns; c; c = c->next)
+                if (c->state == PGC_BUSY || c->state == PGC_CONNECTING)
+                    pgc_broken(c, "gave up waiting at shutdown");
+            pg_fail_queue(p, "the database is closing");
+            return;
+        }
+        struct pollfd fds[nfds];
+        pg_conn_t *who[nfds];
+        int i = 0;
+        for (pg_conn_t *c = p->conns; c; c = c->next) {
+            if (!(c->state == PGC_BUSY || (c->state == PGC_CONNECTING && p->q_head)))
+                continue;
+            fds[i].fd = PQsocket(c->conn);
+            fds[i].events = (short)(((c->events & UV_READABLE) ? POLLIN : 0) |
+                                    ((c->events & UV_WRITABLE) ? POLLOUT : 0));
+            fds[i].revents = 0;
+            who[i++] = c;
+        }
+        if (poll(fds, (nfds_t)nfds, 100) < 0 && errno != EINTR)
+            return;
+        for (i = 0; i < nfds; i++) {
+            if (!fds[i].revents)
+                continue;
+            int ev = ((fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ? UV_READABLE : 0) |
+                     ((fds[i].revents & (POLLOUT | POLLERR)) ? UV_WRITABLE : 0);
+            pg_conn_t *c = who[i];
+            if (c->state == PGC_CONNECTING)
+                pgc_connect_step(c);
+            else if (c->state == PGC_BUSY)
+                pgc_io(c, ev);
+        }
+    }
+}
+
+static void pg_close(mx_db_t *db)
+{
+    pg_db_t *p = db->impl;
+    if (!p)
+        return;
+    pg_flush_all(p);
+    p->closing = true;
+    while (p->conns) {
+        pg_conn_t *c = p->conns;
+        p->conns = c->next;
+        pgc_teardown(c);
+        uv_close((uv_handle_t *)c->timer, pg_free_handle);
+        free(c);
+    }
+    PQfinish(p->sync);
+    uv_mutex_destroy(&p->sync_mu);
+    free(p->conninfo);
+    free(p);
+    db->impl = NULL;
+}
+
+static void pg_stats(mx_db_t *db, int *queued, int *in_flight, int *size, int *idle)
+{
+    pg_db_t *p = db->impl;
+    *queued += p->nq;
+    for (pg_conn_t *c = p->conns; c; c = c->next) {
+        if (c->state != PGC_DOWN)
+            (*size)++;
+        if (c->state == PGC_BUSY)
+            (*in_flight)++;
+        if (c->state == PGC_IDLE)
+            (*idle)++;
+    }
+}
+
+const mx__store_engine_t mx__store_pg = {
+    .name = "psycopg2",
+    .open = pg_open,
+    .submit = pg_submit,
+    .run_sync = pg_run_sync,
+    .close = pg_close,
+    .stats = pg_stats,
+};
