@@ -304,7 +304,16 @@ int mx__req_begin(mx__conn_t *c)
     return 0;
 }
 
-static void body_free(void *p)
+/* Pool cleanup of a chunked body (the request itself lives in the pool,
+ * whose cleanups run before its blocks are freed). */
+static void body_free(void *arg)
+{
+    mx_req_t *r = arg;
+    free(r->body);
+    r->body = NULL;
+}
+
+static void free_owned(void *p)
 {
     free(p);
 }
@@ -325,31 +334,22 @@ int mx__req_body(mx__conn_t *c, const char *p, size_t len)
             cap *= 2;
         if (cap > r->body_limit)
             cap = (size_t)r->body_limit;
-        char *n;
-        if (r->body_malloced) {
-            n = realloc(r->body, cap + 1);
-        } else {
-            n = malloc(cap + 1);
-            if (n && r->body_len)
-                memcpy(n, r->body, r->body_len);
-        }
+        char *n = realloc(r->body_malloced ? r->body : NULL, cap + 1);
         if (!n) {
             early_fail(c, 503, "M_UNKNOWN", "Out of memory");
             return -1;
         }
         if (!r->body_malloced) {
-            if (mx_pool_on_free(r->pool, body_free, n) < 0) {
+            if (r->body_len)
+                memcpy(n, r->body, r->body_len);
+            if (mx_pool_on_free(r->pool, body_free, r) < 0) {
                 free(n);
                 early_fail(c, 503, "M_UNKNOWN", "Out of memory");
                 return -1;
             }
             r->body_malloced = true;
-            r->body = n;
-        } else if (n != r->body) {
-            /* Re-point the cleanup registered for the old block. */
-            r->body = n;
-            r->body_moved = true;
         }
+        r->body = n;
         r->body_cap = cap;
     }
     memcpy(r->body + r->body_len, p, len);
@@ -400,12 +400,6 @@ static void release(mx_req_t *r)
 {
     mx__conn_t *c = r->conn;
     mx_pool_t *pool = r->pool;
-    if (r->body_moved) {
-        /* The cleanup holds the first block; free the live one instead. */
-        free(r->body);
-        r->body_moved = false;
-        r->body_malloced = false;
-    }
     r->magic = 0;
     if (c && !c->closing && !c->spare) {
         mx_pool_reset(pool);
@@ -505,7 +499,7 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
         return;
     }
     r->replied = true;
-    if (owned && mx_pool_on_free(r->pool, body_free, (void *)body) < 0) {
+    if (owned && mx_pool_on_free(r->pool, free_owned, (void *)body) < 0) {
         free((void *)body);
         body = NULL;
         len = 0;

@@ -62,6 +62,8 @@ typedef int (*mx_handler_fn)(mx_req_t *req, void *ud);
                                    before the handler runs; M_NOT_JSON / M_BAD_JSON
                                    otherwise.  An empty body is an empty object. */
 #define MX_ROUTE_NO_CORS 0x2    /* no CORS headers on this route */
+#define MX_ROUTE_LARGE_BODY 0x4 /* body limit is server.max_upload_size (media
+                                   uploads) instead of http.max_body_size */
 
 /* Called when the client goes away while a request is MX_ASYNC. */
 typedef void (*mx_req_abort_fn)(mx_req_t *req, void *ud);
