@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ typedef struct sr_node {
     int64_t power;      /* sender's power per its own auth events (X only) */
     /* scratch flags */
     int in_full, in_x, in_d, in_b, conflicted, chain_count;
+    size_t mainline_pos; /* SIZE_MAX: never reaches the mainline */
     size_t stamp;
 } sr_node_t;
 
@@ -319,16 +321,19 @@ static int power_sort(sr_t *s, size_t *xs, size_t nx)
         goto done;
     for (size_t q = 0; q < s->count; q++)
         s->n[q].stamp = (size_t)-1;
-    /* edges x -> y for y in X reachable from x through non-X nodes */
+    /* edges x -> y for y in X reachable from x through non-X nodes; a node
+     * is stamped when pushed, so the stack never exceeds s->count. */
     for (size_t a = 0; a < nx; a++) {
         size_t x = xs[a], sp = 0;
-        for (size_t k = 0; k < s->n[x].nauth; k++)
-            stack[sp++] = s->n[x].auth[k];
+        for (size_t k = 0; k < s->n[x].nauth; k++) {
+            size_t y = s->n[x].auth[k];
+            if (s->n[y].stamp != x) {
+                s->n[y].stamp = x;
+                stack[sp++] = y;
+            }
+        }
         while (sp) {
             size_t y = stack[--sp];
-            if (s->n[y].stamp == x)
-                continue;
-            s->n[y].stamp = x;
             if (s->n[y].in_x) {
                 size_t *r = realloc(rev[y], sizeof(size_t) * (nrev[y] + 1));
                 if (!r)
@@ -338,16 +343,12 @@ static int power_sort(sr_t *s, size_t *xs, size_t nx)
                 outdeg[x]++;
                 continue;
             }
-            for (size_t k = 0; k < s->n[y].nauth; k++)
-                if (s->n[s->n[y].auth[k]].stamp != x)
-                    stack[sp++] = s->n[y].auth[k];
-            if (sp > s->count - 1) {
-                /* cannot happen: each node is pushed at most once per edge
-                 * seen, but guard the buffer anyway */
-                size_t *ns = realloc(stack, sizeof(size_t) * (sp + s->count + 1));
-                if (!ns)
-                    goto done;
-                stack = ns;
+            for (size_t k = 0; k < s->n[y].nauth; k++) {
+                size_t z = s->n[y].auth[k];
+                if (s->n[z].stamp != x) {
+                    s->n[z].stamp = x;
+                    stack[sp++] = z;
+                }
             }
         }
     }
@@ -386,21 +387,52 @@ done:
     return rc;
 }
 
-static sr_t *sort_ctx; /* qsort has no user pointer; set only inside mainline_sort */
+typedef int (*sr_cmp_fn)(const sr_t *s, size_t a, size_t b);
 
-static int mainline_cmp(const void *pa, const void *pb)
+/* Stable merge sort of node numbers with a context (qsort has none, and a
+ * file-static context would not be thread-safe). */
+static int sr_sort(const sr_t *s, size_t *v, size_t n, sr_cmp_fn cmp)
 {
-    const sr_node_t *x = &sort_ctx->n[*(const size_t *)pa];
-    const sr_node_t *y = &sort_ctx->n[*(const size_t *)pb];
-    /* chain_count holds the mainline position, INT32_MAX for "never" */
-    if (x->chain_count != y->chain_count)
-        return x->chain_count > y->chain_count ? -1 : 1;
+    size_t *tmp;
+    if (n < 2)
+        return 0;
+    if (!(tmp = malloc(sizeof(size_t) * n)))
+        return -ENOMEM;
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                tmp[k++] = cmp(s, v[j], v[i]) < 0 ? v[j++] : v[i++];
+            while (i < mid)
+                tmp[k++] = v[i++];
+            while (j < hi)
+                tmp[k++] = v[j++];
+        }
+        memcpy(v, tmp, sizeof(size_t) * n);
+    }
+    free(tmp);
+    return 0;
+}
+
+static int mainline_cmp(const sr_t *s, size_t a, size_t b)
+{
+    const sr_node_t *x = &s->n[a], *y = &s->n[b];
+    /* a greater mainline position (older power levels; "never" greatest)
+     * sorts first */
+    if (x->mainline_pos != y->mainline_pos)
+        return x->mainline_pos > y->mainline_pos ? -1 : 1;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 
-static void mainline_sort(sr_t *s, const char *pl_id, size_t *ys, size_t ny)
+static int id_cmp(const sr_t *s, size_t a, size_t b)
+{
+    return strcmp(s->n[a].id, s->n[b].id);
+}
+
+static int mainline_sort(sr_t *s, const char *pl_id, size_t *ys, size_t ny)
 {
     /* mainline positions: P0 = 0, P1 = 1 ...; reuse `stamp` as position */
     for (size_t q = 0; q < s->count; q++)
@@ -413,20 +445,18 @@ static void mainline_sort(sr_t *s, const char *pl_id, size_t *ys, size_t ny)
             s->n[cur].stamp = pos++;
     }
     for (size_t a = 0; a < ny; a++) {
-        int pos = INT32_MAX;
+        size_t pos = SIZE_MAX;
         long cur = auth_of_type(s, ys[a], "m.room.power_levels");
         for (size_t guard = 0; cur >= 0 && guard <= s->count; guard++) {
             if (s->n[cur].stamp != (size_t)-1) {
-                pos = (int)s->n[cur].stamp;
+                pos = s->n[cur].stamp;
                 break;
             }
             cur = auth_of_type(s, (size_t)cur, "m.room.power_levels");
         }
-        s->n[ys[a]].chain_count = pos;
+        s->n[ys[a]].mainline_pos = pos;
     }
-    sort_ctx = s;
-    qsort(ys, ny, sizeof(size_t), mainline_cmp);
-    sort_ctx = NULL;
+    return sr_sort(s, ys, ny, mainline_cmp);
 }
 
 /* ------------------------------------------------------------- the algorithm */
@@ -458,11 +488,6 @@ static int split(const json_t *const *sets, size_t nsets, json_t *unconflicted,
         }
     }
     return 0;
-}
-
-static int id_cmp_ctx(const void *pa, const void *pb)
-{
-    return strcmp(sort_ctx->n[*(const size_t *)pa].id, sort_ctx->n[*(const size_t *)pb].id);
 }
 
 static int resolve(sr_t *s, const json_t *const *sets, size_t nsets, json_t **out)
@@ -629,12 +654,10 @@ static int resolve(sr_t *s, const json_t *const *sets, size_t nsets, json_t **ou
     for (size_t q = 0; q < s->count; q++)
         if (s->n[q].in_full && !s->n[q].in_x)
             list[ny++] = q;
-    sort_ctx = s;
-    qsort(list, ny, sizeof(size_t), id_cmp_ctx);
-    sort_ctx = NULL;
-    mainline_sort(s, json_string_value(json_object_get(state, "m.room.power_levels\x1f")), list,
-                  ny);
-    if ((rc = iterative_auth_checks(s, list, ny, state)) != 0)
+    if ((rc = sr_sort(s, list, ny, id_cmp)) != 0 ||
+        (rc = mainline_sort(s, json_string_value(json_object_get(state, "m.room.power_levels\x1f")),
+                            list, ny)) != 0 ||
+        (rc = iterative_auth_checks(s, list, ny, state)) != 0)
         goto done;
 
     if (json_object_update(state, unconflicted) != 0) {
