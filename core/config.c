@@ -1030,6 +1030,59 @@ static char *read_config(const char *path, size_t *len, int *err)
     return buf;
 }
 
+typedef struct err_line {
+    long line;
+    size_t seq;
+    const char *text;
+    size_t len;
+} err_line_t;
+
+static int err_line_cmp(const void *pa, const void *pb)
+{
+    const err_line_t *a = pa, *b = pb;
+    if (a->line != b->line)
+        return a->line < b->line ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Puts the collected error lines in file order (those without a line
+ * first), which is how a reader fixes them. */
+static void sort_errors(char *err, const char *file)
+{
+    size_t n = 1, flen = strlen(file);
+    for (const char *p = err; *p; p++)
+        n += *p == '\n';
+    char *copy = strdup(err);
+    err_line_t *v = calloc(n, sizeof(*v));
+    if (!copy || !v)
+        goto out;
+    size_t i = 0;
+    for (char *p = copy; i < n; i++) {
+        char *nl = strchr(p, '\n');
+        v[i].seq = i;
+        v[i].text = p;
+        v[i].len = nl ? (size_t)(nl - p) : strlen(p);
+        if (strncmp(p, file, flen) == 0 && p[flen] == ':' && isdigit((unsigned char)p[flen + 1]))
+            v[i].line = strtol(p + flen + 1, NULL, 10);
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    n = i < n ? i + 1 : n;
+    qsort(v, n, sizeof(*v), err_line_cmp);
+    char *w = err;
+    for (i = 0; i < n; i++) {
+        if (i)
+            *w++ = '\n';
+        memcpy(w, v[i].text, v[i].len);
+        w += v[i].len;
+    }
+    *w = '\0';
+out:
+    free(copy);
+    free(v);
+}
+
 mx_conf_t *mx__conf_load(const char *path, const char *data_dir, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -1095,6 +1148,8 @@ mx_conf_t *mx__conf_load(const char *path, const char *data_dir, char *err, size
         goto fail;
     return conf;
 fail:
+    if (err && errlen)
+        sort_errors(err, conf->path);
     mx__conf_free(conf);
     return NULL;
 }

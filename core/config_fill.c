@@ -366,11 +366,10 @@ int mx__conf_fill_obj(mx_conf_priv_t *c, mx_conf_errs_t *e, const json_t *sectio
         void *field = (char *)out + it->offset;
         char *kp = mx_psprintf(c->pool, "%s.%s", path, it->key);
         const json_t *v = section ? lookup(section, it->key) : NULL;
-        if (v && !json_is_null(v)) {
-            if (mx__conf_value(e, c->pool, kp, v, it->type, field) < 0)
-                zero_field(field, it->type);
+        /* A bad value is reported and then replaced by the default, so
+         * that checks made on the filled struct do not report it twice. */
+        if (v && !json_is_null(v) && mx__conf_value(e, c->pool, kp, v, it->type, field) == 0)
             continue;
-        }
         if (!it->def) {
             zero_field(field, it->type);
             continue;

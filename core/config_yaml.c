@@ -7,14 +7,13 @@
  * Plain scalars are typed the way PyYAML (and therefore Synapse) types them:
  * null (~, null, empty), booleans (true/false/yes/no/on/off), integers
  * (decimal, 0x hex, 0o and leading-0 octal, '_' separators), floats
- * (incl. .inf/.nan); quoted and block scalars stay strings.  Anchors and
+ * (not .inf/.nan: JSON has none); quoted and block scalars stay strings.  Anchors and
  * aliases are supported (an alias is a deep copy), and so is the "<<" merge
  * key.  Duplicate keys are an error, as are non-scalar keys.
  */
 #include "config_priv.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,23 +130,9 @@ static int resolve_int(const char *s, json_int_t *out, int *overflow)
     return 1;
 }
 
+/* Floats; YAML's .inf and .nan stay strings (JSON has no such numbers). */
 static int resolve_float(const char *s, double *out)
 {
-    static const char *const inf[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", NULL };
-    static const char *const ninf[] = { "-.inf", "-.Inf", "-.INF", NULL };
-    static const char *const nan_[] = { ".nan", ".NaN", ".NAN", NULL };
-    if (is_one_of(s, inf)) {
-        *out = INFINITY;
-        return 1;
-    }
-    if (is_one_of(s, ninf)) {
-        *out = -INFINITY;
-        return 1;
-    }
-    if (is_one_of(s, nan_)) {
-        *out = NAN;
-        return 1;
-    }
     /* [-+]? ( digits [. digits*] | . digits ) ([eE][-+]?digits)? with at
      * least a '.' or an exponent (otherwise it was an integer or a string). */
     const char *p = s;

@@ -4,8 +4,9 @@
  * Base64 (Matrix uses unpadded standard Base64; URL-safe for some IDs),
  * SHA-256, HMAC-SHA1/-SHA256, ed25519 signatures, Matrix "Signing JSON"
  * (appendices: signatures and unsigned are left out of the signed bytes),
- * constant-time comparison and random tokens.  Everything is a thin layer
- * over libsodium, except HMAC which uses mbedTLS (libsodium has no SHA-1).
+ * constant-time comparison and random tokens.  Mostly a thin layer over
+ * libsodium; HMAC uses mbedTLS (libsodium has no SHA-1) and Base64 decoding
+ * is our own (see mx_b64_decode for why).
  * Nothing here keeps state; libsodium must have been initialised with
  * mx__crypto_init first.  All functions are safe on any thread.
  */

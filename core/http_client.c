@@ -23,12 +23,12 @@
  * callback.  Neither close path touches the client state, so
  * mx__client_fini can free that at once.
  */
-#include "client.h"
-#include "tls_client.h"
-
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
+#include "client.h"
+#include "tls_client.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0"
 #endif

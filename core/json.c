@@ -76,7 +76,6 @@ static int too_deep(json_t *v, int left)
 json_t *mx_json_parse(const char *buf, size_t len, const char **errcode, char *errbuf,
                       size_t errlen)
 {
-    static const char *not_json = "M_NOT_JSON", *bad_json = "M_BAD_JSON";
     const char *dummy;
     json_error_t e;
 
@@ -100,10 +99,10 @@ json_t *mx_json_parse(const char *buf, size_t len, const char **errcode, char *e
         case json_error_stack_overflow:   /* deeper than 2048 */
         case json_error_null_character:   /* "\u0000": JSON, but C strings can't hold it */
         case json_error_null_byte_in_key:
-            *errcode = bad_json;
+            *errcode = "M_BAD_JSON";
             break;
         default:                          /* syntax, UTF-8, NUL bytes, overflow, memory */
-            *errcode = not_json;
+            *errcode = "M_NOT_JSON";
             break;
         }
         if (json_error_code(&e) == json_error_stack_overflow)
@@ -114,7 +113,7 @@ json_t *mx_json_parse(const char *buf, size_t len, const char **errcode, char *e
     }
     if (too_deep(v, JSON_MAX_DEPTH)) {
         json_decref(v);
-        *errcode = bad_json;
+        *errcode = "M_BAD_JSON";
         if (errbuf && errlen)
             snprintf(errbuf, errlen, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
         return NULL;

@@ -6,4 +6,4 @@
  * callbacks with different pointer types, so each one is its own translation
  * unit (llhttp_bundle_api.c, llhttp_bundle_http.c).
  */
-#include "llhttp.c"
+#include <llhttp.c>

@@ -12,6 +12,9 @@
  * config's `ip_range_whitelist` (client.ip_range_whitelist) overrides.
  * Also here: the CIDR parser the whitelist uses.
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 #include "client.h"
 
 #include <arpa/inet.h>

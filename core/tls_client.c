@@ -14,6 +14,9 @@
  * the iPAddress entries of subjectAltName ourselves after the handshake.
  * TLS 1.2 is the minimum.
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 #include "tls_client.h"
 
 #include <arpa/inet.h>

@@ -9,6 +9,9 @@
  * certificates made by the `openssl` command at test time.  The SSRF guard
  * is tested on addresses directly and end to end.
  */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

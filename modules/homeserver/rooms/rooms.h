@@ -89,7 +89,8 @@ typedef struct rm_ev_opts {
     const char *txn_device;   /* device (or token) key of a /send txn, or NULL */
     const char *txn_id;       /* the client's txnId, or NULL */
     const char *user_id;      /* the sender, for the event_txns row */
-    const char *redacts;      /* m.room.redaction: the redacted event */
+    const char *redacts;      /* m.room.redaction: the redacted event's ID */
+    const json_t *redact_target; /* its PDU (borrowed), to redact the stored copy */
 } rm_ev_opts_t;
 
 /* Takes a reference on `room`. */
@@ -136,6 +137,9 @@ json_t *rm_client_event(const json_t *pdu, const char *event_id, const char *uns
 #define RM_EV_COLS "e.event_id, e.json, e.unsigned_json, e.txn_device, e.txn_id, e.stream_ordering"
 json_t *rm_row_event(const mx_sql_res_t *res, int stmt, int row, int col,
                      const char *my_device, unsigned flags);
+/* A copy of the requester in the request's pool (the hs_authed_fn
+ * argument may not outlive its call). */
+const hs_user_t *rm_who_copy(mx_req_t *req, const hs_user_t *who);
 /* The device key a txn is scoped to: device ID, else "t<token id>". */
 const char *rm_device_key(mx_pool_t *pool, const hs_user_t *who);
 /* Stripped state of a room for invites/knocks (new array reference). */

@@ -1,0 +1,37 @@
+/*
+ * sync.h: what the files of the sync part share — the notifier's waiters
+ * (long-polling /sync requests, woken by hs_notify_*), the sync token
+ * format and the filter store.  The public side (streams, hs_notify_*,
+ * sync providers) is declared in hs.h.
+ */
+#ifndef HS_SYNC_H
+#define HS_SYNC_H
+
+#include "../rooms/rooms.h"
+
+/* ------------------------------------------------------------ notifier ---
+ * A waiter is subscribed to one user and a set of rooms.  When any of them
+ * is notified, or when `timeout_ms` passes, `fn` runs once on a later loop
+ * turn (never inside hs_notify_*) with woken = 1 (notified) or 0 (timeout);
+ * the waiter is then unsubscribed but not freed: call hs_waiter_free. */
+typedef struct hs_waiter hs_waiter_t;
+typedef void (*hs_wake_fn)(hs_waiter_t *w, int woken, void *ud);
+/* `room_ids` borrowed JSON array of strings (copied). NULL on ENOMEM. */
+hs_waiter_t *hs_waiter_add(const char *user_id, const json_t *room_ids, uint64_t timeout_ms,
+                           hs_wake_fn fn, void *ud);
+/* Unsubscribes and frees (the memory goes once the timer handle closed). */
+void hs_waiter_free(hs_waiter_t *w);
+size_t hs_waiter_count(void);
+int hs_notifier_start(void);
+void hs_notifier_stop(void);
+
+/* --------------------------------------------------------------- tokens ---
+ * "s<ev>_<ad>_<rc>_<ty>_<pr>_<td>_<dl>".  Parsing accepts fewer parts (the
+ * missing ones are 0).  -EINVAL when malformed. */
+int hs_sync_token_parse(const char *tok, int64_t pos[HS_STREAM_COUNT]);
+char *hs_sync_token_make(mx_pool_t *pool, const int64_t pos[HS_STREAM_COUNT]);
+
+/* -------------------------------------------------------------- filters --- */
+int hs_filters_start(char *err, size_t errlen);
+
+#endif /* HS_SYNC_H */

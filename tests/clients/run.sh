@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# tests/clients/run.sh: real clients against the real binary, on SQLite and
+# (when MXSTACK_TEST_PG is set) PostgreSQL:
+#   js_chat.mjs   matrix-js-sdk (npm), the SDK Element Web is built on
+#   nio_chat.py   matrix-nio (Debian python3-matrix-nio), r0 paths
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BIN="${MXSTACK_BIN:?set MXSTACK_BIN}"
+( cd "$HERE" && [ -d node_modules/matrix-js-sdk ] || npm install --no-audit --no-fund --loglevel=error >/dev/null )
+
+run_on() {
+  local engine="$1" dir port
+  dir="$(mktemp -d)"; port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  local db="database: {name: sqlite3, args: {database: $dir/hs.db}}"
+  if [ "$engine" = postgres ]; then
+    local name="mxcl_$$_$RANDOM"
+    psql "$MXSTACK_TEST_PG dbname=postgres" -qc "CREATE DATABASE $name" >/dev/null
+    db="database: {name: psycopg2, args: {dsn: \"$MXSTACK_TEST_PG dbname=$name\"}}"
+  fi
+  cat > "$dir/c.yaml" <<YAML
+server_name: "localhost:$port"
+public_baseurl: "http://127.0.0.1:$port/"
+listeners: [{port: $port, bind_addresses: ['127.0.0.1'], type: http,
+             resources: [{names: [client, federation, media, admin, health]}]}]
+$db
+signing_key_path: $dir/signing.key
+enable_registration: true
+log_file: $dir/server.log
+homeserver: {rc_message_per_second: 1000, rc_message_burst: 1000, rc_login_per_second: 1000,
+             rc_login_burst: 1000, rc_registration_per_second: 1000, rc_registration_burst: 1000,
+             argon2_opslimit: 1, argon2_memlimit_kib: 64}
+YAML
+  "$BIN" serve -c "$dir/c.yaml" & local pid=$!
+  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break; sleep 0.05; done
+  local rc=0
+  echo "-- $engine: matrix-js-sdk"
+  ( cd "$HERE" && timeout 120 node js_chat.mjs "http://127.0.0.1:$port" ) || rc=1
+  echo "-- $engine: matrix-nio"
+  timeout 120 python3 "$HERE/nio_chat.py" "http://127.0.0.1:$port" || rc=1
+  kill -TERM $pid; wait $pid || rc=1
+  [ $rc -eq 0 ] || tail -n 30 "$dir/server.log"
+  rm -rf "$dir"
+  return $rc
+}
+run_on sqlite
+[ -n "${MXSTACK_TEST_PG:-}" ] && run_on postgres
+echo "real clients: OK"
