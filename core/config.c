@@ -802,7 +802,18 @@ static void load_http(ld_t *l)
     h->shutdown_grace_ms = t.shutdown_grace;
     int n = want_str_list(l, sec, "trusted_proxies", "http.trusted_proxies", h->trusted_proxies,
                           16, check_cidr, "CIDR (e.g. 10.0.0.0/8)");
-    h->ntrusted_proxies = n > 0 ? n : 0;
+    if (n < 0) {
+        /* Absent: a reverse proxy on the same host (the usual Synapse
+         * setup with x_forwarded) is believed; [] believes nobody. */
+        h->trusted_proxies[0] = "127.0.0.0/8";
+        h->trusted_proxies[1] = "::1/128";
+        n = 2;
+    }
+    h->ntrusted_proxies = n;
+    for (int i = 0; i < l->conf->nlisteners && n == 0; i++)
+        if (l->conf->listeners[i].x_forwarded)
+            mx_log("config", MX_LOG_WARN, "%s: listeners.%d.x_forwarded: http.trusted_proxies "
+                   "is empty, so X-Forwarded-* headers will be ignored", l->conf->path, i);
 }
 
 typedef struct client_tmp {

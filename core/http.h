@@ -187,6 +187,8 @@ mx_http_state_t *mx__http_state(void);
 void mx__http_state_release(void);
 
 /* http_server.c */
+/* The port listening socket `i` got (tests bind port 0); -1 if none. */
+int mx__http_listener_port(int i);
 bool mx__http_addr_trusted(const struct sockaddr *sa);
 bool mx__http_ip_trusted(const char *ip);
 void mx__http_conn_closed(mx__conn_t *c);   /* unlink and count down */

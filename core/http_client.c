@@ -488,6 +488,10 @@ static int on_header_value_complete(llhttp_t *p)
         }
         r->hcap = cap;
     }
+    /* llhttp hands over the value without leading whitespace; drop the
+     * trailing kind too */
+    while (r->hvlen > 0 && (r->hv[r->hvlen - 1] == ' ' || r->hv[r->hvlen - 1] == '\t'))
+        r->hvlen--;
     char *name = strndup(r->hf ? r->hf : "", r->hflen);
     char *value = strndup(r->hv ? r->hv : "", r->hvlen);
     if (!name || !value) {

@@ -149,6 +149,14 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     mx__conn_t *c = p->data;
+    /* llhttp lets obs-fold through (the CRLF lands in the value); RFC 9112
+     * allows refusing it, and a folded line is a smuggling tool. */
+    if (memchr(at, '\n', len) || memchr(at, '\r', len)) {
+        c->early_status = 400;
+        c->early_errcode = "M_UNKNOWN";
+        c->early_msg = "Folded header lines are not accepted";
+        return HPE_USER;
+    }
     c->hval[c->nhdr - 1].len += (uint32_t)len;
     return happend(c, at, len) ? HPE_USER : 0;
 }

@@ -319,8 +319,6 @@ int mx__http_listen_all(char *err, size_t errlen)
     return 0;
 }
 
-/* The port a listener got (tests bind port 0). */
-int mx__http_listener_port(int i);
 int mx__http_listener_port(int i)
 {
     mx_http_state_t *st = mx__ctx ? mx__ctx->http : NULL;

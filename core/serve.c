@@ -45,13 +45,22 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* Subsystems close their own handles first (their close callbacks free
+ * them); whatever remains (signal handles) is closed by the walk, so that
+ * uv_run returns. */
+static void close_all(void)
+{
+    mx__modules_fini();
+    mx__store_close();
+    mx__http_fini();
+    mx__client_fini();
+    uv_walk(mx__ctx->loop, close_walk_cb, NULL);
+}
+
 static void after_drain(void)
 {
     mx_log("core", MX_LOG_INFO, "connections closed; flushing storage");
-    mx__modules_fini();
-    mx__store_close();
-    /* Close whatever handles remain so uv_run returns. */
-    uv_walk(mx__ctx->loop, close_walk_cb, NULL);
+    close_all();
 }
 
 static void after_modules_stopped(void)
@@ -201,9 +210,7 @@ int mx_cli_serve(const mx_cli_opts_t *o)
     if (rc) {
         mx_log("core", MX_LOG_ERROR, "%s", err[0] ? err : strerror(-rc));
         fprintf(stderr, "mxstack: %s\n", err[0] ? err : strerror(-rc));
-        mx__modules_fini();
-        mx__store_close();
-        uv_walk(mx__ctx->loop, close_walk_cb, NULL);
+        close_all();
         uv_run(mx__ctx->loop, UV_RUN_DEFAULT);
         ctx_destroy();
         return 1;

@@ -55,6 +55,7 @@ struct mx_sql_batch {
     /* PostgreSQL: write completions are delivered in submission order */
     struct mx_sql_batch *onext;
     bool finished;
+    int attempts;           /* PostgreSQL: resent after a connection drop */
 };
 
 /* A result set of one statement.  Cell data lives in `buf`, each value

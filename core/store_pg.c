@@ -80,6 +80,29 @@ static void pg_dispatch(pg_db_t *p);
 
 /* ------------------------------------------------------------ helpers --- */
 
+/* libpq's messages span lines ("FATAL: ...\nserver closed..."); log lines
+ * and errmsg are one line each. */
+static void pg_oneline(char *dst, size_t n, const char *prefix, const char *src)
+{
+    size_t w = (size_t)snprintf(dst, n, "%s", prefix ? prefix : "");
+    if (w >= n)
+        return;
+    bool space = w > 0 && dst[w - 1] == ' ';
+    for (const char *p = src ? src : "?"; *p && w + 1 < n; p++) {
+        char c = *p;
+        if (c == '\n' || c == '\t' || c == '\r' || c == ' ') {
+            if (space)
+                continue;
+            c = ' ';
+        }
+        space = c == ' ';
+        dst[w++] = c;
+    }
+    while (w > 0 && dst[w - 1] == ' ')
+        w--;
+    dst[w] = '\0';
+}
+
 static int pg_code(const PGresult *r)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -192,12 +215,24 @@ static int pg_record_error(mx_sql_batch_t *b, int idx, const char *what, const P
                            const char *msg)
 {
     int code = pg_code(r);
-    const char *why = r ? PQresultErrorMessage(r) : msg;
+    /* One line: the primary message, its SQLSTATE and the detail (which
+     * names the key of a unique violation). */
+    char why[300];
+    const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (prim) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *det = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        snprintf(why, sizeof(why), "%s (SQLSTATE %s)%s%s", prim, st ? st : "?",
+                 det ? " " : "", det ? det : "");
+    } else {
+        pg_oneline(why, sizeof(why), NULL, r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r)
+                                           : msg && *msg ? msg : "failed");
+    }
     char buf[400];
     if (what)
-        snprintf(buf, sizeof(buf), "%s: %s", what, why && *why ? why : "failed");
+        snprintf(buf, sizeof(buf), "%s: %s", what, why);
     else
-        snprintf(buf, sizeof(buf), "%s", why && *why ? why : "failed");
+        snprintf(buf, sizeof(buf), "%s", why);
     if (!b->res->errmsg)
         mx__res_error(b->res, idx, idx >= 0 ? b->stmts[idx].sql : NULL, buf);
     if (!b->status)
@@ -214,6 +249,17 @@ static const char *pg_begin_sql(const mx_sql_batch_t *b)
 static bool pg_needs_tx(const mx_sql_batch_t *b)
 {
     return !(b->nstmts == 1 && !b->stmts[0].is_script);
+}
+
+/* Server notices ("table does not exist, skipping") go to the debug log,
+ * not to stderr. */
+static void pg_on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    size_t l = strlen(msg);
+    while (l && msg[l - 1] == '\n')
+        l--;
+    mx_log("store", MX_LOG_DEBUG, "PostgreSQL: %.*s", (int)l, msg);
 }
 
 /* ----------------------------------------------------------- delivery --- */
@@ -327,10 +373,7 @@ static bool pg_any_alive(const pg_db_t *p)
 static void pgc_connect_failed(pg_conn_t *c, const char *why)
 {
     char msg[300];
-    snprintf(msg, sizeof(msg), "cannot connect to PostgreSQL: %s", why ? why : "unknown error");
-    size_t l = strlen(msg);
-    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
-        msg[--l] = '\0';
+    pg_oneline(msg, sizeof(msg), "cannot connect to PostgreSQL: ", why);
     pgc_teardown(c);
     pgc_schedule_reconnect(c);
     mx_log("store", MX_LOG_WARN, "%s (retrying in %llu ms)", msg,
@@ -352,6 +395,7 @@ static void pgc_connect(pg_conn_t *c)
         return;
     }
     c->state = PGC_CONNECTING;
+    PQsetNoticeProcessor(c->conn, pg_on_notice, NULL);
     /* libpq's protocol: start by waiting until the socket is writable. */
     if (pgc_watch(c, UV_WRITABLE, true) < 0)
         pgc_connect_failed(c, "cannot watch the socket");
@@ -396,17 +440,26 @@ static void pgc_connect_step(pg_conn_t *c)
 static void pgc_broken(pg_conn_t *c, const char *why)
 {
     char msg[300];
-    snprintf(msg, sizeof(msg), "PostgreSQL connection lost: %s", why && *why ? why : "?");
-    size_t l = strlen(msg);
-    while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
-        msg[--l] = '\0';
+    pg_oneline(msg, sizeof(msg), "PostgreSQL connection lost: ", why);
     mx_log("store", MX_LOG_WARN, "%s%s", msg, c->b ? " (failing the batch in flight)" : "");
     mx_sql_batch_t *b = c->b;
     c->b = NULL;
     pgc_teardown(c);
     c->backoff_ms = 0;
     pgc_schedule_reconnect(c);
-    if (b) {
+    if (b && b->attempts < 1 && (b->mode == MX_SQL_READ || c->step == 0)) {
+        /* Safe to resend: a read, or a write whose BEGIN had not even
+         * been answered (statements go one at a time, so nothing else
+         * was sent).  Back to the head of the queue. */
+        b->attempts++;
+        b->status = 0;
+        mx__res_reset(b->res);
+        b->next = c->p->q_head;
+        c->p->q_head = b;
+        if (!c->p->q_tail)
+            c->p->q_tail = b;
+        c->p->nq++;
+    } else if (b) {
         /* Never retried: a write may have committed before the drop. */
         b->status = MX_EDB;
         free(b->res->errmsg);
@@ -619,6 +672,13 @@ static void pg_dispatch(pg_db_t *p)
         int n = 0, connecting = 0;
         for (pg_conn_t *c = p->conns; c; c = c->next) {
             n++;
+            /* An idle connection the server has dropped may not have been
+             * noticed yet: look (without blocking) before using it. */
+            if (c->state == PGC_IDLE && !idle &&
+                (!PQconsumeInput(c->conn) || PQstatus(c->conn) != CONNECTION_OK)) {
+                pgc_broken(c, PQerrorMessage(c->conn));
+                return; /* pgc_broken dispatched again */
+            }
             if (c->state == PGC_IDLE && !idle)
                 idle = c;
             if (c->state == PGC_CONNECTING)
@@ -670,17 +730,15 @@ static int pg_open(mx_db_t *db, const mx_db_conf_t *conf, char *err, size_t errl
     }
     p->sync = PQconnectdb(p->conninfo);
     if (!p->sync || PQstatus(p->sync) != CONNECTION_OK) {
-        snprintf(err, errlen, "cannot connect to PostgreSQL: %s",
-                 p->sync ? PQerrorMessage(p->sync) : "out of memory");
-        size_t l = strlen(err);
-        while (l && (err[l - 1] == '\n' || err[l - 1] == ' '))
-            err[--l] = '\0';
+        pg_oneline(err, errlen, "cannot connect to PostgreSQL: ",
+                   p->sync ? PQerrorMessage(p->sync) : "out of memory");
         PQfinish(p->sync);
         uv_mutex_destroy(&p->sync_mu);
         free(p->conninfo);
         free(p);
         return MX_EDB;
     }
+    PQsetNoticeProcessor(p->sync, pg_on_notice, NULL);
     mx_log("store", MX_LOG_INFO, "PostgreSQL %d on %s/%s (pool %d..%d, TLS %s)",
            PQserverVersion(p->sync), PQhost(p->sync), PQdb(p->sync), p->cp_min, p->cp_max,
            PQsslInUse(p->sync) ? "on" : "off");

@@ -22,11 +22,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <mbedtls/ctr_drbg.h>
@@ -175,11 +177,13 @@ static void srv_handle(srv_conn_t *c, const char *req, size_t len)
 {
     char method[16], path[256];
     assert_int_equal(sscanf(req, "%15s %255s", method, path), 2);
+    path[strcspn(path, "?")] = '\0';
     c->nreq++;
     if (strcmp(method, "HEAD") == 0) {
         srv_sends(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false);
     } else if (strcmp(path, "/cl") == 0) {
-        srv_sends(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: Yes\r\n\r\nhello", false);
+        srv_sends(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Empty:\r\n"
+                  "X-Test: Yes  \r\n\r\nhello", false);
     } else if (strcmp(path, "/chunked") == 0) {
         srv_sends(c, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel", false);
         srv_sends(c, "lo\r\n6\r\n world\r\n0\r\n\r\n", false);
@@ -481,6 +485,7 @@ static void test_content_length(void **state)
     assert_int_equal(r.body_len, 5);
     assert_string_equal(r.body, "hello");
     assert_non_null(strstr(r.headers, "x-test: Yes\n"));
+    assert_non_null(strstr(r.headers, "x-empty: \n"));
     assert_non_null(strstr(r.headers, "content-length: 5\n"));
     result_free(&r);
 }
@@ -599,6 +604,7 @@ static void test_keepalive(void **state)
     assert_int_equal(srv_accepted - before, 3);
 
     /* a close-delimited response is not pooled */
+    client_restart(NULL, NULL);
     fetch(&r, "GET", url("127.0.0.1", "/close"), NULL, 1, 0, 0);
     result_free(&r);
     int mid = srv_accepted;
@@ -614,6 +620,8 @@ static void test_retry_on_stale_connection(void **state)
     client_restart(NULL, NULL);
     int before = srv_accepted;
     fetch(&r, "GET", url("127.0.0.1", "/retry"), NULL, 1, 0, 0);
+    if (r.err)
+        fail_msg("%s", r.errmsg);
     assert_int_equal(r.status, 200);
     result_free(&r);
     /* reuses the connection, which the server drops; retried once */
@@ -625,6 +633,7 @@ static void test_retry_on_stale_connection(void **state)
     assert_int_equal(srv_accepted - before, 2);
 
     /* POST is not idempotent: no retry, an error */
+    client_restart(NULL, NULL);
     fetch(&r, "POST", url("127.0.0.1", "/retry"), "x", 1, 0, 0);
     assert_int_equal(r.status, 200);
     result_free(&r);
@@ -683,8 +692,11 @@ static void test_connect_refused(void **state)
     assert_true(r.errmsg[0] != '\0');
     result_free(&r);
 
+    /* a name that does not resolve (a resolver that cannot be reached at
+     * all may make this a timeout instead) */
     fetch(&r, "GET", "http://no-such-host.invalid/", NULL, 1, 0, 0);
-    assert_int_equal(r.err, -EHOSTUNREACH);
+    assert_true(r.err == -EHOSTUNREACH || r.err == MX_ETIMEOUT);
+    assert_int_equal(r.status, 0);
     result_free(&r);
 }
 
@@ -747,6 +759,10 @@ static void *tls_srv_main(void *arg)
         if (fd < 0)
             break;
         atomic_fetch_add(&s->accepted, 1);
+        /* one connection at a time: an idle keep-alive client must not
+         * hold the server for long */
+        struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         mbedtls_net_context net = { .fd = fd };
         mbedtls_ssl_context ssl;
         mbedtls_ssl_init(&ssl);
@@ -930,6 +946,7 @@ static void test_https_hostname_mismatch(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN);   /* as the server does: peers hang up */
     have_certs = make_certs() == 0;
     if (!have_certs)
         fprintf(stderr, "test_client: openssl could not make certificates; HTTPS tests skipped\n");

@@ -145,7 +145,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->http.body_timeout_ms, 30000);
     assert_int_equal(c->http.max_connections, 10000);
     assert_int_equal(c->http.shutdown_grace_ms, 10000);
-    assert_int_equal(c->http.ntrusted_proxies, 0);
+    assert_int_equal(c->http.ntrusted_proxies, 2);
+    assert_string_equal(c->http.trusted_proxies[0], "127.0.0.0/8");
+    assert_string_equal(c->http.trusted_proxies[1], "::1/128");
     assert_int_equal(c->client.nwhitelist, 0);
     assert_null(c->client.extra_ca_file);
     assert_string_equal(c->client.ca_file, "/etc/ssl/certs/ca-certificates.crt");
@@ -397,10 +399,11 @@ static void test_keys(void **state)
     assert_int_equal(mx__conf_line(c, "nope"), 0);
     mx__conf_free(c);
 
-    /* An empty modules list means none (core only). */
-    c = load_text("server_name: a.b\nmodules: []\n");
+    /* An empty modules list means none (core only); [] trusts no proxy. */
+    c = load_text("server_name: a.b\nmodules: []\nhttp: {trusted_proxies: []}\n");
     assert_non_null(c);
     assert_int_equal(c->nmodules, 0);
+    assert_int_equal(c->http.ntrusted_proxies, 0);
     mx__conf_free(c);
 }
 

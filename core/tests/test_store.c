@@ -525,7 +525,7 @@ static void test_pg_reconnect(void **state)
     memset(o, 0, sizeof(o));
     for (int i = 0; i < 4; i++) {
         mx_sql_batch_t *b = mx_sql_batch_new(db, MX_SQL_READ);
-        mx_sql_add(b, "SELECT pg_backend_pid()", "");
+        mx_sql_add(b, "SELECT pg_backend_pid() FROM pg_sleep(0.05)", "");
         assert_int_equal(mx_sql_run(b, on_done, &o[i]), 0);
     }
     run_loop();

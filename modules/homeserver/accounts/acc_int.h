@@ -78,6 +78,7 @@ int acc_route_v3_r0(const char *method, const char *tail, mx_handler_fn fn, unsi
 /* --------------------------------------------------------------- hooks --- */
 void acc_hook_user_registered(const char *user_id, const char *displayname, bool is_guest);
 void acc_hook_device_created(const char *user_id, const char *device_id);
+void acc_hook_device_updated(const char *user_id, const char *device_id);
 void acc_hook_devices_deleted(const char *user_id, const char *const *ids, size_t n);
 void acc_hook_user_deactivated(const char *user_id, bool erase);
 
@@ -101,11 +102,20 @@ typedef struct acc_session {
 int acc_session_add(mx_sql_batch_t *b, mx_pool_t *pool, const char *user_id,
                     const char *device_id, const char *display_name, bool refresh,
                     acc_session_t *out);
+/* Adds to `b` a rotation of refresh token `old_refresh_id`: a new refresh
+ * token (the old one's successor) and a new access token bound to it. */
+int acc_session_refresh_add(mx_sql_batch_t *b, mx_pool_t *pool, int64_t old_refresh_id,
+                            const char *user_id, const char *device_id, acc_session_t *out);
 /* Puts the session's fields into a login/register response object. */
 void acc_session_json(json_t *obj, const acc_session_t *s);
 /* A new random device ID (10 upper-case letters) from `pool`. */
 char *acc_device_id_new(mx_pool_t *pool);
 
+/* SELECT of a user's devices in the /devices shape (device_id,
+ * display_name, last_seen_ip, last_seen_ts); `device_id` NULL for all. */
+void acc_devices_select(mx_sql_batch_t *b, const char *user_id, const char *device_id);
+/* Builds the JSON array from statement `stmt` of `res` (new reference). */
+json_t *acc_devices_json(const mx_sql_res_t *res, int stmt, const char *user_id);
 /* Forgets cached tokens: of one device (device_id set), of every device of
  * the user (device_id NULL).  Also tells other processes through the bus. */
 void acc_cache_evict_device(const char *user_id, const char *device_id);
@@ -162,6 +172,31 @@ int acc_uia_run(mx_req_t *req, json_t *body, const char *user_id, const unsigned
 void acc_uia_finish(acc_uia_sess_t *s, bool token_used);
 /* Drops expired sessions (timer). */
 void acc_uia_expire(void);
+
+/* --------------------------------------------------------- registration ---
+ * One account creation (POST /register, guests, shared-secret).  Allocated
+ * in the request pool by the caller; acc_register_create hashes the
+ * password off the loop, writes user + device + tokens in one batch, calls
+ * the hooks and replies. */
+typedef struct acc_reg {
+    mx_req_t *req;
+    acc_uia_sess_t *sess;       /* detached UIA session (owned) or NULL */
+    const char *localpart;      /* NULL: allocate a numeric one */
+    const char *password;       /* NULL: no password (guests) */
+    const char *device_id, *display_name;
+    const char *displayname;    /* profile name asked for (shared-secret) */
+    const char *user_type;
+    bool guest, admin, inhibit_login, refresh;
+    int attempts;
+    char *hash;
+    char *user_id;
+    acc_session_t sess_out;
+} acc_reg_t;
+void acc_register_create(acc_reg_t *r);
+/* Lower-cased username checks (Synapse's check_username without the
+ * database part).  Replies 400 M_INVALID_USERNAME and returns false when
+ * bad. */
+bool acc_username_ok(mx_req_t *req, const char *localpart);
 
 /* -------------------------------------------------------- rate limiting --- */
 /* Token bucket `key`: refill `rate` per second up to `burst`.  When

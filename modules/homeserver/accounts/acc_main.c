@@ -103,6 +103,13 @@ void acc_hook_device_created(const char *user_id, const char *device_id)
             hs_acc->hooks[i]->device_created(user_id, device_id);
 }
 
+void acc_hook_device_updated(const char *user_id, const char *device_id)
+{
+    for (int i = 0; i < hs_acc->nhooks; i++)
+        if (hs_acc->hooks[i]->device_updated)
+            hs_acc->hooks[i]->device_updated(user_id, device_id);
+}
+
 void acc_hook_devices_deleted(const char *user_id, const char *const *ids, size_t n)
 {
     if (!n)

@@ -143,6 +143,45 @@ int acc_session_add(mx_sql_batch_t *b, mx_pool_t *pool, const char *user_id,
     return 0;
 }
 
+int acc_session_refresh_add(mx_sql_batch_t *b, mx_pool_t *pool, int64_t old_refresh_id,
+                            const char *user_id, const char *device_id, acc_session_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t now = mx_now_ms();
+    out->user_id = user_id;
+    out->device_id = device_id;
+    out->access_token = acc_token_new(pool, "syt", user_id);
+    out->refresh_token = acc_token_new(pool, "syr", user_id);
+    if (!out->access_token || !out->refresh_token)
+        return -ENOMEM;
+    char ah[ACC_HASH_HEX], rh[ACC_HASH_HEX];
+    acc_token_hash(out->access_token, ah);
+    acc_token_hash(out->refresh_token, rh);
+    out->expires_in_ms = (int64_t)hs.conf.access_token_lifetime_ms;
+    mx_sql_add(b,
+               "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts)"
+               " VALUES (?, ?, ?, ?)",
+               "sssi", rh, user_id, device_id, (int64_t)now);
+    mx_sql_add(b,
+               "UPDATE refresh_tokens SET next_token_id ="
+               " (SELECT id FROM refresh_tokens WHERE token_hash = ?) WHERE id = ?",
+               "si", rh, old_refresh_id);
+    if (out->expires_in_ms)
+        mx_sql_add(b,
+                   "INSERT INTO access_tokens (token_hash, user_id, device_id, valid_until_ms,"
+                   " refresh_token_id, created_ts) VALUES (?, ?, ?, ?,"
+                   " (SELECT id FROM refresh_tokens WHERE token_hash = ?), ?)",
+                   "sssisi", ah, user_id, device_id, (int64_t)(now + out->expires_in_ms), rh,
+                   (int64_t)now);
+    else
+        mx_sql_add(b,
+                   "INSERT INTO access_tokens (token_hash, user_id, device_id,"
+                   " refresh_token_id, created_ts) VALUES (?, ?, ?,"
+                   " (SELECT id FROM refresh_tokens WHERE token_hash = ?), ?)",
+                   "ssssi", ah, user_id, device_id, rh, (int64_t)now);
+    return 0;
+}
+
 void acc_session_json(json_t *obj, const acc_session_t *s)
 {
     json_object_set_new(obj, "user_id", json_string(s->user_id));

@@ -50,6 +50,8 @@ typedef struct hs_accounts_hooks {
     void (*user_registered)(const char *user_id, const char *displayname, bool is_guest);
     /* A device was created by a login or a registration. */
     void (*device_created)(const char *user_id, const char *device_id);
+    /* A device's display name changed. */
+    void (*device_updated)(const char *user_id, const char *device_id);
     /* Devices were deleted (logout, DELETE /devices, password change,
      * deactivation): drop their E2EE keys, announce device list changes. */
     void (*devices_deleted)(const char *user_id, const char *const *device_ids, size_t n);

@@ -547,9 +547,13 @@ int hs_auth_check(const hs_room_version_t *rv, const json_t *ev, hs_state_lookup
     if (sk && sk[0] == '@' && strcmp(sk, a.sender) != 0)
         return deny(&a, "state_key %s belongs to another user", sk);
 
-    /* 10. power level changes. */
-    if (strcmp(type, "m.room.power_levels") == 0 && sk && sk[0] == '\0')
+    /* 10. power level changes (a PL event under another state key has no
+     * previous version to compare with, as in Synapse). */
+    if (strcmp(type, "m.room.power_levels") == 0) {
+        if (!sk || sk[0] != '\0')
+            a.pl = NULL;
         return check_power_levels(&a);
+    }
 
     /* 11. */
     return allow(&a);

@@ -582,6 +582,16 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
                             json_object_get(prev, "content"), "prev_sender", hs_ev_sender(prev));
         }
     }
+    const char *mship = strcmp(type, "m.room.member") == 0 ? hs_ev_membership(ev) : NULL;
+    if (mship && (strcmp(mship, "invite") == 0 || strcmp(mship, "knock") == 0)) {
+        /* The stripped state the invitee (or knocker) sees, taken before
+         * this event changes the room. */
+        if (!uns)
+            uns = json_object();
+        json_object_set_new(uns, strcmp(mship, "invite") == 0 ? "invite_room_state"
+                                                               : "knock_room_state",
+                            rm_stripped_state(r));
+    }
     char *us = uns ? json_dumps(uns, JSON_COMPACT) : NULL;
     json_decref(uns);
     const char *membership = strcmp(type, "m.room.member") == 0 ? hs_ev_membership(ev) : NULL;

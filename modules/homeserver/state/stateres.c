@@ -272,7 +272,7 @@ static int iterative_auth_checks(sr_t *s, const size_t *order, size_t n, json_t 
         for (size_t k = 0; k < nk; k++) {
             char *key = hs_state_key_join(keys[k].type, keys[k].state_key);
             const char *sid = key ? json_string_value(json_object_get(state, key)) : NULL;
-            size_t j;
+            size_t j = 0;
             if (sid && find(s, sid, &j) && !s->n[j].rejected)
                 json_object_set_new(l.map, key, json_integer((json_int_t)j));
             free(key);
@@ -529,8 +529,9 @@ static int resolve(sr_t *s, const json_t *const *sets, size_t nsets, json_t **ou
     const char *cid;
     json_t *tv;
     json_object_foreach(conflicted_ids, cid, tv) {
-        size_t j;
-        find(s, cid, &j);
+        size_t j = 0;
+        if (!find(s, cid, &j))
+            continue; /* cannot happen: every set member was loaded */
         s->n[j].conflicted = 1;
         s->n[j].in_full = 1;
     }
@@ -550,8 +551,9 @@ static int resolve(sr_t *s, const json_t *const *sets, size_t nsets, json_t **ou
         json_t *v;
         size_t sp = 0;
         json_object_foreach((json_t *)sets[i], k, v) {
-            size_t j;
-            find(s, json_string_value(v), &j);
+            size_t j = 0;
+            if (!find(s, json_string_value(v), &j))
+                continue;
             for (size_t a = 0; a < s->n[j].nauth; a++)
                 if (s->n[s->n[j].auth[a]].stamp != i) {
                     s->n[s->n[j].auth[a]].stamp = i;

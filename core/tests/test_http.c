@@ -1,0 +1,772 @@
+/*
+ * test_http.c: the HTTP server end to end.  A real server runs on a libuv
+ * loop in a background thread (listener on 127.0.0.1, port 0, short
+ * timeouts); the tests talk to it with blocking sockets: keep-alive,
+ * pipelining order, chunked bodies, limits (413 before the body, 431),
+ * smuggling attempts, bad paths, 404/405, CORS and preflight, JSON body
+ * errors, async requests and aborts, timeouts and the connection limit.
+ * The last part feeds the parser in memory mode (the fuzz target's path).
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+mx_ctx_t *mx__ctx;
+
+static mx_ctx_t ctx;
+static mx_conf_t conf;
+static uv_loop_t loop;
+static uv_async_t stop_async;
+static pthread_t loop_thread;
+static int port;
+static volatile int aborted_count;
+static volatile int async_replied;
+
+/* ------------------------------------------------------------ handlers --- */
+
+static int h_versions(mx_req_t *r, void *ud)
+{
+    mx_req_reply_json(r, 200, json_pack("{s:[s]}", "versions", "v1.11"));
+    return MX_DONE;
+}
+
+static int h_echo_json(mx_req_t *r, void *ud)
+{
+    json_t *j = mx_req_json(r);
+    mx_req_reply_json(r, 200, json_pack("{s:O}", "got", j));
+    return MX_DONE;
+}
+
+static int h_raw(mx_req_t *r, void *ud)
+{
+    size_t len;
+    const char *b = mx_req_body(r, &len);
+    mx_req_reply(r, 200, "text/plain", b, len);
+    return MX_DONE;
+}
+
+static int h_state(mx_req_t *r, void *ud)
+{
+    mx_req_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "room", mx_req_param(r, "roomId"),
+                                        "type", mx_req_param(r, "eventType"), "key",
+                                        mx_req_param(r, "stateKey")));
+    return MX_DONE;
+}
+
+static int h_query(mx_req_t *r, void *ud)
+{
+    const char *a = mx_req_query(r, "a"), *tok = mx_req_access_token(r);
+    mx_req_set_user(r, "@alice:test");
+    mx_req_set_header(r, "X-Test", "yes");
+    mx_req_reply_json(r, 200, json_pack("{s:s?, s:s?, s:s}", "a", a, "token", tok, "ip",
+                                        mx_req_client_ip(r)));
+    return MX_DONE;
+}
+
+static int h_decline(mx_req_t *r, void *ud)
+{
+    return MX_DECLINED;
+}
+
+static int h_second(mx_req_t *r, void *ud)
+{
+    mx_req_reply(r, 200, "text/plain", "second", 6);
+    return MX_DONE;
+}
+
+typedef struct later {
+    uv_timer_t t;
+    mx_req_t *req;
+    char text[32];
+} later_t;
+
+static void later_fire(uv_timer_t *t)
+{
+    later_t *l = (later_t *)t;
+    mx_req_reply(l->req, 200, "text/plain", l->text, strlen(l->text));
+    async_replied++;
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void on_abort(mx_req_t *r, void *ud)
+{
+    aborted_count++;
+}
+
+/* Replies after {ms} milliseconds with "slow{ms}". */
+static int h_slow(mx_req_t *r, void *ud)
+{
+    int ms = atoi(mx_req_param(r, "ms"));
+    later_t *l = calloc(1, sizeof(*l));
+    l->req = r;
+    snprintf(l->text, sizeof(l->text), "slow%d", ms);
+    mx_req_on_abort(r, on_abort, NULL);
+    uv_timer_init(mx_loop(), &l->t);
+    uv_timer_start(&l->t, later_fire, (uint64_t)ms, 0);
+    return MX_ASYNC;
+}
+
+static int h_fast(mx_req_t *r, void *ud)
+{
+    mx_req_reply(r, 200, "text/plain", "fast", 4);
+    return MX_DONE;
+}
+
+static int h_upload(mx_req_t *r, void *ud)
+{
+    size_t len;
+    mx_req_body(r, &len);
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%zu", len);
+    mx_req_reply(r, 200, "text/plain", buf, (size_t)n);
+    return MX_DONE;
+}
+
+static int h_web(mx_req_t *r, void *ud)
+{
+    mx_req_reply(r, 200, "text/html", "<html>", 6);
+    return MX_DONE;
+}
+
+/* -------------------------------------------------------------- server --- */
+
+static void on_stop(uv_async_t *a)
+{
+    mx__http_fini();
+    uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+    uv_run(&loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int group_setup(void **state)
+{
+    memset(&ctx, 0, sizeof(ctx));
+    memset(&conf, 0, sizeof(conf));
+    uv_loop_init(&loop);
+    ctx.loop = &loop;
+    ctx.conf = &conf;
+    mx__ctx = &ctx;
+    conf.path = "test";
+    conf.log_level = getenv("TEST_HTTP_VERBOSE") ? "debug" : "error";
+    mx__log_open(&conf);
+    conf.nlisteners = 1;
+    mx_listener_conf_t *l = &conf.listeners[0];
+    l->port = 0;
+    l->bind_addresses[0] = "127.0.0.1";
+    l->nbind = 1;
+    l->type = "http";
+    l->resources[0] = "client";
+    l->resources[1] = "media";
+    l->nresources = 2;
+    l->x_forwarded = true;
+    conf.http.max_body_size = 1000;
+    conf.http.max_header_size = 2048;
+    conf.http.header_timeout_ms = 400;
+    conf.http.idle_timeout_ms = 600;
+    conf.http.body_timeout_ms = 400;
+    conf.http.max_connections = 8;
+    conf.http.trusted_proxies[0] = "127.0.0.0/8";
+    conf.http.trusted_proxies[1] = "10.0.0.0/8";
+    conf.http.ntrusted_proxies = 2;
+    conf.server.max_upload_size = 5000;
+
+    if (mx__router_init() || mx__http_init())
+        return -1;
+    mx_route_add("client", "GET", "/_matrix/client/versions", h_versions, NULL, 0);
+    mx_route_add("client", "POST", "/_matrix/client/v3/echo", h_echo_json, NULL, MX_ROUTE_JSON_BODY);
+    mx_route_add("client", "POST", "/_matrix/client/v3/raw", h_raw, NULL, 0);
+    mx_route_add("client", "PUT", "/_matrix/client/v3/raw", h_raw, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
+                 h_state, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/q", h_query, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/d", h_decline, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/d", h_second, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/slow/{ms}", h_slow, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/fast", h_fast, NULL, 0);
+    mx_route_add("media", "POST", "/_matrix/media/v3/upload", h_upload, NULL, MX_ROUTE_LARGE_BODY);
+    mx_route_add("web", "GET", "/{path*}", h_web, NULL, 0);   /* not on this listener */
+
+    char err[256] = "";
+    if (mx__http_listen_all(err, sizeof(err)) < 0) {
+        fprintf(stderr, "listen: %s\n", err);
+        return -1;
+    }
+    port = mx__http_listener_port(0);
+    if (port <= 0)
+        return -1;
+    uv_async_init(&loop, &stop_async, on_stop);
+    pthread_create(&loop_thread, NULL, loop_main, NULL);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    uv_async_send(&stop_async);
+    pthread_join(loop_thread, NULL);
+    mx__router_fini();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    mx__log_close();
+    mx__ctx = NULL;
+    return rc == 0 ? 0 : -1;
+}
+
+/* -------------------------------------------------------------- client --- */
+
+static int connect_srv(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = { .tv_sec = 3 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void send_str(int fd, const char *s)
+{
+    size_t n = strlen(s);
+    assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+typedef struct resp {
+    int status;
+    char head[4096];
+    char body[8192];
+    size_t body_len;
+} resp_t;
+
+/* Reads one response; returns 0, or -1 on EOF/timeout before a full one. */
+static int read_resp(int fd, resp_t *r)
+{
+    static char pend[65536];
+    static size_t npend;
+    static int pend_fd = -1;
+    if (pend_fd != fd)
+        npend = 0;
+    pend_fd = fd;
+    memset(r, 0, sizeof(*r));
+    char *end;
+    for (;;) {
+        pend[npend] = '\0';
+        if ((end = strstr(pend, "\r\n\r\n")))
+            break;
+        ssize_t k = recv(fd, pend + npend, sizeof(pend) - 1 - npend, 0);
+        if (k <= 0)
+            return -1;
+        npend += (size_t)k;
+    }
+    size_t hlen = (size_t)(end - pend) + 4;
+    memcpy(r->head, pend, hlen < sizeof(r->head) ? hlen : sizeof(r->head) - 1);
+    r->status = atoi(pend + 9);
+    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
+    size_t blen = cl ? (size_t)atol(cl + 18) : 0;
+    if (!strncmp(r->head + 9, "100", 3))
+        blen = 0;
+    bool head_req = false;
+    (void)head_req;
+    while (npend < hlen + blen) {
+        ssize_t k = recv(fd, pend + npend, sizeof(pend) - 1 - npend, 0);
+        if (k <= 0)
+            return -1;
+        npend += (size_t)k;
+    }
+    memcpy(r->body, pend + hlen, blen);
+    r->body[blen] = '\0';
+    r->body_len = blen;
+    memmove(pend, pend + hlen + blen, npend - hlen - blen);
+    npend -= hlen + blen;
+    return 0;
+}
+
+/* Reads a response to a HEAD request (no body even with Content-Length). */
+static int read_head_resp(int fd, resp_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    size_t n = 0;
+    while (!strstr(r->head, "\r\n\r\n")) {
+        ssize_t k = recv(fd, r->head + n, 1, 0);
+        if (k <= 0)
+            return -1;
+        n++;
+    }
+    r->status = atoi(r->head + 9);
+    return 0;
+}
+
+/* True when the server closes the connection (EOF or reset) in time. */
+static bool closed_by_server(int fd)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t k = recv(fd, buf, sizeof(buf), 0);
+        if (k == 0 || (k < 0 && errno == ECONNRESET))
+            return true;
+        if (k < 0)
+            return false;
+    }
+}
+
+static int request(const char *raw, resp_t *r)
+{
+    int fd = connect_srv();
+    send_str(fd, raw);
+    int rc = read_resp(fd, r);
+    close(fd);
+    return rc;
+}
+
+static bool has_header(const resp_t *r, const char *line)
+{
+    return strcasestr(r->head, line) != NULL;
+}
+
+/* ---------------------------------------------------------------- tests --- */
+
+static void test_keepalive(void **state)
+{
+    int fd = connect_srv();
+    resp_t r;
+    for (int i = 0; i < 5; i++) {
+        send_str(fd, "GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(read_resp(fd, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "{\"versions\":[\"v1.11\"]}");
+        assert_true(has_header(&r, "Content-Type: application/json\r\n"));
+        assert_true(has_header(&r, "Server: mxstack\r\n"));
+        assert_true(has_header(&r, "Access-Control-Allow-Origin: *\r\n"));
+        assert_false(has_header(&r, "Connection: close"));
+    }
+    /* HEAD: headers only, same length. */
+    send_str(fd, "HEAD /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(read_head_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(has_header(&r, "Content-Length: 22\r\n"));
+    send_str(fd, "GET /_matrix/client/versions HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_true(has_header(&r, "Connection: close\r\n"));
+    assert_true(closed_by_server(fd));
+    close(fd);
+
+    /* HTTP/1.0 closes unless asked otherwise. */
+    fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/versions HTTP/1.0\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(closed_by_server(fd));
+    close(fd);
+    fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/versions HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_true(has_header(&r, "Connection: keep-alive\r\n"));
+    send_str(fd, "GET /_matrix/client/versions HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    close(fd);
+}
+
+static void test_pipelining(void **state)
+{
+    int fd = connect_srv();
+    resp_t r;
+    /* The slow async one first: answers must still come in order. */
+    send_str(fd, "GET /_matrix/client/v3/slow/80 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/slow/10 HTTP/1.1\r\n\r\n"
+                 "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET /_matrix/client/versions HTTP/1.1\r\n\r\n");
+    const char *want[] = { "slow80", "fast", "slow10", "hello", "{\"versions\":[\"v1.11\"]}" };
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(read_resp(fd, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, want[i]);
+    }
+    close(fd);
+}
+
+static void test_chunked(void **state)
+{
+    resp_t r;
+    assert_int_equal(request("POST /_matrix/client/v3/raw HTTP/1.1\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n"
+                             "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello world");
+
+    /* Chunked past the limit: 413 and close. */
+    int fd = connect_srv();
+    send_str(fd, "POST /_matrix/client/v3/raw HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char chunk[700];
+    memset(chunk, 'a', sizeof(chunk));
+    for (int i = 0; i < 2; i++) {
+        char hdr[16];
+        snprintf(hdr, sizeof(hdr), "%zx\r\n", sizeof(chunk));
+        send_str(fd, hdr);
+        assert_int_equal(send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL), (ssize_t)sizeof(chunk));
+        send_str(fd, "\r\n");
+    }
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "M_TOO_LARGE"));
+    assert_true(closed_by_server(fd));
+    close(fd);
+
+    /* Bad chunk size. */
+    assert_int_equal(request("POST /_matrix/client/v3/raw HTTP/1.1\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 400);
+}
+
+static void test_limits(void **state)
+{
+    resp_t r;
+    /* 413 from the declared length, without sending any body. */
+    int fd = connect_srv();
+    send_str(fd, "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 100000\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "\"errcode\":\"M_TOO_LARGE\""));
+    assert_true(has_header(&r, "Connection: close"));
+    assert_true(closed_by_server(fd));
+    close(fd);
+
+    /* A media route takes up to max_upload_size. */
+    char big[4200];
+    int n = snprintf(big, sizeof(big),
+                     "POST /_matrix/media/v3/upload HTTP/1.1\r\nContent-Length: 4000\r\n\r\n");
+    memset(big + n, 'x', 4000);
+    big[n + 4000] = '\0';
+    assert_int_equal(request(big, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "4000");
+    assert_int_equal(request("POST /_matrix/media/v3/upload HTTP/1.1\r\nContent-Length: 6000\r\n\r\n",
+                             &r), 0);
+    assert_int_equal(r.status, 413);
+
+    /* Headers over max_header_size. */
+    char hdrs[4000];
+    n = snprintf(hdrs, sizeof(hdrs), "GET /_matrix/client/versions HTTP/1.1\r\nX-Big: ");
+    memset(hdrs + n, 'b', 3000);
+    strcpy(hdrs + n + 3000, "\r\n\r\n");
+    assert_int_equal(request(hdrs, &r), 0);
+    assert_int_equal(r.status, 431);
+    /* Many small headers. */
+    char *many = malloc(20000);
+    n = sprintf(many, "GET /_matrix/client/versions HTTP/1.1\r\n");
+    for (int i = 0; i < 150; i++)
+        n += sprintf(many + n, "X-H%d: v\r\n", i);
+    strcpy(many + n, "\r\n");
+    assert_int_equal(request(many, &r), 0);
+    assert_int_equal(r.status, 431);
+    free(many);
+
+    /* Expect: 100-continue gets its interim answer. */
+    fd = connect_srv();
+    send_str(fd, "PUT /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 3\r\n"
+                 "Expect: 100-continue\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 100);
+    send_str(fd, "abc");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "abc");
+    close(fd);
+}
+
+static void test_smuggling(void **state)
+{
+    resp_t r;
+    const char *bad[] = {
+        /* CL + TE */
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 5\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        /* duplicate, differing Content-Length */
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        /* duplicate Content-Length */
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        /* obs-fold */
+        "GET /_matrix/client/versions HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n",
+        /* bad characters */
+        "GET /_matrix/client/versions HTTP/1.1\r\nX-A\x01: a\r\n\r\n",
+        "GET /_matrix/client/versions HTTP/1.1\r\nX-A: a\x7f\r\n\r\n",
+        "GET /_matrix/client/ver sions HTTP/1.1\r\n\r\n",
+        /* Transfer-Encoding that does not end in chunked */
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        /* space before colon */
+        "GET /_matrix/client/versions HTTP/1.1\r\nHost : x\r\n\r\n",
+        /* bare LF */
+        "GET /_matrix/client/versions HTTP/1.1\nHost: x\n\n",
+        "GARBAGE\r\n\r\n",
+        "GET /_matrix/client/versions HTTP/2.0\r\n\r\n",
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        int fd = connect_srv();
+        send_str(fd, bad[i]);
+        int rc = read_resp(fd, &r);
+        if (rc == 0) {
+            if (r.status != 400)
+                fprintf(stderr, "case %zu: status %d\n", i, r.status);
+            assert_int_equal(r.status, 400);
+            assert_true(has_header(&r, "Connection: close"));
+        }
+        assert_true(closed_by_server(fd));
+        close(fd);
+    }
+}
+
+static void test_bad_paths(void **state)
+{
+    resp_t r;
+    const char *bad[] = {
+        "GET /_matrix/client/v3/rooms/%00/state/a/b HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/rooms/%ff/state/a/b HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/rooms/%c0%af/state/a/b HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/rooms/%ed%a0%80/state/a/b HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/rooms/%zz/state/a/b HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/q?a=%00 HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/q?a=%fe%ff HTTP/1.1\r\n\r\n",
+        "GET /_matrix/client/v3/q?a=%4 HTTP/1.1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        assert_int_equal(request(bad[i], &r), 0);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "M_INVALID_PARAM"));
+    }
+    /* Raw high bytes in the target are refused too (by llhttp or by us). */
+    assert_int_equal(request("GET /_matrix/client/v3/rooms/\xff/state/a/b HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 400);
+
+    /* Good ones: decoded per segment, empty trailing state key. */
+    assert_int_equal(request("GET /_matrix/client/v3/rooms/%21r%3Ax/state/m.room.name HTTP/1.1\r\n\r\n",
+                             &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"room\":\"!r:x\",\"type\":\"m.room.name\",\"key\":\"\"}");
+    assert_int_equal(request("GET /_matrix/client/v3/rooms/!r/state/m.room.member/%40a%2Fb "
+                             "HTTP/1.1\r\n\r\n", &r), 0);
+    assert_string_equal(r.body, "{\"room\":\"!r\",\"type\":\"m.room.member\",\"key\":\"@a/b\"}");
+    assert_int_equal(request("GET /_matrix/client/v3/q?a=x+y%20z%C3%A9&access_token=tok HTTP/1.1\r\n\r\n",
+                             &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"a\":\"x y z\xc3\xa9\",\"token\":\"tok\",\"ip\":\"127.0.0.1\"}");
+    assert_true(has_header(&r, "X-Test: yes\r\n"));
+    assert_int_equal(request("GET /_matrix/client/v3/q HTTP/1.1\r\nAuthorization: Bearer abc\r\n"
+                             "X-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n\r\n", &r), 0);
+    assert_string_equal(r.body, "{\"a\":null,\"token\":\"abc\",\"ip\":\"203.0.113.9\"}");
+}
+
+static void test_404_405_cors(void **state)
+{
+    resp_t r;
+    assert_int_equal(request("GET /_matrix/client/nope HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.body, "{\"errcode\":\"M_UNRECOGNIZED\",\"error\":\"Unrecognized request\"}");
+    assert_true(has_header(&r, "Access-Control-Allow-Origin: *\r\n"));
+    assert_int_equal(request("DELETE /_matrix/client/v3/raw HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.body, "M_UNRECOGNIZED"));
+    assert_true(has_header(&r, "Allow: POST, PUT\r\n"));
+    /* The web resource's routes are not on this listener. */
+    assert_int_equal(request("GET /index.html HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 404);
+    assert_false(has_header(&r, "Access-Control-Allow-Origin"));
+    /* Preflight on any CORS path, known or not. */
+    assert_int_equal(request("OPTIONS /_matrix/client/whatever HTTP/1.1\r\n"
+                             "Origin: https://app\r\nAccess-Control-Request-Method: POST\r\n\r\n", &r),
+                     0);
+    assert_int_equal(r.status, 204);
+    assert_true(has_header(&r, "Access-Control-Allow-Methods: GET, HEAD, POST, PUT, DELETE, OPTIONS\r\n"));
+    assert_true(has_header(&r, "Access-Control-Allow-Headers: X-Requested-With, Content-Type, "
+                               "Authorization, Date\r\n"));
+    assert_int_equal(request("OPTIONS /.well-known/matrix/client HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 204);
+    /* MX_DECLINED goes on to the next route. */
+    assert_int_equal(request("GET /_matrix/client/v3/d HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "second");
+}
+
+static void test_json_body(void **state)
+{
+    resp_t r;
+    assert_int_equal(request("POST /_matrix/client/v3/echo HTTP/1.1\r\nContent-Length: 7\r\n\r\n"
+                             "{\"a\":1}", &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"got\":{\"a\":1}}");
+    assert_int_equal(request("POST /_matrix/client/v3/echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                             &r), 0);
+    assert_string_equal(r.body, "{\"got\":{}}");
+    assert_int_equal(request("POST /_matrix/client/v3/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+                             "{nope", &r), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"errcode\":\"M_NOT_JSON\""));
+    assert_int_equal(request("POST /_matrix/client/v3/echo HTTP/1.1\r\nContent-Length: 3\r\n\r\n"
+                             "[1]", &r), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"errcode\":\"M_BAD_JSON\""));
+}
+
+static void test_async_abort(void **state)
+{
+    int before = aborted_count;
+    int replied = async_replied;
+    int fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/v3/slow/150 HTTP/1.1\r\n\r\n");
+    usleep(30000);
+    close(fd);
+    usleep(250000);
+    assert_int_equal(aborted_count, before + 1);
+    assert_int_equal(async_replied, replied + 1);   /* the late reply was dropped quietly */
+}
+
+static void test_timeouts(void **state)
+{
+    /* Slowloris: a header block that never ends. */
+    int fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/versions HTTP/1.1\r\n");
+    for (int i = 0; i < 3; i++) {
+        usleep(100000);
+        if (send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    assert_true(closed_by_server(fd));
+    close(fd);
+    /* Idle keep-alive. */
+    fd = connect_srv();
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    assert_true(closed_by_server(fd));
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    assert_true(ms >= 400 && ms < 2500);
+    close(fd);
+    /* A body that stops coming. */
+    fd = connect_srv();
+    send_str(fd, "POST /_matrix/client/v3/raw HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    assert_true(closed_by_server(fd));
+    close(fd);
+}
+
+static void wait_no_connections(void)
+{
+    for (int i = 0; i < 200 && mx__http_open_connections() > 0; i++)
+        usleep(10000);
+}
+
+static void test_connection_limit(void **state)
+{
+    wait_no_connections();
+    assert_int_equal(mx__http_open_connections(), 0);
+    int fds[8];
+    resp_t r;
+    for (int i = 0; i < 8; i++) {
+        fds[i] = connect_srv();
+        send_str(fds[i], "GET /_matrix/client/versions HTTP/1.1\r\n\r\n");
+        assert_int_equal(read_resp(fds[i], &r), 0);
+    }
+    assert_int_equal(mx__http_open_connections(), 8);
+    int extra = connect_srv();
+    assert_true(closed_by_server(extra));
+    close(extra);
+    close(fds[0]);
+    wait_no_connections();
+    for (int i = 1; i < 8; i++)
+        close(fds[i]);
+    wait_no_connections();
+    assert_int_equal(request("GET /_matrix/client/versions HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 200);
+}
+
+/* ------------------------------------------------------- memory mode --- */
+
+typedef struct sinkbuf {
+    char data[8192];
+    size_t len;
+} sinkbuf_t;
+
+static void sink(void *ud, const char *data, size_t len)
+{
+    sinkbuf_t *s = ud;
+    size_t k = len < sizeof(s->data) - 1 - s->len ? len : sizeof(s->data) - 1 - s->len;
+    memcpy(s->data + s->len, data, k);
+    s->len += k;
+    s->data[s->len] = '\0';
+}
+
+static void test_memory_mode(void **state)
+{
+    sinkbuf_t out = { .len = 0 };
+    /* Fed one byte at a time, two pipelined requests. */
+    mx__conn_t *c = mx__conn_mem_new(mx__router_resource_bit("client"), sink, &out);
+    assert_non_null(c);
+    const char *in = "GET /_matrix/client/versions HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "POST /_matrix/client/v3/raw HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "3\r\nabc\r\n0\r\n\r\n";
+    for (const char *p = in; *p; p++)
+        mx__conn_feed(c, p, 1);
+    const char *first = strstr(out.data, "{\"versions\"");
+    const char *second = strstr(out.data, "\r\n\r\nabc");
+    assert_non_null(first);
+    assert_non_null(second);
+    assert_true(first < second);
+    mx__conn_mem_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_pipelining),
+        cmocka_unit_test(test_chunked),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_smuggling),
+        cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_404_405_cors),
+        cmocka_unit_test(test_json_body),
+        cmocka_unit_test(test_async_abort),
+        cmocka_unit_test(test_timeouts),
+        cmocka_unit_test(test_connection_limit),
+    };
+    const struct CMUnitTest mem_tests[] = {
+        cmocka_unit_test(test_memory_mode),
+    };
+    int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    /* Memory mode runs without a loop thread. */
+    memset(&ctx, 0, sizeof(ctx));
+    memset(&conf, 0, sizeof(conf));
+    mx__ctx = &ctx;
+    ctx.conf = &conf;
+    conf.log_level = "error";
+    mx__log_open(&conf);
+    mx__router_init();
+    mx_route_add("client", "GET", "/_matrix/client/versions", h_versions, NULL, 0);
+    mx_route_add("client", "POST", "/_matrix/client/v3/raw", h_raw, NULL, 0);
+    rc |= cmocka_run_group_tests(mem_tests, NULL, NULL);
+    mx__router_fini();
+    mx__log_close();
+    return rc;
+}

@@ -1,0 +1,500 @@
+/*
+ * acc_register.c: POST /register (users through UIA, guests),
+ * GET /register/available and the registration token validity check, plus
+ * the account creation shared with shared-secret registration.
+ *
+ * Like Synapse: usernames are lower-cased and checked (and checked for
+ * being taken, case-insensitively) before UIA starts, so a client can pick
+ * another name before going through the stages; numeric localparts are
+ * reserved for generated IDs (guests, or registrations without a username)
+ * and come from the accounts_seq counter; registration per IP is
+ * rate-limited, a use counted when an account is created.
+ */
+#include "acc_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ACC_MAX_ALLOC_ATTEMPTS 5
+
+static const unsigned acc_flow_dummy_token[] = { ACC_STAGE_DUMMY, ACC_STAGE_REGTOKEN };
+static const unsigned acc_flow_dummy[] = { ACC_STAGE_DUMMY };
+static const unsigned acc_flow_token[] = { ACC_STAGE_REGTOKEN };
+
+static bool acc_requires_token(void)
+{
+    const json_t *root = mx_server_conf()->root;
+    return json_is_true(json_object_get(root, "registration_requires_token"));
+}
+
+static void acc_reg_key(mx_req_t *req, char *key, size_t n)
+{
+    const char *ip = mx_req_client_ip(req);
+    snprintf(key, n, "register:%s", ip ? ip : "");
+}
+
+bool acc_username_ok(mx_req_t *req, const char *lp)
+{
+    if (!lp || !*lp) {
+        mx_req_error(req, 400, "M_INVALID_USERNAME", "User ID cannot be empty");
+        return false;
+    }
+    if (!hs_is_valid_localpart(lp)) {
+        mx_req_error(req, 400, "M_INVALID_USERNAME",
+                     "User ID can only contain characters a-z, 0-9, or '=_-./+'");
+        return false;
+    }
+    if (lp[0] == '_') {
+        mx_req_error(req, 400, "M_INVALID_USERNAME", "User ID may not begin with _");
+        return false;
+    }
+    if (strspn(lp, "0123456789") == strlen(lp)) {
+        mx_req_error(req, 400, "M_INVALID_USERNAME", "Numeric user IDs are reserved for guest users.");
+        return false;
+    }
+    if (strlen(lp) + strlen(hs.server_name) + 2 > 255) {
+        mx_req_error(req, 400, "M_INVALID_USERNAME", "User ID may not be longer than 255 characters");
+        return false;
+    }
+    return true;
+}
+
+/* --------------------------------------------------------------- create --- */
+
+static void acc_reg_fail(acc_reg_t *r)
+{
+    acc_uia_finish(r->sess, false);
+    r->sess = NULL;
+}
+
+static void acc_reg_alloc(acc_reg_t *r);
+
+static void acc_reg_written(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    acc_reg_t *r = ud;
+    if (status == MX_ECONSTRAINT) {
+        if (!r->localpart && ++r->attempts < ACC_MAX_ALLOC_ATTEMPTS) {
+            acc_reg_alloc(r);   /* a numeric ID someone already has: next one */
+            return;
+        }
+        acc_reg_fail(r);
+        mx_req_error(r->req, 400, "M_USER_IN_USE", "User ID already taken.");
+        return;
+    }
+    if (status < 0) {
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, status, "register");
+        return;
+    }
+    acc_uia_finish(r->sess, true);
+    r->sess = NULL;
+    char key[96];
+    acc_reg_key(r->req, key, sizeof(key));
+    acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
+                (double)hs.conf.rc_registration_burst, true);
+    acc_hook_user_registered(r->user_id, r->displayname, r->guest);
+    json_t *b = json_object();
+    if (r->inhibit_login) {
+        json_object_set_new(b, "user_id", json_string(r->user_id));
+        json_object_set_new(b, "home_server", json_string(hs.server_name));
+    } else {
+        acc_hook_device_created(r->user_id, r->sess_out.device_id);
+        acc_session_json(b, &r->sess_out);
+    }
+    mx_req_reply_json(r->req, 200, b);
+}
+
+static void acc_reg_write(acc_reg_t *r, const char *localpart)
+{
+    mx_pool_t *pool = mx_req_pool(r->req);
+    r->user_id = hs_user_id(pool, localpart);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b || !r->user_id) {
+        if (b)
+            mx_sql_batch_free(b);
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, -ENOMEM, "register");
+        return;
+    }
+    mx_sql_add(b,
+               "INSERT INTO users (name, password_hash, is_guest, admin, user_type, creation_ts)"
+               " VALUES (?, ?, ?, ?, ?, ?)",
+               "ssiisi", r->user_id, r->hash, (int64_t)r->guest, (int64_t)r->admin, r->user_type,
+               (int64_t)(mx_now_ms() / 1000));
+    if (r->sess && r->sess->regtoken)
+        mx_sql_add(b,
+                   "UPDATE registration_tokens SET pending = pending - 1,"
+                   " completed = completed + 1 WHERE token = ?",
+                   "s", r->sess->regtoken);
+    int rc = 0;
+    if (!r->inhibit_login)
+        rc = acc_session_add(b, pool, r->user_id, r->device_id, r->display_name, r->refresh,
+                             &r->sess_out);
+    if (rc >= 0)
+        rc = mx_sql_run(b, acc_reg_written, r);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, rc, "register");
+    }
+}
+
+static void acc_reg_allocated(int status, mx_sql_res_t *res, void *ud)
+{
+    acc_reg_t *r = ud;
+    if (status < 0 || mx_sql_nrows(res, 0) < 1) {
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, status < 0 ? status : -EIO, "register: user ID");
+        return;
+    }
+    char *lp = mx_psprintf(mx_req_pool(r->req), "%lld", (long long)mx_sql_int(res, 0, 0, 0));
+    acc_reg_write(r, lp);
+}
+
+/* Generated localparts: the next value of a counter (its own transaction,
+ * so concurrent registrations never get the same number). */
+static void acc_reg_alloc(acc_reg_t *r)
+{
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b) {
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, -ENOMEM, "register");
+        return;
+    }
+    mx_sql_add(b, "UPDATE accounts_seq SET value = value + 1 WHERE name = 'user_id' RETURNING value",
+               "");
+    int rc = mx_sql_run(b, acc_reg_allocated, r);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, rc, "register");
+    }
+}
+
+static void acc_reg_proceed(acc_reg_t *r)
+{
+    if (r->localpart)
+        acc_reg_write(r, r->localpart);
+    else
+        acc_reg_alloc(r);
+}
+
+static void acc_reg_hashed(int status, const char *hash, void *ud)
+{
+    acc_reg_t *r = ud;
+    if (status < 0 || !hash) {
+        acc_reg_fail(r);
+        hs_reply_storage_error(r->req, status < 0 ? status : -EIO, "register: hash");
+        return;
+    }
+    r->hash = mx_pstrdup(mx_req_pool(r->req), hash);
+    acc_reg_proceed(r);
+}
+
+void acc_register_create(acc_reg_t *r)
+{
+    if (r->password) {
+        int rc = acc_pw_hash(r->password, acc_reg_hashed, r);
+        if (rc < 0) {
+            acc_reg_fail(r);
+            hs_reply_storage_error(r->req, rc, "register: hash");
+        }
+        return;
+    }
+    r->hash = NULL;
+    acc_reg_proceed(r);
+}
+
+/* --------------------------------------------------------- POST /register --- */
+
+static acc_reg_t *acc_reg_new(mx_req_t *req, json_t *body)
+{
+    acc_reg_t *r = mx_palloc(mx_req_pool(req), sizeof(*r));
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    r->req = req;
+    r->device_id = json_string_value(json_object_get(body, "device_id"));
+    r->display_name = json_string_value(json_object_get(body, "initial_device_display_name"));
+    r->inhibit_login = json_is_true(json_object_get(body, "inhibit_login"));
+    r->refresh = json_is_true(json_object_get(body, "refresh_token"));
+    return r;
+}
+
+/* The body's field, or the one saved from the session's first call. */
+static json_t *acc_reg_field(json_t *body, const acc_uia_sess_t *s, const char *key)
+{
+    json_t *v = json_object_get(body, key);
+    if (!v && s)
+        v = json_object_get(s->saved, key);
+    return v;
+}
+
+static void acc_reg_uia_done(mx_req_t *req, acc_uia_sess_t *s, void *ud)
+{
+    (void)ud;
+    json_t *body = mx_req_json(req);
+    mx_pool_t *pool = mx_req_pool(req);
+    /* The session is ours now: the housekeeping timer must not free it
+     * while the password is hashed. */
+    acc_map_del(&hs_acc->uia, s->id);
+    acc_reg_t *r = acc_reg_new(req, body);
+    if (!r) {
+        acc_uia_finish(s, false);
+        mx_req_error(req, 500, "M_UNKNOWN", "Out of memory");
+        return;
+    }
+    r->sess = s;
+    json_t *user = acc_reg_field(body, s, "username");
+    json_t *pw = acc_reg_field(body, s, "password");
+    if (!pw) {
+        acc_reg_fail(r);
+        mx_req_error(req, 400, "M_MISSING_PARAM", "Missing params: password");
+        return;
+    }
+    if (!acc_pw_acceptable(req, pw)) {
+        acc_reg_fail(r);
+        return;
+    }
+    r->password = mx_pstrdup(pool, json_string_value(pw));
+    if (json_is_string(user)) {
+        char *lp = acc_lower(mx_pstrdup(pool, json_string_value(user)));
+        if (!acc_username_ok(req, lp)) {
+            acc_reg_fail(r);
+            return;
+        }
+        r->localpart = lp;
+    }
+    if (!r->device_id)
+        r->device_id = json_string_value(json_object_get(s->saved, "device_id"));
+    if (!r->display_name)
+        r->display_name =
+            json_string_value(json_object_get(s->saved, "initial_device_display_name"));
+    acc_register_create(r);
+}
+
+static void acc_reg_checked(int status, mx_sql_res_t *res, void *ud)
+{
+    mx_req_t *req = ud;
+    if (status < 0) {
+        hs_reply_storage_error(req, status, "register");
+        return;
+    }
+    if (mx_sql_nrows(res, 0) > 0) {
+        mx_req_error(req, 400, "M_USER_IN_USE", "User ID already taken.");
+        return;
+    }
+    const unsigned *flows = acc_flow_dummy;
+    size_t nflows = 1;
+    if (acc_requires_token()) {
+        flows = acc_flow_token;
+    } else if (mx_sql_nrows(res, 1) > 0 && mx_sql_int(res, 1, 0, 0) > 0) {
+        flows = acc_flow_dummy_token;
+        nflows = 2;
+    }
+    acc_uia_run(req, mx_req_json(req), NULL, flows, nflows, acc_reg_uia_done, NULL);
+}
+
+static void acc_reg_guest(mx_req_t *req, json_t *body)
+{
+    if (!hs.conf.allow_guest_access) {
+        mx_req_error(req, 403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled");
+        return;
+    }
+    acc_reg_t *r = acc_reg_new(req, body);
+    if (!r) {
+        mx_req_error(req, 500, "M_UNKNOWN", "Out of memory");
+        return;
+    }
+    r->guest = true;
+    r->inhibit_login = false;   /* a guest without a token would be useless */
+    acc_register_create(r);
+}
+
+static int acc_post_register(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body = mx_req_json(req);
+    const char *kind = mx_req_query(req, "kind");
+    char key[96];
+    acc_reg_key(req, key, sizeof(key));
+    int64_t wait = acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
+                               (double)hs.conf.rc_registration_burst, false);
+    if (wait) {
+        hs_reply_ratelimited(req, wait);
+        return MX_DONE;
+    }
+    if (kind && !strcmp(kind, "guest")) {
+        acc_reg_guest(req, body);
+        return MX_ASYNC;
+    }
+    if (kind && strcmp(kind, "user") != 0) {
+        mx_req_error(req, 400, "M_UNKNOWN", "Invalid kind");
+        return MX_DONE;
+    }
+    if (!mx_server_conf()->enable_registration) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "Registration has been disabled");
+        return MX_DONE;
+    }
+    json_t *user = json_object_get(body, "username");
+    json_t *pw = json_object_get(body, "password");
+    if (user && !json_is_string(user)) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "Invalid username");
+        return MX_DONE;
+    }
+    if (pw && !acc_pw_acceptable(req, pw))
+        return MX_DONE;
+    const json_t *dev = json_object_get(body, "device_id");
+    if (dev && (!json_is_string(dev) || json_string_length(dev) == 0 ||
+                json_string_length(dev) > 255)) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "Invalid device_id");
+        return MX_DONE;
+    }
+    mx_pool_t *pool = mx_req_pool(req);
+    char *uid = NULL;
+    if (user) {
+        char *lp = acc_lower(mx_pstrdup(pool, json_string_value(user)));
+        if (!acc_username_ok(req, lp))
+            return MX_DONE;
+        uid = hs_user_id(pool, lp);
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        hs_reply_storage_error(req, -ENOMEM, "register");
+        return MX_DONE;
+    }
+    mx_sql_add(b, "SELECT name FROM users WHERE lower(name) = lower(?)", "s", uid ? uid : "");
+    mx_sql_add(b, "SELECT COUNT(*) FROM registration_tokens", "");
+    int rc = mx_sql_run(b, acc_reg_checked, req);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(req, rc, "register");
+        return MX_DONE;
+    }
+    return MX_ASYNC;
+}
+
+/* ------------------------------------------------- GET /register/available --- */
+
+static void acc_available_done(int status, mx_sql_res_t *res, void *ud)
+{
+    mx_req_t *req = ud;
+    if (status < 0) {
+        hs_reply_storage_error(req, status, "register/available");
+        return;
+    }
+    if (mx_sql_nrows(res, 0) > 0) {
+        mx_req_error(req, 400, "M_USER_IN_USE", "User ID already taken.");
+        return;
+    }
+    mx_req_reply_json(req, 200, json_pack("{s:b}", "available", 1));
+}
+
+static int acc_get_available(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    if (!mx_server_conf()->enable_registration) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "Registration has been disabled");
+        return MX_DONE;
+    }
+    char key[96];
+    snprintf(key, sizeof(key), "available:%s", mx_req_client_ip(req) ? mx_req_client_ip(req) : "");
+    int64_t wait = acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
+                               (double)hs.conf.rc_registration_burst, true);
+    if (wait) {
+        hs_reply_ratelimited(req, wait);
+        return MX_DONE;
+    }
+    const char *user = mx_req_query(req, "username");
+    if (!user) {
+        mx_req_error(req, 400, "M_MISSING_PARAM", "Missing string query parameter: username");
+        return MX_DONE;
+    }
+    mx_pool_t *pool = mx_req_pool(req);
+    char *lp = acc_lower(mx_pstrdup(pool, user));
+    if (!acc_username_ok(req, lp))
+        return MX_DONE;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        hs_reply_storage_error(req, -ENOMEM, "register/available");
+        return MX_DONE;
+    }
+    mx_sql_add(b, "SELECT name FROM users WHERE lower(name) = lower(?)", "s", hs_user_id(pool, lp));
+    int rc = mx_sql_run(b, acc_available_done, req);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(req, rc, "register/available");
+        return MX_DONE;
+    }
+    return MX_ASYNC;
+}
+
+/* ----------------------------------------- registration token validity --- */
+
+static void acc_validity_done(int status, mx_sql_res_t *res, void *ud)
+{
+    mx_req_t *req = ud;
+    if (status < 0) {
+        hs_reply_storage_error(req, status, "registration token validity");
+        return;
+    }
+    mx_req_reply_json(req, 200, json_pack("{s:b}", "valid", mx_sql_nrows(res, 0) > 0));
+}
+
+static int acc_get_token_validity(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    if (!mx_server_conf()->enable_registration) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "Registration has been disabled");
+        return MX_DONE;
+    }
+    char key[96];
+    snprintf(key, sizeof(key), "regtoken:%s", mx_req_client_ip(req) ? mx_req_client_ip(req) : "");
+    int64_t wait = acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
+                               (double)hs.conf.rc_registration_burst, true);
+    if (wait) {
+        hs_reply_ratelimited(req, wait);
+        return MX_DONE;
+    }
+    const char *token = mx_req_query(req, "token");
+    if (!token) {
+        mx_req_error(req, 400, "M_MISSING_PARAM", "Missing string query parameter: token");
+        return MX_DONE;
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        hs_reply_storage_error(req, -ENOMEM, "registration token validity");
+        return MX_DONE;
+    }
+    mx_sql_add(b,
+               "SELECT 1 FROM registration_tokens WHERE token = ?"
+               " AND (uses_allowed IS NULL OR pending + completed < uses_allowed)"
+               " AND (expiry_time IS NULL OR expiry_time > ?)",
+               "si", token, (int64_t)mx_now_ms());
+    int rc = mx_sql_run(b, acc_validity_done, req);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(req, rc, "registration token validity");
+        return MX_DONE;
+    }
+    return MX_ASYNC;
+}
+
+int acc_register_routes(void)
+{
+    int rc;
+    if ((rc = acc_route_v3_r0("POST", "/register", acc_post_register, MX_ROUTE_JSON_BODY)) < 0 ||
+        (rc = acc_route_v3_r0("GET", "/register/available", acc_get_available, 0)) < 0)
+        return rc;
+    if ((rc = mx_route_add("client", "GET",
+                           "/_matrix/client/v1/register/m.login.registration_token/validity",
+                           acc_get_token_validity, NULL, 0)) < 0)
+        return rc;
+    return mx_route_add("client", "GET",
+                        "/_matrix/client/unstable/org.matrix.msc3231/register/"
+                        "org.matrix.msc3231.login.registration_token/validity",
+                        acc_get_token_validity, NULL, 0);
+}

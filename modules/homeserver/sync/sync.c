@@ -1,0 +1,730 @@
+/*
+ * sync.c: GET /_matrix/client/v3/sync.
+ *
+ * One sync is computed in two read batches, whatever the number of rooms:
+ *   1. the user's memberships and the rooms with new events in (since, upto];
+ *   2. per room to send: the timeline (newest `limit`+1 events), the state
+ *      at the start of the timeline (and, for incremental syncs, at `since`)
+ *      read from the state groups with one recursive query each, the member
+ *      counts and heroes; per invite/knock the member event, which carries
+ *      the stripped state in its unsigned data.
+ * Then every provider registered with hs_sync_add_part adds its sections.
+ *
+ * Long-poll: when the response holds nothing and `timeout` > 0, a waiter is
+ * registered for the user and their joined rooms (notifier.c); a wake-up or
+ * the timeout recomputes from the same `since`.  If a stream moved while we
+ * computed, we recompute at once instead of waiting, so a notification that
+ * fired in between is not lost.  The context is malloc'd (not in the
+ * request's pool) so that a client that goes away (mx_req_on_abort) while a
+ * batch is in flight is handled when the batch returns.
+ */
+#include "sync.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SY_DEFAULT_LIMIT 10
+#define SY_MAX_LIMIT 500
+#define SY_MAX_TIMEOUT_MS (10 * 60 * 1000)
+
+/* ------------------------------------------------------------ providers --- */
+
+typedef struct sy_part {
+    const char *name;
+    hs_sync_part_fn fn;
+} sy_part_t;
+
+#define SY_MAX_PARTS 32
+static sy_part_t sy_parts[SY_MAX_PARTS];
+static size_t sy_nparts;
+
+int hs_sync_add_part(const char *name, hs_sync_part_fn fn)
+{
+    if (!fn)
+        return -EINVAL;
+    if (sy_nparts == SY_MAX_PARTS)
+        return -ENOSPC;
+    sy_parts[sy_nparts].name = name;
+    sy_parts[sy_nparts].fn = fn;
+    sy_nparts++;
+    return 0;
+}
+
+static json_t *sy_obj(json_t *parent, const char *key)
+{
+    json_t *o = json_object_get(parent, key);
+    if (!json_is_object(o)) {
+        o = json_object();
+        json_object_set_new(parent, key, o);
+    }
+    return o;
+}
+
+static json_t *sy_events_obj(void)
+{
+    return json_pack("{s:[]}", "events");
+}
+
+json_t *hs_sync_joined_room(hs_sync_ctx_t *sc, const char *room_id)
+{
+    json_t *join = sy_obj(sy_obj(sc->response, "rooms"), "join");
+    json_t *r = json_object_get(join, room_id);
+    if (!r) {
+        r = json_object();
+        json_object_set_new(r, "timeline", json_pack("{s:[], s:b}", "events", "limited", 0));
+        json_object_set_new(r, "state", sy_events_obj());
+        json_object_set_new(r, "ephemeral", sy_events_obj());
+        json_object_set_new(r, "account_data", sy_events_obj());
+        json_object_set_new(r, "unread_notifications",
+                            json_pack("{s:i, s:i}", "highlight_count", 0, "notification_count", 0));
+        json_object_set_new(join, room_id, r);
+    }
+    return r;
+}
+
+/* -------------------------------------------------------------- context --- */
+
+enum { SY_JOIN, SY_LEAVE, SY_INVITE, SY_KNOCK };
+
+typedef struct sy_room {
+    const char *room_id;      /* pool */
+    int kind;
+    const char *event_id;     /* the user's membership event */
+    int64_t mem_so;
+    int64_t lo, hi;           /* timeline range (lo, hi] */
+    bool full;                /* full state (initial, newly joined, full_state) */
+    int st_tl, st_start, st_since, st_counts, st_heroes, st_ev;
+} sy_room_t;
+
+typedef struct sy_ctx {
+    mx_req_t *req;
+    hs_user_t who;            /* strings owned by the ctx */
+    char *user_id, *device_id;
+    const char *dev_key;      /* pool */
+    int64_t since[HS_STREAM_COUNT];
+    int64_t upto[HS_STREAM_COUNT];
+    bool initial, full_state;
+    uint64_t deadline;        /* ms since epoch */
+    json_t *filter;           /* owned or NULL */
+    int limit;
+    bool lazy_members;
+    bool include_leave;
+    mx_pool_t *scratch;       /* per computation */
+    sy_room_t *rooms;
+    size_t nrooms;
+    json_t *joined;           /* owned: joined room IDs */
+    json_t *resp;             /* owned */
+    hs_sync_ctx_t sc;
+    size_t part;
+    hs_waiter_t *waiter;
+    bool busy, aborted, replied;
+} sy_ctx_t;
+
+static void sy_free(sy_ctx_t *c)
+{
+    hs_waiter_free(c->waiter);
+    json_decref(c->filter);
+    json_decref(c->joined);
+    json_decref(c->resp);
+    if (c->scratch)
+        mx_pool_free(c->scratch);
+    free(c->user_id);
+    free(c->device_id);
+    free(c);
+}
+
+/* After every asynchronous step: true when the context was freed because
+ * the client went away. */
+static bool sy_gone(sy_ctx_t *c)
+{
+    c->busy = false;
+    if (c->aborted) {
+        sy_free(c);
+        return true;
+    }
+    return false;
+}
+
+static void sy_abort(mx_req_t *req, void *ud)
+{
+    (void)req;
+    sy_ctx_t *c = ud;
+    c->aborted = true;
+    hs_waiter_free(c->waiter);
+    c->waiter = NULL;
+    if (!c->busy)
+        sy_free(c);
+}
+
+static void sy_fail(sy_ctx_t *c, int status, const char *what)
+{
+    c->replied = true;
+    hs_reply_storage_error(c->req, status, what);
+    sy_free(c);
+}
+
+static void sy_compute(sy_ctx_t *c);
+
+/* -------------------------------------------------------------- replying --- */
+
+static bool sy_nonempty_events(const json_t *o)
+{
+    return json_array_size(json_object_get(o, "events")) > 0;
+}
+
+/* Whether the response carries anything the client has not seen. */
+static bool sy_has_data(const json_t *resp)
+{
+    const json_t *rooms = json_object_get(resp, "rooms");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)rooms, k, v) {
+        if (strcmp(k, "join") != 0) {
+            if (json_object_size(v))
+                return true;
+            continue;
+        }
+        const char *rid;
+        json_t *r;
+        json_object_foreach(v, rid, r) {
+            if (sy_nonempty_events(json_object_get(r, "timeline")) ||
+                sy_nonempty_events(json_object_get(r, "state")) ||
+                sy_nonempty_events(json_object_get(r, "ephemeral")) ||
+                sy_nonempty_events(json_object_get(r, "account_data")))
+                return true;
+        }
+    }
+    static const char *const tops[] = { "presence", "account_data", "to_device" };
+    for (size_t i = 0; i < 3; i++)
+        if (sy_nonempty_events(json_object_get(resp, tops[i])))
+            return true;
+    const json_t *dl = json_object_get(resp, "device_lists");
+    if (json_array_size(json_object_get(dl, "changed")) || json_array_size(json_object_get(dl, "left")))
+        return true;
+    return false;
+}
+
+static void sy_wake(hs_waiter_t *w, int woken, void *ud)
+{
+    (void)woken;
+    sy_ctx_t *c = ud;
+    hs_waiter_free(w);
+    c->waiter = NULL;
+    sy_compute(c);
+}
+
+static void sy_finish(sy_ctx_t *c)
+{
+    bool moved = false;
+    for (int s = 0; s < HS_STREAM_COUNT; s++)
+        if (hs_stream_current((hs_stream_t)s) != c->upto[s])
+            moved = true;
+    uint64_t now = mx_now_ms();
+    if (!c->initial && !c->full_state && now < c->deadline && !sy_has_data(c->resp)) {
+        if (moved) {
+            sy_compute(c);
+            return;
+        }
+        c->waiter = hs_waiter_add(c->user_id, c->joined, c->deadline - now, sy_wake, c);
+        if (c->waiter)
+            return;
+    }
+    json_object_set_new(c->resp, "next_batch",
+                        json_string(hs_sync_token_make(c->scratch, c->upto)));
+    c->replied = true;
+    mx_req_reply_json(c->req, 200, c->resp);
+    c->resp = NULL;
+    sy_free(c);
+}
+
+static void sy_part_done(hs_sync_ctx_t *sc, int status)
+{
+    sy_ctx_t *c = (sy_ctx_t *)((char *)sc - offsetof(sy_ctx_t, sc));
+    if (status < 0)
+        mx_log("homeserver", MX_LOG_WARN, "sync: part %s failed (%d)",
+               sy_parts[c->part].name ? sy_parts[c->part].name : "?", status);
+    if (c->busy && sy_gone(c))
+        return;
+    c->part++;
+    if (c->part < sy_nparts) {
+        c->busy = true;
+        sy_parts[c->part].fn(&c->sc, sy_part_done);
+        return;
+    }
+    sy_finish(c);
+}
+
+static void sy_run_parts(sy_ctx_t *c)
+{
+    memset(&c->sc, 0, sizeof(c->sc));
+    c->sc.pool = c->scratch;
+    c->sc.who = &c->who;
+    memcpy(c->sc.since, c->since, sizeof(c->since));
+    memcpy(c->sc.upto, c->upto, sizeof(c->upto));
+    c->sc.initial = c->initial;
+    c->sc.full_state = c->full_state;
+    c->sc.filter = c->filter;
+    c->sc.joined_rooms = c->joined;
+    c->sc.response = c->resp;
+    c->part = 0;
+    if (!sy_nparts) {
+        sy_finish(c);
+        return;
+    }
+    c->busy = true;
+    sy_parts[0].fn(&c->sc, sy_part_done);
+}
+
+/* ----------------------------------------------------------- room bodies --- */
+
+/* The state chain query: state group entries from the group of the newest
+ * event matching `start_where`, back to the nearest snapshot, joined with
+ * the events; rows come snapshot first so later rows override. */
+#define SY_STATE_SQL(start_where)                                                          \
+    "WITH RECURSIVE chain(id, prev, snap, n) AS ("                                         \
+    " SELECT s.id, s.prev_group, s.is_snapshot, 0 FROM state_groups s WHERE s.id = ("      \
+    "  SELECT g.group_id FROM event_to_state_group g WHERE g.event_id = ("                 \
+    "   SELECT x.event_id FROM events x WHERE x.room_id = ? AND " start_where              \
+    "   ORDER BY x.stream_ordering DESC LIMIT 1))"                                         \
+    " UNION ALL"                                                                           \
+    " SELECT s.id, s.prev_group, s.is_snapshot, c.n + 1 FROM state_groups s"               \
+    " JOIN chain c ON s.id = c.prev WHERE c.snap = 0)"                                     \
+    " SELECT c.n, se.type, se.state_key, " RM_EV_COLS " FROM chain c"                      \
+    " JOIN state_group_entries se ON se.group_id = c.id"                                   \
+    " JOIN events e ON e.event_id = se.event_id ORDER BY c.n DESC"
+
+/* State at the start of the timeline: the newest event before the oldest
+ * of the `limit` newest events in (lo, hi]. */
+static const char sy_sql_state_start[] = SY_STATE_SQL(
+    "x.stream_ordering < (SELECT MIN(t.so) FROM (SELECT stream_ordering AS so FROM events"
+    " WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?"
+    " ORDER BY stream_ordering DESC LIMIT ?) t)");
+static const char sy_sql_state_at[] = SY_STATE_SQL("x.stream_ordering <= ?");
+
+/* {key: row} of a state chain result. */
+static json_t *sy_resolve(const mx_sql_res_t *res, int st)
+{
+    json_t *m = json_object();
+    int n = mx_sql_nrows(res, st);
+    for (int i = 0; i < n; i++) {
+        char *k = hs_state_key_join(mx_sql_text(res, st, i, 1), mx_sql_text(res, st, i, 2));
+        if (k)
+            json_object_set_new(m, k, json_integer(i));
+        free(k);
+    }
+    return m;
+}
+
+static bool sy_key_is_member(const char *k, const char **user)
+{
+    if (strncmp(k, "m.room.member\x1f", 14) != 0)
+        return false;
+    *user = k + 14;
+    return true;
+}
+
+static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
+{
+    json_t *rf = json_object_get(c->filter, "room");
+    json_t *tlf = json_object_get(rf, "timeline");
+    json_t *stf = json_object_get(rf, "state");
+
+    /* timeline, newest first in the result */
+    int n = mx_sql_nrows(res, r->st_tl);
+    bool limited = n > c->limit;
+    if (limited)
+        n = c->limit;
+    json_t *events = json_array();
+    json_t *senders = json_object();
+    int64_t oldest = r->hi;
+    for (int i = n - 1; i >= 0; i--) {
+        const char *type = mx_sql_text(res, r->st_tl, i, 6);
+        const char *sender = mx_sql_text(res, r->st_tl, i, 7);
+        oldest = mx_sql_int(res, r->st_tl, i, 5);
+        if (!hs_filter_match(tlf, type, sender))
+            continue;
+        json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, 0);
+        if (ev)
+            json_array_append_new(events, ev);
+        if (sender)
+            json_object_set_new(senders, sender, json_true());
+    }
+    if (n == 0)
+        oldest = r->hi + 1;
+    json_t *tl = json_pack("{s:o, s:b, s:s}", "events", events, "limited", limited, "prev_batch",
+                           rm_make_token(c->scratch, oldest - 1));
+    json_object_set_new(out, "timeline", tl);
+
+    /* state at the start of the timeline, or the change since `since` */
+    json_t *start = sy_resolve(res, r->st_start);
+    json_t *since = r->st_since >= 0 ? sy_resolve(res, r->st_since) : NULL;
+    json_t *state = json_array();
+    if (r->full)
+        json_object_set(senders, c->user_id, json_true());
+    const char *k;
+    json_t *row;
+    json_object_foreach(start, k, row) {
+        int i = (int)json_integer_value(row);
+        const char *eid = mx_sql_text(res, r->st_start, i, 3);
+        const char *user = NULL;
+        bool member = sy_key_is_member(k, &user);
+        bool changed = true;
+        if (since) {
+            json_t *srow = json_object_get(since, k);
+            const char *sid = srow ? mx_sql_text(res, r->st_since, (int)json_integer_value(srow), 3)
+                                   : NULL;
+            changed = !sid || strcmp(sid, eid) != 0;
+        }
+        if (member && c->lazy_members) {
+            /* Lazy loading: only members who sent timeline events (and
+             * the user on a full sync); their events may be redundant. */
+            if (!json_object_get(senders, user))
+                continue;
+        } else if (!changed) {
+            continue;
+        }
+        const char *type = mx_sql_text(res, r->st_start, i, 1);
+        if (!hs_filter_match(stf, type, NULL))
+            continue;
+        json_t *ev = rm_row_event(res, r->st_start, i, 3, c->dev_key, 0);
+        if (ev)
+            json_array_append_new(state, ev);
+    }
+    json_decref(start);
+    json_decref(since);
+    json_decref(senders);
+    json_object_set_new(out, "state", json_pack("{s:o}", "events", state));
+}
+
+static void sy_fill_summary(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
+{
+    int64_t joined = 0, invited = 0;
+    for (int i = 0; i < mx_sql_nrows(res, r->st_counts); i++) {
+        const char *m = mx_sql_text(res, r->st_counts, i, 0);
+        if (strcmp(m, "join") == 0)
+            joined = mx_sql_int(res, r->st_counts, i, 1);
+        else if (strcmp(m, "invite") == 0)
+            invited = mx_sql_int(res, r->st_counts, i, 1);
+    }
+    json_t *heroes = json_array();
+    for (int i = 0; i < mx_sql_nrows(res, r->st_heroes); i++)
+        json_array_append_new(heroes, json_string(mx_sql_text(res, r->st_heroes, i, 0)));
+    (void)c;
+    json_object_set_new(out, "summary",
+                        json_pack("{s:o, s:I, s:I}", "m.heroes", heroes, "m.joined_member_count",
+                                  (json_int_t)joined, "m.invited_member_count",
+                                  (json_int_t)invited));
+}
+
+static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
+{
+    sy_ctx_t *c = ud;
+    if (sy_gone(c))
+        return;
+    if (status < 0) {
+        sy_fail(c, status, "sync rooms");
+        return;
+    }
+    json_t *rooms = sy_obj(c->resp, "rooms");
+    json_t *join = sy_obj(rooms, "join");
+    json_t *invite = sy_obj(rooms, "invite");
+    json_t *leave = sy_obj(rooms, "leave");
+    json_t *knock = sy_obj(rooms, "knock");
+    for (size_t i = 0; i < c->nrooms; i++) {
+        sy_room_t *r = &c->rooms[i];
+        if (r->kind == SY_INVITE || r->kind == SY_KNOCK) {
+            if (mx_sql_nrows(res, r->st_ev) == 0)
+                continue;
+            const char *js = mx_sql_text(res, r->st_ev, 0, 1);
+            const char *us = mx_sql_text(res, r->st_ev, 0, 2);
+            json_t *pdu = js ? json_loads(js, 0, NULL) : NULL;
+            json_t *uns = us ? json_loads(us, 0, NULL) : NULL;
+            json_t *st = json_object_get(uns, r->kind == SY_INVITE ? "invite_room_state"
+                                                                    : "knock_room_state");
+            json_t *arr = json_is_array(st) ? json_deep_copy(st) : json_array();
+            if (pdu)
+                json_array_append_new(arr, json_pack("{s:O, s:O, s:O, s:O}", "type",
+                                                     json_object_get(pdu, "type"), "state_key",
+                                                     json_object_get(pdu, "state_key"), "sender",
+                                                     json_object_get(pdu, "sender"), "content",
+                                                     json_object_get(pdu, "content")));
+            json_decref(pdu);
+            json_decref(uns);
+            const char *key = r->kind == SY_INVITE ? "invite_state" : "knock_state";
+            json_object_set_new(r->kind == SY_INVITE ? invite : knock, r->room_id,
+                                json_pack("{s:{s:o}}", key, "events", arr));
+            continue;
+        }
+        json_t *out = json_object();
+        sy_fill_room(c, res, r, out);
+        if (r->kind == SY_JOIN) {
+            sy_fill_summary(c, res, r, out);
+            json_object_set_new(out, "ephemeral", sy_events_obj());
+            json_object_set_new(out, "account_data", sy_events_obj());
+            json_object_set_new(out, "unread_notifications",
+                                json_pack("{s:i, s:i}", "highlight_count", 0,
+                                          "notification_count", 0));
+            json_object_set_new(join, r->room_id, out);
+        } else {
+            json_object_set_new(out, "account_data", sy_events_obj());
+            json_object_set_new(leave, r->room_id, out);
+        }
+    }
+    sy_run_parts(c);
+}
+
+static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)
+{
+    json_t *rf = json_object_get(c->filter, "room");
+    json_t *rooms = json_object_get(rf, "rooms");
+    json_t *not_rooms = json_object_get(rf, "not_rooms");
+    size_t i;
+    json_t *v;
+    json_array_foreach(not_rooms, i, v)
+        if (json_string_value(v) && strcmp(json_string_value(v), room_id) == 0)
+            return false;
+    if (!json_is_array(rooms))
+        return true;
+    json_array_foreach(rooms, i, v)
+        if (json_string_value(v) && strcmp(json_string_value(v), room_id) == 0)
+            return true;
+    return false;
+}
+
+static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
+{
+    sy_ctx_t *c = ud;
+    if (sy_gone(c))
+        return;
+    if (status < 0) {
+        sy_fail(c, status, "sync memberships");
+        return;
+    }
+    int64_t since = c->since[HS_STREAM_EVENTS], upto = c->upto[HS_STREAM_EVENTS];
+    json_t *changed = json_object();
+    for (int i = 0; i < mx_sql_nrows(res, 1); i++)
+        json_object_set_new(changed, mx_sql_text(res, 1, i, 0), json_true());
+    int nm = mx_sql_nrows(res, 0);
+    c->rooms = mx_palloc(c->scratch, sizeof(sy_room_t) * (size_t)(nm ? nm : 1));
+    c->nrooms = 0;
+    json_decref(c->joined);
+    c->joined = json_array();
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!c->rooms || !b) {
+        json_decref(changed);
+        mx_sql_batch_free(b);
+        sy_fail(c, -ENOMEM, "sync");
+        return;
+    }
+    int st = 0;
+    for (int i = 0; i < nm; i++) {
+        const char *rid = mx_sql_text(res, 0, i, 0);
+        const char *m = mx_sql_text(res, 0, i, 1);
+        int64_t mso = mx_sql_int(res, 0, i, 3);
+        if (strcmp(m, "join") == 0)
+            json_array_append_new(c->joined, json_string(rid));
+        if (mso > upto || !sy_room_allowed(c, rid))
+            continue; /* changed after our snapshot of the streams */
+        sy_room_t *r = &c->rooms[c->nrooms];
+        memset(r, 0, sizeof(*r));
+        r->room_id = mx_pstrdup(c->scratch, rid);
+        r->event_id = mx_pstrdup(c->scratch, mx_sql_text(res, 0, i, 2));
+        r->mem_so = mso;
+        r->st_since = -1;
+        bool fresh = c->initial || mso > since;
+        if (strcmp(m, "join") == 0) {
+            r->kind = SY_JOIN;
+            if (!fresh && !c->full_state && !json_object_get(changed, rid))
+                continue;
+            r->full = fresh || c->full_state;
+            r->lo = r->full && fresh ? 0 : since;
+            r->hi = upto;
+        } else if (strcmp(m, "invite") == 0 || strcmp(m, "knock") == 0) {
+            if (!fresh)
+                continue;
+            r->kind = m[0] == 'i' ? SY_INVITE : SY_KNOCK;
+            mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ?", "s",
+                       r->event_id);
+            r->st_ev = st++;
+            c->nrooms++;
+            continue;
+        } else {
+            /* leave or ban: once, in the sync that covers it (or in an
+             * initial sync with include_leave) */
+            r->kind = SY_LEAVE;
+            if (c->initial ? !c->include_leave : mso <= since)
+                continue;
+            r->full = c->initial || c->full_state;
+            r->lo = c->initial ? 0 : since;
+            r->hi = mso;
+        }
+        /* timeline: RM_EV_COLS then type, sender */
+        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
+                      " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
+                      " ORDER BY e.stream_ordering DESC LIMIT ?",
+                   "siii", rid, r->lo, r->hi, (int64_t)c->limit + 1);
+        r->st_tl = st++;
+        mx_sql_add(b, sy_sql_state_start, "ssiii", rid, rid, r->lo, r->hi, (int64_t)c->limit);
+        r->st_start = st++;
+        if (!r->full) {
+            mx_sql_add(b, sy_sql_state_at, "si", rid, since);
+            r->st_since = st++;
+        }
+        if (r->kind == SY_JOIN) {
+            mx_sql_add(b, "SELECT membership, COUNT(*) FROM room_memberships WHERE room_id = ?"
+                          " GROUP BY membership", "s", rid);
+            r->st_counts = st++;
+            mx_sql_add(b, "SELECT user_id FROM room_memberships WHERE room_id = ?"
+                          " AND membership IN ('join', 'invite') AND user_id <> ?"
+                          " ORDER BY stream_ordering LIMIT 5", "ss", rid, c->user_id);
+            r->st_heroes = st++;
+        }
+        c->nrooms++;
+    }
+    json_decref(changed);
+    if (st == 0) {
+        mx_sql_batch_free(b);
+        sy_rooms_read(0, NULL, c);
+        return;
+    }
+    c->busy = true;
+    if (mx_sql_run(b, sy_rooms_read, c) < 0) {
+        mx_sql_batch_free(b);
+        c->busy = false;
+        sy_fail(c, MX_EDB, "sync");
+    }
+}
+
+/* One computation from c->since to the streams' current positions. */
+static void sy_compute(sy_ctx_t *c)
+{
+    if (c->scratch)
+        mx_pool_free(c->scratch);
+    c->scratch = mx_pool_new();
+    json_decref(c->resp);
+    c->resp = json_object();
+    for (int s = 0; s < HS_STREAM_COUNT; s++)
+        c->upto[s] = hs_stream_current((hs_stream_t)s);
+    /* A token from the future (e.g. a wiped database) counts as initial. */
+    if (c->since[HS_STREAM_EVENTS] > c->upto[HS_STREAM_EVENTS]) {
+        memset(c->since, 0, sizeof(c->since));
+        c->initial = true;
+    }
+    c->dev_key = rm_device_key(c->scratch, &c->who);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!c->scratch || !c->resp || !b) {
+        mx_sql_batch_free(b);
+        sy_fail(c, -ENOMEM, "sync");
+        return;
+    }
+    mx_sql_add(b, "SELECT room_id, membership, event_id, stream_ordering FROM room_memberships"
+                  " WHERE user_id = ? AND forgotten = 0", "s", c->user_id);
+    mx_sql_add(b, "SELECT DISTINCT e.room_id FROM events e JOIN room_memberships m"
+                  " ON m.room_id = e.room_id AND m.user_id = ? AND m.membership = 'join'"
+                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?",
+               "sii", c->user_id, c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
+               c->upto[HS_STREAM_EVENTS]);
+    c->busy = true;
+    if (mx_sql_run(b, sy_plan_read, c) < 0) {
+        mx_sql_batch_free(b);
+        c->busy = false;
+        sy_fail(c, MX_EDB, "sync");
+    }
+}
+
+/* ------------------------------------------------------------ the handler --- */
+
+static void sy_apply_filter(sy_ctx_t *c)
+{
+    json_t *rf = json_object_get(c->filter, "room");
+    json_t *lim = json_object_get(json_object_get(rf, "timeline"), "limit");
+    c->limit = SY_DEFAULT_LIMIT;
+    if (json_is_integer(lim) && json_integer_value(lim) > 0)
+        c->limit = json_integer_value(lim) > SY_MAX_LIMIT ? SY_MAX_LIMIT
+                                                          : (int)json_integer_value(lim);
+    c->lazy_members =
+        json_is_true(json_object_get(json_object_get(rf, "state"), "lazy_load_members"));
+    c->include_leave = json_is_true(json_object_get(rf, "include_leave"));
+}
+
+static void sy_filter_loaded(json_t *filter, int status, void *ud)
+{
+    sy_ctx_t *c = ud;
+    if (c->busy && sy_gone(c))
+        return;
+    if (status == -EINVAL) {
+        c->replied = true;
+        mx_req_error(c->req, 400, "M_BAD_JSON", "invalid filter");
+        sy_free(c);
+        return;
+    }
+    c->filter = filter ? json_incref(filter) : NULL;
+    sy_apply_filter(c);
+    sy_compute(c);
+}
+
+static void sy_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    sy_ctx_t *c = calloc(1, sizeof(*c));
+    if (!c || !(c->user_id = strdup(who->user_id))) {
+        free(c);
+        mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    c->req = req;
+    c->who = *who;
+    c->device_id = who->device_id ? strdup(who->device_id) : NULL;
+    c->who.user_id = c->user_id;
+    c->who.device_id = c->device_id;
+
+    const char *since = mx_req_query(req, "since");
+    if (since && *since && hs_sync_token_parse(since, c->since) == 0)
+        c->initial = false;
+    else
+        c->initial = true;
+    const char *fs = mx_req_query(req, "full_state");
+    c->full_state = fs && strcmp(fs, "true") == 0;
+    const char *to = mx_req_query(req, "timeout");
+    uint64_t timeout = 0;
+    if (to) {
+        long long v = strtoll(to, NULL, 10);
+        timeout = v > 0 ? (uint64_t)v : 0;
+        if (timeout > SY_MAX_TIMEOUT_MS)
+            timeout = SY_MAX_TIMEOUT_MS;
+    }
+    c->deadline = mx_now_ms() + timeout;
+    mx_req_on_abort(req, sy_abort, c);
+    c->busy = true;
+    hs_filter_load(c->user_id, mx_req_query(req, "filter"), sy_filter_loaded, c);
+}
+
+static int sy_handler(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    return hs_require_auth_ex(req, true, sy_authed, NULL);
+}
+
+int hs_sync_start(char *err, size_t errlen)
+{
+    int rc = hs_notifier_start();
+    if (rc < 0) {
+        snprintf(err, errlen, "sync: notifier: %d", rc);
+        return rc;
+    }
+    if ((rc = hs_filters_start(err, errlen)) < 0)
+        return rc;
+    if ((rc = rm_route("GET", "/sync", sy_handler, 0)) < 0) {
+        snprintf(err, errlen, "sync: cannot add routes (%d)", rc);
+        return rc;
+    }
+    return 0;
+}
+
+void hs_sync_stop(void)
+{
+    hs_notifier_stop();
+}
