@@ -6,7 +6,7 @@
 
 typedef struct mx_cli_opts {
     const char *config_path;   /* -c / --config, or NULL for zero-config */
-    const char *data_dir;      /* resolved: --data-dir, $MXSTACK_DATA, ./mxstack-data */
+    const char *data_dir;      /* --data-dir, or NULL: the config loader resolves $MXSTACK_DATA, data_dir:, ./mxstack-data */
 } mx_cli_opts_t;
 
 int mx_cli_serve(const mx_cli_opts_t *o);

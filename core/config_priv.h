@@ -74,12 +74,6 @@ int mx__conf_fill_obj(mx_conf_priv_t *c, mx_conf_errs_t *e, const json_t *sectio
                       const char *path, const mx_conf_item_t *items, const char *const *ignore,
                       void *out);
 
-/* The `database:` section of a module's config section (see mx_db_get).
- * Returns 0 and fills `out` (strings valid until mx__conf_free), -ENOENT when
- * the section has no `database:` key, or -EINVAL with "file:line: key:
- * reason" lines in `err`.
- * (Meant for store.c; its prototype belongs in core.h.) */
-int mx__conf_db(const mx_conf_t *conf, const char *section, mx_db_conf_t *out, char *err,
-                size_t errlen);
+
 
 #endif /* MX_CONFIG_PRIV_H */

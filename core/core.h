@@ -200,6 +200,13 @@ int mx__conf_line(const mx_conf_t *conf, const char *keypath);
 int mx__conf_fill(const mx_conf_t *conf, const char *section, const mx_conf_item_t *items,
                   void *out, char *err, size_t errlen);
 
+/* The `database:` section of a module's config section (see mx_db_get).
+ * Returns 0 and fills `out` (strings valid until mx__conf_free), -ENOENT when
+ * the section has no `database:` key, or -EINVAL with "file:line: key:
+ * reason" lines in `err`. */
+int mx__conf_db(const mx_conf_t *conf, const char *section, mx_db_conf_t *out, char *err,
+                size_t errlen);
+
 /* ------------------------------------------------------------ secrets --- */
 /* Creates every missing secret under `data_dir` (never overwrites). */
 int mx__secrets_init(const char *data_dir, int verbose, char *err, size_t errlen);

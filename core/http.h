@@ -109,6 +109,9 @@ typedef struct mx__conn {
     mx__span_t hname[MX__HTTP_MAX_HEADERS], hval[MX__HTTP_MAX_HEADERS];
     int nhdr;
     int last_cb;                         /* 1 field, 2 value */
+    int val_pieces;                      /* value callbacks for this header */
+    const char *exec_start;              /* first byte of the current llhttp_execute */
+    char prev_byte;                      /* last byte fed before it */
     uint64_t hdr_raw;                    /* raw header bytes seen for this request */
     mx__conn_phase_t phase;
     int early_status;                    /* answer this and close (413, 431, 400) */

@@ -114,9 +114,27 @@ static int on_url_complete(llhttp_t *p)
     return hterm(p->data) ? HPE_USER : 0;
 }
 
+/* RFC 9110 token characters (header names). */
+static bool is_tchar(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     mx__conn_t *c = p->data;
+    /* llhttp 8 lets "Name :" through; a space before the colon must be
+     * refused (RFC 9112 5.1). */
+    for (size_t i = 0; i < len; i++) {
+        if (!is_tchar((unsigned char)at[i])) {
+            c->early_status = 400;
+            c->early_errcode = "M_UNKNOWN";
+            c->early_msg = "Invalid header name";
+            return HPE_USER;
+        }
+    }
     if (c->last_cb != 1) {
         if (c->val_open && hterm(c))
             return HPE_USER;
@@ -142,6 +160,7 @@ static int on_header_field_complete(llhttp_t *p)
         return HPE_USER;
     c->hval[c->nhdr - 1].off = (uint32_t)c->hlen;
     c->val_open = true;
+    c->val_pieces = 0;
     c->last_cb = 2;
     return 0;
 }
@@ -149,9 +168,11 @@ static int on_header_field_complete(llhttp_t *p)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     mx__conn_t *c = p->data;
-    /* llhttp lets obs-fold through (the CRLF lands in the value); RFC 9112
-     * allows refusing it, and a folded line is a smuggling tool. */
-    if (memchr(at, '\n', len) || memchr(at, '\r', len)) {
+    /* llhttp lets obs-fold through as a second value piece that starts
+     * after a line break (a piece continuing across reads starts at the
+     * beginning of the bytes fed, after a byte that is not LF).  RFC 9112
+     * allows refusing folds, and a folded line is a smuggling tool. */
+    if (c->val_pieces++ && (at != c->exec_start || c->prev_byte == '\n')) {
         c->early_status = 400;
         c->early_errcode = "M_UNKNOWN";
         c->early_msg = "Folded header lines are not accepted";
@@ -489,6 +510,7 @@ static void process(mx__conn_t *c)
     while (!c->closing && !c->close_wanted && c->phase != MX__C_HANDLING && c->rpos < c->rlen) {
         const char *start = c->rbuf + c->rpos;
         size_t n = c->rlen - c->rpos;
+        c->exec_start = start;
         llhttp_errno_t e = llhttp_execute(&c->parser, start, n);
         size_t used = n;
         if (e != HPE_OK) {
@@ -497,6 +519,8 @@ static void process(mx__conn_t *c)
                 used = (size_t)(pos - start);
         }
         c->rpos += used;
+        if (used)
+            c->prev_byte = start[used - 1];
         if (c->phase == MX__C_HEADERS) {
             c->hdr_raw += used;
             if (c->hdr_raw > max_header_size() + 1024) {

@@ -56,10 +56,8 @@ static int parse_opts(int argc, char **argv, mx_cli_opts_t *o, int *rest_argc, c
             argv[n++] = argv[i];
         }
     }
-    if (!o->data_dir)
-        o->data_dir = getenv("MXSTACK_DATA");
-    if (!o->data_dir || !*o->data_dir)
-        o->data_dir = "./mxstack-data";
+    /* o->data_dir stays NULL unless given: the config loader resolves
+     * $MXSTACK_DATA, the file's data_dir: and the default. */
     *rest_argc = n;
     *rest = argv;
     return 0;
@@ -103,7 +101,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "mxstack: libsodium failed to initialise\n");
             return 1;
         }
-        if (mx__secrets_init(o.data_dir, 1, err, sizeof(err)) != 0) {
+        const char *dir = o.data_dir ? o.data_dir : getenv("MXSTACK_DATA");
+        if (!dir || !*dir)
+            dir = "./mxstack-data";
+        if (mx__secrets_init(dir, 1, err, sizeof(err)) != 0) {
             fprintf(stderr, "mxstack init-secrets: %s\n", err);
             return 1;
         }

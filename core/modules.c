@@ -194,6 +194,14 @@ int mx__modules_init(const mx_conf_t *conf, char *err, size_t errlen)
     struct mx_module_state *st = mx__ctx->modules;
     for (int i = 0; st && i < st->nmods; i++) {
         loaded_t *m = &st->mods[i];
+        /* A module section may name its own database (ESS keeps MAS's data
+         * apart from Synapse's); mx_db_get(module) then returns it. */
+        mx_db_conf_t dbc;
+        int drc = mx__conf_db(conf, m->name, &dbc, err, errlen);
+        if (drc == 0)
+            drc = mx__store_open_named(m->name, &dbc, err, errlen);
+        if (drc != 0 && drc != -ENOENT)
+            return drc;
         if (m->desc->conf && m->desc->conf_size) {
             m->conf = calloc(1, m->desc->conf_size);
             if (!m->conf)

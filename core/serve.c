@@ -153,7 +153,7 @@ static int setup_keys(const mx_cli_opts_t *o, char *err, size_t errlen)
 {
     const mx_conf_t *conf = mx__ctx->conf;
     if (!o->config_path) {
-        int rc = mx__secrets_init(o->data_dir, 0, err, errlen);
+        int rc = mx__secrets_init(conf->server.data_dir, 0, err, errlen);
         if (rc)
             return rc;
     }
@@ -179,8 +179,6 @@ static int start_core(const mx_cli_opts_t *o, char *err, size_t errlen)
     int rc;
     if ((rc = setup_keys(o, err, errlen)))
         return rc;
-    if (conf->db.sqlite_path && strcmp(conf->db.engine, "sqlite3") == 0 && !o->config_path)
-        mkdir(o->data_dir, 0700);
     if ((rc = mx__store_init(&conf->db, err, errlen)))
         return rc;
     if ((rc = mx__router_init()) || (rc = mx__metrics_init()) || (rc = mx__bus_init()) ||

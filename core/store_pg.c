@@ -39,6 +39,14 @@
 #define PG_OID_BYTEA 17
 #define PG_OID_INT8 20
 #define PG_OID_FLOAT8 701
+#define PG_MAX_PREPARED 256    /* per connection; beyond, statements run unnamed */
+
+/* A statement prepared on one connection, keyed by parameter types + SQL. */
+typedef struct pg_prep {
+    uint32_t hash;
+    char *key;                 /* owned */
+    unsigned id;               /* server-side name "mx<id>" */
+} pg_prep_t;
 
 typedef enum { PGC_DOWN, PGC_CONNECTING, PGC_IDLE, PGC_BUSY } pgc_state_t;
 
@@ -59,6 +67,11 @@ typedef struct pg_conn {
     int cmd_err;               /* error of the current command */
     bool rolling_back;
     bool want_write;           /* PQflush has more to send */
+    bool preparing;            /* the current command is a PQsendPrepare */
+    pg_prep_t *preps;          /* prepared on this session */
+    int nprep;
+    pg_prep_t pending;         /* being prepared */
+    unsigned next_id;
     struct pg_conn *next;
 } pg_conn_t;
 
@@ -337,8 +350,51 @@ static int pgc_watch(pg_conn_t *c, int events, bool fresh)
     return uv_poll_start(c->poll, events, pgc_on_poll);
 }
 
+/* The cache key: one letter per parameter type, NUL, the SQL. */
+static char *pg_prep_key(const mx__sql_stmt_t *s, uint32_t *hash)
+{
+    size_t l = strlen(s->pg_sql);
+    char *k = malloc((size_t)s->nparams + 1 + l + 1);
+    if (!k)
+        return NULL;
+    for (int i = 0; i < s->nparams; i++) {
+        char t = s->params[i].type;
+        k[i] = t == 'n' ? 's' : t; /* both are sent untyped */
+    }
+    k[s->nparams] = '\0';
+    memcpy(k + s->nparams + 1, s->pg_sql, l + 1);
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < (size_t)s->nparams + 1 + l; i++)
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    *hash = h;
+    return k;
+}
+
+static const pg_prep_t *pg_prep_find(const pg_conn_t *c, const char *key, uint32_t hash,
+                                     int nparams)
+{
+    size_t kl = (size_t)nparams + 1 + strlen(key + nparams + 1) + 1;
+    for (int i = 0; i < c->nprep; i++)
+        if (c->preps[i].hash == hash && memcmp(c->preps[i].key, key, kl) == 0)
+            return &c->preps[i];
+    return NULL;
+}
+
+static void pg_prep_clear(pg_conn_t *c)
+{
+    for (int i = 0; i < c->nprep; i++)
+        free(c->preps[i].key);
+    free(c->preps);
+    c->preps = NULL;
+    c->nprep = 0;
+    free(c->pending.key);
+    c->pending.key = NULL;
+    c->preparing = false;
+}
+
 static void pgc_teardown(pg_conn_t *c)
 {
+    pg_prep_clear(c); /* a new session knows none of them */
     pgc_unwatch(c);
     if (c->conn) {
         PQfinish(c->conn);
@@ -523,8 +579,28 @@ static void pgc_send_step(pg_conn_t *c)
                 pg_dispatch(c->p);
                 return;
             }
-            ok = PQsendQueryParams(c->conn, s->pg_sql, s->nparams, pp.types, pp.values,
-                                   pp.lengths, pp.formats, 0);
+            uint32_t h = 0;
+            char *key = pg_prep_key(s, &h);
+            const pg_prep_t *pr = key ? pg_prep_find(c, key, h, s->nparams) : NULL;
+            char name[24];
+            if (pr) {
+                snprintf(name, sizeof(name), "mx%u", pr->id);
+                ok = PQsendQueryPrepared(c->conn, name, s->nparams, pp.values, pp.lengths,
+                                         pp.formats, 0);
+                free(key);
+            } else if (key && c->nprep < PG_MAX_PREPARED) {
+                /* Prepare first; pgc_command_done sends this step again. */
+                c->pending.key = key;
+                c->pending.hash = h;
+                c->pending.id = c->next_id++;
+                c->preparing = true;
+                snprintf(name, sizeof(name), "mx%u", c->pending.id);
+                ok = PQsendPrepare(c->conn, name, s->pg_sql, s->nparams, pp.types);
+            } else {
+                free(key);
+                ok = PQsendQueryParams(c->conn, s->pg_sql, s->nparams, pp.types, pp.values,
+                                       pp.lengths, pp.formats, 0);
+            }
             pg_params_free(&pp);
         }
     }
@@ -557,7 +633,8 @@ static void pgc_result(pg_conn_t *c, PGresult *r)
     switch (PQresultStatus(r)) {
     case PGRES_COMMAND_OK:
     case PGRES_TUPLES_OK:
-        if (idx >= 0 && !c->rolling_back && !c->cmd_err && pg_store_rows(b, idx, r) < 0)
+        if (idx >= 0 && !c->rolling_back && !c->cmd_err && !c->preparing &&
+            pg_store_rows(b, idx, r) < 0)
             c->cmd_err = pg_record_error(b, idx, NULL, NULL, "out of memory");
         break;
     case PGRES_FATAL_ERROR:
@@ -579,6 +656,23 @@ static void pgc_command_done(pg_conn_t *c)
         pgc_finish(c);
         pg_dispatch(c->p);
         return;
+    }
+    if (c->preparing) {
+        c->preparing = false;
+        if (!c->cmd_err) {
+            pg_prep_t *np = realloc(c->preps, (size_t)(c->nprep + 1) * sizeof(*np));
+            if (np) {
+                c->preps = np;
+                c->preps[c->nprep++] = c->pending;
+            } else {
+                free(c->pending.key); /* runs unnamed next time */
+            }
+            c->pending.key = NULL;
+            pgc_send_step(c); /* now the execution of the same step */
+            return;
+        }
+        free(c->pending.key);
+        c->pending.key = NULL;
     }
     if (c->cmd_err) {
         PGTransactionStatusType ts = PQtransactionStatus(c->conn);

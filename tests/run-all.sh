@@ -41,7 +41,7 @@ echo "== unit tests (make check)"
 
 # ---------------------------------------------------------- integration
 echo "== integration tests (pytest, SQLite + PostgreSQL)"
-python3 -m pytest -q -x ${PYTEST_ARGS:-} tests/integration $(ls -d modules/*/tests 2>/dev/null | \
+/usr/bin/python3 -m pytest -q -x ${PYTEST_ARGS:-} tests/integration $(ls -d modules/*/tests 2>/dev/null | \
   while read -r d; do ls "$d"/test_*.py >/dev/null 2>&1 && echo "$d"; done)
 
 # ---------------------------------------------------------- real clients

@@ -10,7 +10,7 @@ BIN="${MXSTACK_BIN:?set MXSTACK_BIN}"
 
 run_on() {
   local engine="$1" dir port
-  dir="$(mktemp -d)"; port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  dir="$(mktemp -d)"; port=$(/usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   local db="database: {name: sqlite3, args: {database: $dir/hs.db}}"
   if [ "$engine" = postgres ]; then
     local name="mxcl_$$_$RANDOM"
@@ -36,7 +36,7 @@ YAML
   echo "-- $engine: matrix-js-sdk"
   ( cd "$HERE" && timeout 120 node js_chat.mjs "http://127.0.0.1:$port" ) || rc=1
   echo "-- $engine: matrix-nio"
-  timeout 120 python3 "$HERE/nio_chat.py" "http://127.0.0.1:$port" || rc=1
+  timeout 120 /usr/bin/python3 "$HERE/nio_chat.py" "http://127.0.0.1:$port" || rc=1
   kill -TERM $pid; wait $pid || rc=1
   [ $rc -eq 0 ] || tail -n 30 "$dir/server.log"
   rm -rf "$dir"

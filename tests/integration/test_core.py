@@ -42,6 +42,16 @@ def raw(server, data, timeout=5.0, read_all=True):
     return out
 
 
+@pytest.fixture(params=[e for e in ("sqlite", "postgres")
+                        if e == "sqlite" or os.environ.get("MXSTACK_TEST_PG")])
+def server(request):
+    """The core alone, with the ABI example module (no homeserver needed)."""
+    s = Server(request.param, modules=["example"])
+    s.start()
+    yield s
+    s.cleanup()
+
+
 # ------------------------------------------------------------------ CLI
 
 def test_version_and_help():
@@ -133,7 +143,7 @@ def test_zero_config_serve(tmp_path):
 def test_health_ready_metrics(server):
     assert requests.get(server.url + "/health").status_code == 200
     assert requests.get(server.url + "/ready").status_code == 200
-    requests.get(server.url + "/_matrix/client/versions")
+    requests.get(server.url + "/_mxstack/example/hello")
     m = requests.get(server.url + "/metrics")
     assert m.status_code == 200
     text = m.text
@@ -141,7 +151,7 @@ def test_health_ready_metrics(server):
                  "mxstack_http_open_connections", "mxstack_http_requests_total",
                  "mxstack_http_request_duration_seconds_bucket", "mxstack_store_queued"):
         assert name in text, name
-    assert 'route="/_matrix/client/versions"' in text
+    assert 'route="/_mxstack/example/hello"' in text
 
 
 # --------------------------------------------------------- error shapes
@@ -153,7 +163,7 @@ def test_unknown_path_404_unrecognized(server):
 
 
 def test_wrong_method_405(server):
-    r = requests.delete(server.url + "/_matrix/client/versions")
+    r = requests.delete(server.url + "/_mxstack/example/hello")
     assert r.status_code == 405
     assert r.json()["errcode"] == "M_UNRECOGNIZED"
 
@@ -166,7 +176,9 @@ def test_cors_preflight(server):
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in r.headers["Access-Control-Allow-Methods"]
     assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
-    r = requests.get(server.url + "/_matrix/client/versions")
+    r = requests.get(server.url + "/_mxstack/example/hello")
+    assert r.headers.get("Access-Control-Allow-Origin") is None  # not a /_matrix path
+    r = requests.get(server.url + "/_matrix/client/v3/nope")
     assert r.headers.get("Access-Control-Allow-Origin") == "*"
 
 
@@ -180,7 +192,7 @@ def status_of(resp):
 def test_malformed_http(server):
     for req in (b"GARBAGE\r\n\r\n",
                 b"GET / HTTP/9.9\r\n\r\n",
-                b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
                 b"GET /\x00x HTTP/1.1\r\nHost: x\r\n\r\n"):
         st = status_of(raw(server, req))
         assert st is None or 400 <= st < 500, (req, st)
@@ -188,9 +200,9 @@ def test_malformed_http(server):
 
 
 def test_smuggling_refused(server):
-    both = (b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    both = (b"POST /_mxstack/example/notes HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    dup = (b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    dup = (b"POST /_mxstack/example/notes HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
            b"Content-Length: 5\r\n\r\n{}{}")
     for req in (both, dup):
         st = status_of(raw(server, req))
@@ -198,7 +210,7 @@ def test_smuggling_refused(server):
 
 
 def test_huge_declared_body_413_before_read(server):
-    req = (b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n"
+    req = (b"POST /_mxstack/example/notes HTTP/1.1\r\nHost: x\r\n"
            b"Content-Type: application/json\r\nContent-Length: 50000000000\r\n\r\n")
     t = time.time()
     resp = raw(server, req, timeout=5)
@@ -208,15 +220,15 @@ def test_huge_declared_body_413_before_read(server):
 
 
 def test_huge_headers(server):
-    req = b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n"
+    req = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200000 + b"\r\n\r\n"
     st = status_of(raw(server, req))
     assert st is None or st in (400, 413, 431)
     assert requests.get(server.url + "/health").status_code == 200
 
 
 def test_bad_utf8_in_path_and_query(server):
-    for path in (b"/_matrix/client/v3/rooms/%FF%FE/state", b"/_matrix/client/versions?x=%C3%28",
-                 b"/_matrix/client/v3/rooms/%00/state"):
+    for path in (b"/_mxstack/example/notes/%FF%FE", b"/_mxstack/example/hello?x=%C3%28",
+                 b"/_mxstack/example/notes/%00"):
         st = status_of(raw(server, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
         assert st is not None and 400 <= st < 500, (path, st)
 
@@ -231,7 +243,7 @@ def test_pipelined_requests_in_order(server):
 
 
 def test_slowloris_closed(make_server):
-    s = make_server("sqlite", extra_yaml="http:\n  header_timeout: 1s\n").start()
+    s = make_server("sqlite", modules=["example"], extra_yaml="http:\n  header_timeout: 1s\n").start()
     sock = socket.create_connection(("127.0.0.1", s.port))
     sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
     sock.settimeout(6)
@@ -247,9 +259,6 @@ def test_slowloris_closed(make_server):
 
 def test_bad_json_bodies(server):
     url = server.url + "/_mxstack/example/notes"
-    # the example module may not be enabled in the default server: use a module route that
-    # parses JSON bodies in every build: /login.
-    url = server.url + "/_matrix/client/v3/login"
     r = requests.post(url, data=b"{not json")
     assert r.status_code == 400 and r.json()["errcode"] == "M_NOT_JSON"
     r = requests.post(url, data=b'{"type": "a", "type": "b"}')

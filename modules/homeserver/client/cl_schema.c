@@ -203,3 +203,16 @@ bool cl_room_id_ok(const char *room_id)
     size_t n = room_id ? strlen(room_id) : 0;
     return n > 1 && n <= 255 && room_id[0] == '!';
 }
+
+bool cl_json_has_string(const json_t *arr, const char *s)
+{
+    size_t i;
+    const json_t *v;
+    if (!json_is_array(arr) || !s)
+        return false;
+    json_array_foreach(arr, i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+            return true;
+    }
+    return false;
+}

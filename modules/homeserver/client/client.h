@@ -70,6 +70,9 @@ void cl_require_joined(cl_req_t *cr, cl_joined_fn fn);
  * M_FORBIDDEN with `why` and returns false. */
 bool cl_is_self(mx_req_t *req, const hs_user_t *who, const char *path_user, const char *why);
 
+/* True when the JSON array `arr` holds the string `s`. */
+bool cl_json_has_string(const json_t *arr, const char *s);
+
 /* Room IDs as clients send them: "!..." up to 255 bytes. */
 bool cl_room_id_ok(const char *room_id);
 

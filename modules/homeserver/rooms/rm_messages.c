@@ -1,0 +1,551 @@
+/*
+ * rm_messages.c: reading a room's history and members —
+ * GET /rooms/{roomId}/messages, /context/{eventId}, /event/{eventId},
+ * /members, /joined_members, GET /joined_rooms and
+ * GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event.
+ *
+ * Pagination follows the events stream order (stream_ordering); tokens are
+ * "t<P>" = the point after position P (rooms.h).  A user sees events up to
+ * their leave (or all of them while joined, or when the history is
+ * world_readable); the cap is computed in SQL from room_memberships so a
+ * page is one statement.
+ */
+#include "rooms.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RM_MAX_PAGE 1000
+
+typedef struct ms_ctx {
+    mx_req_t *req;
+    const hs_user_t *who;
+    const char *room_id;
+    const char *dev;
+    json_t *filter;        /* owned or NULL */
+    rm_room_t *room;       /* referenced */
+    int limit;
+    char dir;
+    int64_t from, to;
+    bool has_to;
+} ms_ctx_t;
+
+static void ms_free(void *p)
+{
+    ms_ctx_t *c = p;
+    json_decref(c->filter);
+    if (c->room)
+        rm_room_unref(c->room);
+}
+
+static bool ms_world_readable(const rm_room_t *r)
+{
+    const json_t *hv = rm_state_get(r, "m.room.history_visibility", "");
+    const char *v = hv ? json_string_value(json_object_get(json_object_get(hv, "content"),
+                                                           "history_visibility"))
+                       : NULL;
+    return v && strcmp(v, "world_readable") == 0;
+}
+
+/* The visibility cap expression: the user's leave position, or "all" while
+ * joined / for world-readable rooms.  Parameters: big, room_id, user_id. */
+#define MS_CAP_SQL                                                                       \
+    "COALESCE((SELECT CASE WHEN membership = 'join' THEN ? ELSE stream_ordering END"      \
+    " FROM room_memberships WHERE room_id = ? AND user_id = ?), -1)"
+#define MS_ALL INT64_C(9000000000000000000)
+
+static bool ms_room_error(mx_req_t *req, rm_room_t *room, int status)
+{
+    if (room)
+        return false;
+    if (status == -ENOENT)
+        mx_req_error(req, 404, "M_NOT_FOUND", "unknown room");
+    else
+        hs_reply_storage_error(req, status, "loading room");
+    return true;
+}
+
+/* Whether the user may read the room at all. */
+static bool ms_may_read(ms_ctx_t *c, rm_room_t *room)
+{
+    if (rm_membership(room, c->who->user_id) || ms_world_readable(room))
+        return true;
+    mx_req_error(c->req, 403, "M_FORBIDDEN", "you are not allowed to view this room");
+    return false;
+}
+
+static ms_ctx_t *ms_new(mx_req_t *req, const hs_user_t *who)
+{
+    mx_pool_t *pool = mx_req_pool(req);
+    ms_ctx_t *c = mx_palloc(pool, sizeof(*c));
+    if (!c) {
+        mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
+        return NULL;
+    }
+    memset(c, 0, sizeof(*c));
+    c->req = req;
+    c->who = rm_who_copy(req, who);
+    c->room_id = mx_req_param(req, "roomId");
+    c->dev = rm_device_key(pool, c->who);
+    mx_pool_on_free(pool, ms_free, c);
+    if (c->room_id && !rm_room_id_ok(c->room_id)) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "bad room ID");
+        return NULL;
+    }
+    const char *f = mx_req_query(req, "filter");
+    if (f && *f) {
+        c->filter = json_loads(f, 0, NULL);
+        if (!json_is_object(c->filter)) {
+            mx_req_error(req, 400, "M_BAD_JSON", "filter must be a JSON object");
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static int ms_limit(mx_req_t *req, int def)
+{
+    const char *l = mx_req_query(req, "limit");
+    if (!l || !*l)
+        return def;
+    long v = strtol(l, NULL, 10);
+    if (v < 0)
+        return -1;
+    return v > RM_MAX_PAGE ? RM_MAX_PAGE : (int)v;
+}
+
+/* Member events (client format) of the senders of `events`, from the
+ * current state, for lazy loading. */
+static json_t *ms_member_state(rm_room_t *room, json_t *events)
+{
+    json_t *seen = json_object();
+    json_t *state = json_array();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev) {
+        const char *s = json_string_value(json_object_get(ev, "sender"));
+        if (!s || json_object_get(seen, s))
+            continue;
+        json_object_set_new(seen, s, json_true());
+        const json_t *m = rm_state_get(room, "m.room.member", s);
+        if (m)
+            json_array_append_new(state, rm_client_event(m, rm_state_id(room, "m.room.member", s),
+                                                         NULL, NULL, NULL, NULL, RM_CE_ROOM_ID));
+    }
+    json_decref(seen);
+    return state;
+}
+
+/* ------------------------------------------------------------ /messages --- */
+
+static void ms_page(int status, mx_sql_res_t *res, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (status < 0) {
+        hs_reply_storage_error(c->req, status, "reading messages");
+        return;
+    }
+    int n = mx_sql_nrows(res, 0);
+    bool more = n > c->limit;
+    if (more)
+        n = c->limit;
+    json_t *chunk = json_array();
+    int64_t last = c->from;
+    for (int i = 0; i < n; i++) {
+        last = mx_sql_int(res, 0, i, 5);
+        const char *type = mx_sql_text(res, 0, i, 6);
+        const char *sender = mx_sql_text(res, 0, i, 7);
+        if (!hs_filter_match(c->filter, type, sender))
+            continue;
+        json_t *ev = rm_row_event(res, 0, i, 0, c->dev, RM_CE_ROOM_ID);
+        if (ev)
+            json_array_append_new(chunk, ev);
+    }
+    mx_pool_t *pool = mx_req_pool(c->req);
+    json_t *out = json_object();
+    json_object_set_new(out, "start", json_string(rm_make_token(pool, c->from)));
+    if (more)
+        json_object_set_new(out, "end", json_string(rm_make_token(pool, c->dir == 'b' ? last - 1
+                                                                                      : last)));
+    if (json_is_true(json_object_get(c->filter, "lazy_load_members")))
+        json_object_set_new(out, "state", ms_member_state(c->room, chunk));
+    json_object_set_new(out, "chunk", chunk);
+    mx_req_reply_json(c->req, 200, out);
+}
+
+static void ms_messages_room(rm_room_t *room, int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+        return;
+    rm_room_ref(room);
+    c->room = room;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    int64_t all = ms_world_readable(room) ? MS_ALL : -2;
+    if (c->dir == 'b')
+        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
+                      " AND e.stream_ordering <= ? AND e.stream_ordering > ?"
+                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
+                      " ORDER BY e.stream_ordering DESC LIMIT ?",
+                   "siiissiii", c->room_id, c->from, c->has_to ? c->to : (int64_t)-1, MS_ALL,
+                   c->room_id, c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
+    else
+        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
+                      " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
+                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
+                      " ORDER BY e.stream_ordering ASC LIMIT ?",
+                   "siiissiii", c->room_id, c->from, c->has_to ? c->to : MS_ALL, MS_ALL,
+                   c->room_id, c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
+    if (mx_sql_run(b, ms_page, c) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(c->req, MX_EDB, "reading messages");
+    }
+}
+
+static void ms_messages_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (!c)
+        return;
+    const char *dir = mx_req_query(req, "dir");
+    if (!dir || (strcmp(dir, "b") && strcmp(dir, "f"))) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "dir must be b or f");
+        return;
+    }
+    c->dir = dir[0];
+    c->limit = ms_limit(req, 10);
+    if (c->limit < 0) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "bad limit");
+        return;
+    }
+    const char *from = mx_req_query(req, "from");
+    if (from && *from) {
+        if (rm_parse_token(from, &c->from) < 0) {
+            mx_req_error(req, 400, "M_INVALID_PARAM", "bad from token");
+            return;
+        }
+    } else {
+        c->from = c->dir == 'b' ? hs_stream_current(HS_STREAM_EVENTS) : 0;
+    }
+    const char *to = mx_req_query(req, "to");
+    if (to && *to) {
+        if (rm_parse_token(to, &c->to) < 0) {
+            mx_req_error(req, 400, "M_INVALID_PARAM", "bad to token");
+            return;
+        }
+        c->has_to = true;
+    }
+    rm_room_get(c->room_id, ms_messages_room, c);
+}
+
+/* ------------------------------------------------------- /event, /context --- */
+
+static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (status < 0) {
+        hs_reply_storage_error(c->req, status, "reading event");
+        return;
+    }
+    if (mx_sql_nrows(res, 0) == 0) {
+        mx_req_error(c->req, 404, "M_NOT_FOUND", "event not found");
+        return;
+    }
+    json_t *ev = rm_row_event(res, 0, 0, 0, c->dev, RM_CE_ROOM_ID);
+    if (c->dir != 'c') {
+        mx_req_reply_json(c->req, 200, ev);
+        return;
+    }
+    /* /context: statements 1 (before, newest first) and 2 (after) */
+    int64_t so = mx_sql_int(res, 0, 0, 5);
+    json_t *before = json_array(), *after = json_array();
+    int64_t start = so, end = so;
+    for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
+        json_array_append_new(before, rm_row_event(res, 1, i, 0, c->dev, RM_CE_ROOM_ID));
+        start = mx_sql_int(res, 1, i, 5);
+    }
+    for (int i = 0; i < mx_sql_nrows(res, 2); i++) {
+        json_array_append_new(after, rm_row_event(res, 2, i, 0, c->dev, RM_CE_ROOM_ID));
+        end = mx_sql_int(res, 2, i, 5);
+    }
+    mx_pool_t *pool = mx_req_pool(c->req);
+    json_t *state;
+    if (json_is_true(json_object_get(c->filter, "lazy_load_members"))) {
+        json_t *all = json_array();
+        json_array_append(all, ev);
+        json_array_extend(all, before);
+        json_array_extend(all, after);
+        state = ms_member_state(c->room, all);
+        json_decref(all);
+    } else {
+        state = json_array();
+        const char *k;
+        json_t *sev;
+        json_object_foreach(c->room->state, k, sev)
+            json_array_append_new(state, rm_client_event(sev,
+                                                         json_string_value(json_object_get(
+                                                             c->room->state_ids, k)),
+                                                         NULL, NULL, NULL, NULL, RM_CE_ROOM_ID));
+    }
+    mx_req_reply_json(c->req, 200,
+                      json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before",
+                                before, "events_after", after, "state", state, "start",
+                                rm_make_token(pool, start - 1), "end", rm_make_token(pool, end)));
+}
+
+static void ms_event_room(rm_room_t *room, int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (ms_room_error(c->req, room, status))
+        return;
+    if (!rm_membership(room, c->who->user_id) && !ms_world_readable(room)) {
+        mx_req_error(c->req, 404, "M_NOT_FOUND", "event not found");
+        return;
+    }
+    rm_room_ref(room);
+    c->room = room;
+    const char *eid = mx_req_param(c->req, "eventId");
+    int64_t all = ms_world_readable(room) ? MS_ALL : -2;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ? AND e.room_id = ?"
+                  " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)",
+               "ssissii", eid, c->room_id, MS_ALL, c->room_id, c->who->user_id, all, MS_ALL);
+    if (c->dir == 'c') {
+        int before = c->limit / 2, after = c->limit - c->limit / 2;
+        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
+                      " AND e.stream_ordering < (SELECT stream_ordering FROM events WHERE event_id = ?)"
+                      " ORDER BY e.stream_ordering DESC LIMIT ?", "ssi", c->room_id, eid,
+                   (int64_t)before);
+        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
+                      " AND e.stream_ordering > (SELECT stream_ordering FROM events WHERE event_id = ?)"
+                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
+                      " ORDER BY e.stream_ordering ASC LIMIT ?",
+                   "ssissiii", c->room_id, eid, MS_ALL, c->room_id, c->who->user_id, all,
+                   MS_ALL, (int64_t)after);
+    }
+    if (mx_sql_run(b, ms_event_read, c) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(c->req, MX_EDB, "reading event");
+    }
+}
+
+static void ms_event_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (c)
+        rm_room_get(c->room_id, ms_event_room, c);
+}
+
+static void ms_context_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (!c)
+        return;
+    c->dir = 'c';
+    c->limit = ms_limit(req, 10);
+    if (c->limit < 0) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "bad limit");
+        return;
+    }
+    rm_room_get(c->room_id, ms_event_room, c);
+}
+
+/* ------------------------------------------------------------- members --- */
+
+static void ms_members_room(rm_room_t *room, int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+        return;
+    const char *want = mx_req_query(c->req, "membership");
+    const char *not = mx_req_query(c->req, "not_membership");
+    json_t *chunk = json_array();
+    const char *k;
+    json_t *ev;
+    json_object_foreach(room->state, k, ev) {
+        if (strncmp(k, "m.room.member\x1f", 14) != 0)
+            continue;
+        const char *m = hs_ev_membership(ev);
+        if (!m || (want && *want && strcmp(m, want) != 0) || (not && *not && strcmp(m, not) == 0))
+            continue;
+        json_array_append_new(chunk, rm_client_event(ev, json_string_value(json_object_get(
+                                                             room->state_ids, k)),
+                                                     NULL, NULL, NULL, NULL, RM_CE_ROOM_ID));
+    }
+    mx_req_reply_json(c->req, 200, json_pack("{s:o}", "chunk", chunk));
+}
+
+static void ms_joined_members_room(rm_room_t *room, int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+        return;
+    json_t *joined = json_object();
+    const char *k;
+    json_t *ev;
+    json_object_foreach(room->state, k, ev) {
+        if (strncmp(k, "m.room.member\x1f", 14) != 0)
+            continue;
+        const char *m = hs_ev_membership(ev);
+        if (!m || strcmp(m, "join") != 0)
+            continue;
+        json_t *content = json_object_get(ev, "content");
+        json_t *o = json_object();
+        json_t *dn = json_object_get(content, "displayname");
+        json_t *av = json_object_get(content, "avatar_url");
+        json_object_set(o, "display_name", json_is_string(dn) ? dn : json_null());
+        json_object_set(o, "avatar_url", json_is_string(av) ? av : json_null());
+        json_object_set_new(joined, k + 14, o);
+    }
+    mx_req_reply_json(c->req, 200, json_pack("{s:o}", "joined", joined));
+}
+
+static void ms_members_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (c)
+        rm_room_get(c->room_id, ms_members_room, c);
+}
+
+static void ms_joined_members_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (c)
+        rm_room_get(c->room_id, ms_joined_members_room, c);
+}
+
+static void ms_joined_rooms_read(int status, mx_sql_res_t *res, void *ud)
+{
+    mx_req_t *req = ud;
+    if (status < 0) {
+        hs_reply_storage_error(req, status, "joined rooms");
+        return;
+    }
+    json_t *rooms = json_array();
+    for (int i = 0; i < mx_sql_nrows(res, 0); i++)
+        json_array_append_new(rooms, json_string(mx_sql_text(res, 0, i, 0)));
+    mx_req_reply_json(req, 200, json_pack("{s:o}", "joined_rooms", rooms));
+}
+
+static void ms_joined_rooms_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    mx_sql_add(b, "SELECT room_id FROM room_memberships WHERE user_id = ? AND membership = 'join'"
+                  " ORDER BY stream_ordering", "s", who->user_id);
+    if (mx_sql_run(b, ms_joined_rooms_read, req) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(req, MX_EDB, "joined rooms");
+    }
+}
+
+/* --------------------------------------------------- timestamp_to_event --- */
+
+static void ms_ts_read(int status, mx_sql_res_t *res, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (status < 0) {
+        hs_reply_storage_error(c->req, status, "timestamp_to_event");
+        return;
+    }
+    if (mx_sql_nrows(res, 0) == 0) {
+        mx_req_error(c->req, 404, "M_NOT_FOUND", "no event found");
+        return;
+    }
+    mx_req_reply_json(c->req, 200,
+                      json_pack("{s:s, s:I}", "event_id", mx_sql_text(res, 0, 0, 0),
+                                "origin_server_ts", (json_int_t)mx_sql_int(res, 0, 0, 1)));
+}
+
+static void ms_ts_room(rm_room_t *room, int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+        return;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    if (c->dir == 'f')
+        mx_sql_add(b, "SELECT event_id, origin_server_ts FROM events WHERE room_id = ?"
+                      " AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream_ordering ASC"
+                      " LIMIT 1", "si", c->room_id, c->from);
+    else
+        mx_sql_add(b, "SELECT event_id, origin_server_ts FROM events WHERE room_id = ?"
+                      " AND origin_server_ts <= ? ORDER BY origin_server_ts DESC,"
+                      " stream_ordering DESC LIMIT 1", "si", c->room_id, c->from);
+    if (mx_sql_run(b, ms_ts_read, c) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(c->req, MX_EDB, "timestamp_to_event");
+    }
+}
+
+static void ms_ts_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    ms_ctx_t *c = ms_new(req, who);
+    if (!c)
+        return;
+    const char *dir = mx_req_query(req, "dir");
+    const char *ts = mx_req_query(req, "ts");
+    char *end = NULL;
+    if (!ts || !*ts || (c->from = strtoll(ts, &end, 10), *end)) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "ts must be an integer");
+        return;
+    }
+    if (!dir || (strcmp(dir, "f") && strcmp(dir, "b"))) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "dir must be f or b");
+        return;
+    }
+    c->dir = dir[0];
+    rm_room_get(c->room_id, ms_ts_room, c);
+}
+
+#define MS_HANDLER(name, authed)                                   \
+    static int name(mx_req_t *req, void *ud)                       \
+    {                                                              \
+        (void)ud;                                                  \
+        return hs_require_auth(req, authed, NULL);                 \
+    }
+MS_HANDLER(ms_messages, ms_messages_authed)
+MS_HANDLER(ms_event, ms_event_authed)
+MS_HANDLER(ms_context, ms_context_authed)
+MS_HANDLER(ms_members, ms_members_authed)
+MS_HANDLER(ms_joined_members, ms_joined_members_authed)
+MS_HANDLER(ms_joined_rooms, ms_joined_rooms_authed)
+MS_HANDLER(ms_ts, ms_ts_authed)
+
+int rm_messages_routes(void)
+{
+    int rc;
+    if ((rc = rm_route("GET", "/rooms/{roomId}/messages", ms_messages, 0)) < 0 ||
+        (rc = rm_route("GET", "/rooms/{roomId}/event/{eventId}", ms_event, 0)) < 0 ||
+        (rc = rm_route("GET", "/rooms/{roomId}/context/{eventId}", ms_context, 0)) < 0 ||
+        (rc = rm_route("GET", "/rooms/{roomId}/members", ms_members, 0)) < 0 ||
+        (rc = rm_route("GET", "/rooms/{roomId}/joined_members", ms_joined_members, 0)) < 0 ||
+        (rc = rm_route("GET", "/joined_rooms", ms_joined_rooms, 0)) < 0 ||
+        (rc = rm_route_v1("GET", "/rooms/{roomId}/timestamp_to_event", ms_ts, 0)) < 0)
+        return rc;
+    return 0;
+}
