@@ -16,6 +16,7 @@
 #include "../rooms/rooms.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define RC_MAX_ITEMS 3
@@ -115,7 +116,9 @@ static void rc_events_got(int status, mx_sql_res_t *res, void *ud)
             stmt++;
             /* The account data item follows the mirror row: written only
              * when the marker moved forward. */
-            char *js = json_dumps(json_pack("{s:s}", "event_id", it->event_id), JSON_COMPACT);
+            json_t *marker = json_pack("{s:s}", "event_id", it->event_id);
+            char *js = marker ? json_dumps(marker, JSON_COMPACT) : NULL;
+            json_decref(marker);
             it->stmt = stmt++;
             mx_sql_add(b,
                        "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
