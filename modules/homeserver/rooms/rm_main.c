@@ -124,6 +124,10 @@ json_t *rm_row_event(const mx_sql_res_t *res, int stmt, int row, int col,
     json_t *pdu = js ? json_loads(js, 0, NULL) : NULL;
     if (!pdu)
         return NULL;
+    if (flags & RM_CE_FEDERATION) {
+        json_object_set_new(pdu, "event_id", json_string(mx_sql_text(res, stmt, row, col)));
+        return pdu;
+    }
     json_t *ev = rm_client_event(pdu, mx_sql_text(res, stmt, row, col),
                                  mx_sql_text(res, stmt, row, col + 2),
                                  mx_sql_text(res, stmt, row, col + 3),

@@ -125,6 +125,7 @@ int rm_send_one(mx_req_t *req, rm_room_t *room, const char *type, const char *st
 /* ------------------------------------------------------- client format --- */
 /* Flags for rm_client_event. */
 #define RM_CE_ROOM_ID 0x1       /* keep room_id (not inside /sync rooms) */
+#define RM_CE_FEDERATION 0x2    /* the stored PDU (+ event_id), filter event_format */
 /* Converts a stored row to the client format.  `pdu` borrowed; `unsig` the
  * stored unsigned JSON text or NULL; `txn_device`/`txn_id` the stored txn,
  * shown only when `txn_device` equals `my_device`.  New reference. */

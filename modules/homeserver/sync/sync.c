@@ -112,6 +112,7 @@ typedef struct sy_ctx {
     int limit;
     bool lazy_members;
     bool include_leave;
+    unsigned ev_flags;        /* RM_CE_FEDERATION for event_format federation */
     mx_pool_t *scratch;       /* per computation */
     sy_room_t *rooms;
     size_t nrooms;
@@ -346,7 +347,7 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         oldest = mx_sql_int(res, r->st_tl, i, 5);
         if (!hs_filter_match(tlf, type, sender))
             continue;
-        json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, 0);
+        json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
         if (ev)
             json_array_append_new(events, ev);
         if (sender)
@@ -389,7 +390,7 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         const char *type = mx_sql_text(res, r->st_start, i, 1);
         if (!hs_filter_match(stf, type, NULL))
             continue;
-        json_t *ev = rm_row_event(res, r->st_start, i, 3, c->dev_key, 0);
+        json_t *ev = rm_row_event(res, r->st_start, i, 3, c->dev_key, c->ev_flags);
         if (ev)
             json_array_append_new(state, ev);
     }
@@ -648,6 +649,8 @@ static void sy_apply_filter(sy_ctx_t *c)
     c->lazy_members =
         json_is_true(json_object_get(json_object_get(rf, "state"), "lazy_load_members"));
     c->include_leave = json_is_true(json_object_get(rf, "include_leave"));
+    const char *fmt = json_string_value(json_object_get(c->filter, "event_format"));
+    c->ev_flags = fmt && strcmp(fmt, "federation") == 0 ? RM_CE_FEDERATION : 0;
 }
 
 static void sy_filter_loaded(json_t *filter, int status, void *ud)
