@@ -22,13 +22,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <jansson.h>
 #include <uv.h>
 
 /* ABI history (bump MAJOR on any incompatible change, MINOR on additions):
- *   1.0  first version. */
+ *   1.0  first version.
+ *   1.1  mx_req_reply_file. */
 #define MX_ABI_MAJOR 1
-#define MX_ABI_MINOR 0
+#define MX_ABI_MINOR 1
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
 
 /* Handler outcomes and error codes.  Functions return 0 or a negative code:
@@ -286,7 +288,13 @@ typedef struct mx_signing_key {
                               mx_gauge_fn fn, void *ud), (name, help, labels, fn, ud)) \
     /* the loop */ \
     X(uv_loop_t *, mx_loop, (void), ()) \
-    X(uint64_t, mx_now_ms, (void), ()) /* wall clock, ms since the epoch */
+    X(uint64_t, mx_now_ms, (void), ()) /* wall clock, ms since the epoch */ \
+    /* replies from a file: `len` bytes of `fd` from `offset` (a regular file). \
+     * `fd` is stolen: the core closes it, also on error.  The body leaves \
+     * without passing through the module (sendfile where the connection \
+     * allows it).  Finishes the request like mx_req_reply. */ \
+    X(void, mx_req_reply_file, (mx_req_t *r, int status, const char *content_type, int fd, \
+                                off_t offset, size_t len), (r, status, content_type, fd, offset, len))
 
 /* The variadic functions: X(return type, name, parameter list). */
 #define MX_API_VFUNCS(X) \

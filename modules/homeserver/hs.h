@@ -161,6 +161,7 @@ int hs_accounts_start(char *err, size_t errlen);
 int hs_rooms_start(char *err, size_t errlen);
 int hs_sync_start(char *err, size_t errlen);
 int hs_client_start(char *err, size_t errlen);
+int hs_media_start(char *err, size_t errlen);
 void hs_rooms_stop(void);
 void hs_sync_stop(void);
 

@@ -322,39 +322,62 @@ typedef struct acc_val {
     void *ud;
     uint64_t gen;
     char hash[ACC_HASH_HEX];
+    hs_token_info_t info;
+    uint64_t valid_until;
 } acc_val_t;
+
+/* The token is valid: cache it (unless an eviction raced with the lookup)
+ * and answer. */
+static void acc_val_ok(acc_val_t *v)
+{
+    if (v->gen == hs_acc->cache_gen)
+        acc_cache_put(v->hash, &v->info, v->valid_until);
+    v->cb(0, &v->info, v->ud);
+    free(v);
+}
 
 static void acc_used_done(int status, mx_sql_res_t *res, void *ud)
 {
-    (void)ud;
-    if (status < 0)
+    acc_val_t *v = ud;
+    if (status < 0) {
+        v->cb(status, NULL, v->ud);
+        free(v);
         return;
+    }
     /* Tokens of the refresh token this one replaced are gone now. */
     json_t *ids = json_array();
     for (int r = 0; r < mx_sql_nrows(res, 1); r++)
         json_array_append_new(ids, json_integer(mx_sql_int(res, 1, r, 0)));
     acc_cache_evict_ids(ids);
     json_decref(ids);
+    v->gen = hs_acc->cache_gen;
+    acc_val_ok(v);
 }
 
-/* First use of an access token issued by a refresh: the refresh token it
- * replaced (and that one's access tokens) are revoked now (spec:
- * "Refreshing access tokens"). */
-static void acc_mark_used(int64_t token_id, int64_t refresh_id)
+/* First use of an access token: when a refresh issued it, the refresh token
+ * it replaced (and that one's access tokens) are revoked now (spec:
+ * "Refreshing access tokens").  The request waits for this write, so a
+ * client cannot use the old refresh token after its new token worked. */
+static void acc_mark_used(acc_val_t *v, int64_t refresh_id)
 {
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (!b)
+    if (!b) {
+        v->cb(-ENOMEM, NULL, v->ud);
+        free(v);
         return;
-    mx_sql_add(b, "UPDATE access_tokens SET used = 1 WHERE id = ?", "i", token_id);
-    if (refresh_id > 0) {
-        mx_sql_add(b,
-                   "DELETE FROM access_tokens WHERE refresh_token_id IN"
-                   " (SELECT id FROM refresh_tokens WHERE next_token_id = ?) RETURNING id",
-                   "i", refresh_id);
-        mx_sql_add(b, "DELETE FROM refresh_tokens WHERE next_token_id = ?", "i", refresh_id);
     }
-    if (mx_sql_run(b, acc_used_done, NULL) < 0)
+    mx_sql_add(b, "UPDATE access_tokens SET used = 1 WHERE id = ?", "i", v->info.token_id);
+    mx_sql_add(b,
+               "DELETE FROM access_tokens WHERE refresh_token_id IN"
+               " (SELECT id FROM refresh_tokens WHERE next_token_id = ?) RETURNING id",
+               "i", refresh_id);
+    mx_sql_add(b, "DELETE FROM refresh_tokens WHERE next_token_id = ?", "i", refresh_id);
+    int rc = mx_sql_run(b, acc_used_done, v);
+    if (rc < 0) {
         mx_sql_batch_free(b);
+        v->cb(rc, NULL, v->ud);
+        free(v);
+    }
 }
 
 static void acc_val_done(int status, mx_sql_res_t *res, void *ud)
@@ -393,12 +416,13 @@ static void acc_val_done(int status, mx_sql_res_t *res, void *ud)
         free(v);
         return;
     }
-    if (!used)
-        acc_mark_used(id, refresh_id);
-    if (v->gen == hs_acc->cache_gen)
-        acc_cache_put(v->hash, &info, valid_until);
-    v->cb(0, &info, v->ud);
-    free(v);
+    v->info = info;
+    v->valid_until = valid_until;
+    if (!used && refresh_id > 0) {
+        acc_mark_used(v, refresh_id);
+        return;
+    }
+    acc_val_ok(v);
 }
 
 static int acc_validate(const char *token, hs_token_done_fn cb, void *ud)

@@ -201,9 +201,8 @@ static void al_del_room(rm_room_t *room, int status, void *ud)
     }
     const json_t *create = rm_state_get(room, "m.room.create", "");
     const json_t *pl = rm_state_get(room, "m.room.power_levels", "");
-    const json_t *plc = pl ? json_object_get(pl, "content") : NULL;
-    if (hs_user_power(room->rv, create, plc, c->who->user_id) <
-        hs_event_required_power(plc, "m.room.canonical_alias", 1)) {
+    if (hs_user_power(room->rv, create, pl, c->who->user_id) <
+        hs_event_required_power(pl, "m.room.canonical_alias", 1)) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you may not delete this alias");
         return;
     }

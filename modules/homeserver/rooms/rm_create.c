@@ -11,6 +11,7 @@
  * room (rm_upgrade.c).
  */
 #include "rooms.h"
+#include "../client/client.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,11 +28,13 @@ typedef struct cr_ctx {
     void (*after)(mx_req_t *req, const char *room_id, void *ud);
     void *ud;
     char *room_id;            /* pool */
+    json_t *join;             /* owned: the creator's member content */
 } cr_ctx_t;
 
 static void cr_free(void *p)
 {
     json_decref(((cr_ctx_t *)p)->body);
+    json_decref(((cr_ctx_t *)p)->join);
 }
 
 static json_t *cr_power_levels(cr_ctx_t *c, const char *preset, json_t *invites)
@@ -167,7 +170,7 @@ static void cr_build(cr_ctx_t *c)
     }
     if (cr_add(c, t, "m.room.create", "", create, 0))
         goto fail;
-    if (cr_add(c, t, "m.room.member", uid, json_pack("{s:s}", "membership", "join"), 0))
+    if (cr_add(c, t, "m.room.member", uid, json_incref(c->join), 0))
         goto fail;
     if (!cr_in_initial(initial, "m.room.power_levels") &&
         cr_add(c, t, "m.room.power_levels", "", cr_power_levels(c, preset, invites), 0))
@@ -223,6 +226,26 @@ fail:
     rm_txn_abort(t);
 }
 
+static void cr_profile(int status, bool found, const char *displayname, const char *avatar_url,
+                       void *ud)
+{
+    cr_ctx_t *c = ud;
+    if (status == 0 && found) {
+        if (displayname)
+            json_object_set_new(c->join, "displayname", json_string(displayname));
+        if (avatar_url)
+            json_object_set_new(c->join, "avatar_url", json_string(avatar_url));
+    }
+    cr_build(c);
+}
+
+/* Fetches the creator's profile, then builds. */
+static void cr_start(cr_ctx_t *c)
+{
+    if (hs_profile_get(c->who->user_id, cr_profile, c) < 0)
+        cr_build(c);
+}
+
 static void cr_alias_checked(int status, mx_sql_res_t *res, void *ud)
 {
     cr_ctx_t *c = ud;
@@ -234,7 +257,7 @@ static void cr_alias_checked(int status, mx_sql_res_t *res, void *ud)
         mx_req_error(c->req, 400, "M_ROOM_IN_USE", "room alias already taken");
         return;
     }
-    cr_build(c);
+    cr_start(c);
 }
 
 static bool cr_alias_local_ok(const char *s)
@@ -262,6 +285,7 @@ int rm_create_room(mx_req_t *req, const hs_user_t *who, json_t *body,
     c->body = json_deep_copy(body);
     c->after = after;
     c->ud = ud;
+    c->join = json_pack("{s:s}", "membership", "join");
     mx_pool_on_free(pool, cr_free, c);
 
     json_t *ver = json_object_get(body, "room_version");
@@ -364,7 +388,7 @@ int rm_create_room(mx_req_t *req, const hs_user_t *who, json_t *body,
         }
         return MX_ASYNC;
     }
-    cr_build(c);
+    cr_start(c);
     return MX_ASYNC;
 }
 

@@ -84,12 +84,11 @@ static void dr_vis_room(rm_room_t *room, int status, void *ud)
     /* Like Synapse: who may set the canonical alias may publish the room. */
     const json_t *create = rm_state_get(room, "m.room.create", "");
     const json_t *pl = rm_state_get(room, "m.room.power_levels", "");
-    const json_t *plc = pl ? json_object_get(pl, "content") : NULL;
     const char *m = rm_membership(room, c->who->user_id);
     if (!c->who->is_admin &&
         (!m || strcmp(m, "join") != 0 ||
-         hs_user_power(room->rv, create, plc, c->who->user_id) <
-             hs_event_required_power(plc, "m.room.canonical_alias", 1))) {
+         hs_user_power(room->rv, create, pl, c->who->user_id) <
+             hs_event_required_power(pl, "m.room.canonical_alias", 1))) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you may not change the room's visibility");
         return;
     }

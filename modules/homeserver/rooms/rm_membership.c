@@ -11,6 +11,7 @@
  * already-joined user's join is answered without a new event.
  */
 #include "rooms.h"
+#include "../client/client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -45,8 +46,7 @@ static const char *mb_authoriser(mb_ctx_t *c, rm_room_t *r)
 {
     const json_t *create = rm_state_get(r, "m.room.create", "");
     const json_t *pl = rm_state_get(r, "m.room.power_levels", "");
-    const json_t *plc = pl ? json_object_get(pl, "content") : NULL;
-    int64_t need = hs_named_power(plc, "invite", 0);
+    int64_t need = hs_named_power(pl, "invite", 0);
     json_t *members = rm_room_members(r, "join");
     const char *best = NULL;
     int64_t best_pl = -1;
@@ -57,7 +57,7 @@ static const char *mb_authoriser(mb_ctx_t *c, rm_room_t *r)
         const char *dom = hs_user_domain(uid);
         if (!dom || strcmp(dom, hs.server_name) != 0)
             continue;
-        int64_t p = hs_user_power(r->rv, create, plc, uid);
+        int64_t p = hs_user_power(r->rv, create, pl, uid);
         if (p >= need && p > best_pl) {
             best_pl = p;
             best = mx_pstrdup(mx_req_pool(c->req), uid);
@@ -175,6 +175,19 @@ static void mb_have_room(rm_room_t *room, int status, void *ud)
     mb_send(c, room);
 }
 
+static void mb_profile(int status, bool found, const char *displayname, const char *avatar_url,
+                       void *ud)
+{
+    mb_ctx_t *c = ud;
+    if (status == 0 && found) {
+        if (displayname && !json_object_get(c->content, "displayname"))
+            json_object_set_new(c->content, "displayname", json_string(displayname));
+        if (avatar_url && !json_object_get(c->content, "avatar_url"))
+            json_object_set_new(c->content, "avatar_url", json_string(avatar_url));
+    }
+    rm_room_get(c->room_id, mb_have_room, c);
+}
+
 int rm_do_membership(mx_req_t *req, const hs_user_t *who, const char *room_id,
                      const char *target, const char *membership, const char *reason,
                      json_t *extra)
@@ -196,6 +209,12 @@ int rm_do_membership(mx_req_t *req, const hs_user_t *who, const char *room_id,
     if (reason)
         json_object_set_new(c->content, "reason", json_string(reason));
     mx_pool_on_free(pool, mb_free, c);
+    /* A join or an invite of a local user carries the target's profile,
+     * as clients show names from member events. */
+    const char *dom = hs_user_domain(target);
+    if ((strcmp(membership, "join") == 0 || strcmp(membership, "invite") == 0) && dom &&
+        strcmp(dom, hs.server_name) == 0 && hs_profile_get(c->target, mb_profile, c) == 0)
+        return MX_ASYNC;
     rm_room_get(c->room_id, mb_have_room, c);
     return MX_ASYNC;
 }

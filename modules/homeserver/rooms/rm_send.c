@@ -10,6 +10,7 @@
  * copy of the target (rm_txn_add with redact_target).
  */
 #include "rooms.h"
+#include "../accounts/accounts.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,9 +53,8 @@ static void sd_have_room(rm_room_t *room, int status, void *ud)
         if (!tsender || strcmp(tsender, c->who->user_id) != 0) {
             const json_t *create = rm_state_get(room, "m.room.create", "");
             const json_t *pl = rm_state_get(room, "m.room.power_levels", "");
-            const json_t *plc = pl ? json_object_get(pl, "content") : NULL;
-            if (hs_user_power(room->rv, create, plc, c->who->user_id) <
-                hs_named_power(plc, "redact", 50)) {
+            if (hs_user_power(room->rv, create, pl, c->who->user_id) <
+                hs_named_power(pl, "redact", 50)) {
                 mx_req_error(c->req, 403, "M_FORBIDDEN",
                              "you may not redact other users' events");
                 return;
@@ -93,6 +93,11 @@ static void sd_txn_checked(int status, mx_sql_res_t *res, void *ud)
 
 static void sd_start(sd_ctx_t *c)
 {
+    int64_t wait = hs_ratelimit_message(c->who->user_id);
+    if (wait > 0) {
+        hs_reply_ratelimited(c->req, wait);
+        return;
+    }
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");

@@ -77,11 +77,11 @@ static void up_created(mx_req_t *req, const char *room_id, void *ud)
         const json_t *pl = rm_state_get(old, "m.room.power_levels", "");
         json_t *plc = pl ? json_deep_copy(json_object_get(pl, "content")) : NULL;
         if (plc) {
-            int64_t ud_level = hs_named_power(plc, "users_default", 0);
+            int64_t ud_level = hs_named_power(pl, "users_default", 0);
             int64_t restrict_to = ud_level + 1 > 50 ? ud_level + 1 : 50;
-            if (hs_named_power(plc, "events_default", 0) < restrict_to)
+            if (hs_named_power(pl, "events_default", 0) < restrict_to)
                 json_object_set_new(plc, "events_default", json_integer(restrict_to));
-            if (hs_named_power(plc, "invite", 0) < restrict_to)
+            if (hs_named_power(pl, "invite", 0) < restrict_to)
                 json_object_set_new(plc, "invite", json_integer(restrict_to));
             /* Failing to restrict (e.g. not enough power) is not fatal. */
             rm_txn_t *probe = t;
@@ -117,8 +117,8 @@ static void up_have_room(rm_room_t *room, int status, void *ud)
     const json_t *plc = pl ? json_object_get(pl, "content") : NULL;
     const char *m = rm_membership(room, c->who->user_id);
     if (!m || strcmp(m, "join") != 0 ||
-        hs_user_power(room->rv, create, plc, c->who->user_id) <
-            hs_event_required_power(plc, "m.room.tombstone", 1)) {
+        hs_user_power(room->rv, create, pl, c->who->user_id) <
+            hs_event_required_power(pl, "m.room.tombstone", 1)) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you may not upgrade this room");
         return;
     }
@@ -141,7 +141,7 @@ static void up_have_room(rm_room_t *room, int status, void *ud)
         if (nrv->creators_infinite_power) {
             json_object_del(users, c->who->user_id);
         } else {
-            int64_t mine = hs_user_power(room->rv, create, plc, c->who->user_id);
+            int64_t mine = hs_user_power(room->rv, create, pl, c->who->user_id);
             if (!json_is_object(users)) {
                 users = json_object();
                 json_object_set_new(npl, "users", users);

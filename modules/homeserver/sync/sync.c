@@ -19,6 +19,7 @@
  * batch is in flight is handled when the batch returns.
  */
 #include "sync.h"
+#include "../client/client.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -344,7 +345,8 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
     for (int i = n - 1; i >= 0; i--) {
         const char *type = mx_sql_text(res, r->st_tl, i, 6);
         const char *sender = mx_sql_text(res, r->st_tl, i, 7);
-        oldest = mx_sql_int(res, r->st_tl, i, 5);
+        if (i == n - 1)
+            oldest = mx_sql_int(res, r->st_tl, i, 5);
         if (!hs_filter_match(tlf, type, sender))
             continue;
         json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
@@ -700,6 +702,7 @@ static void sy_authed(mx_req_t *req, const hs_user_t *who, void *ud)
             timeout = SY_MAX_TIMEOUT_MS;
     }
     c->deadline = mx_now_ms() + timeout;
+    hs_presence_set_from_sync(c->user_id, mx_req_query(req, "set_presence"));
     mx_req_on_abort(req, sy_abort, c);
     c->busy = true;
     hs_filter_load(c->user_id, mx_req_query(req, "filter"), sy_filter_loaded, c);

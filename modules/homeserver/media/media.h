@@ -1,0 +1,169 @@
+/*
+ * media.h: the homeserver's media repository — uploads (direct and
+ * create + asynchronous), downloads, thumbnails (libvips) and URL previews,
+ * under /_matrix/media/{v3,r0,v1} (legacy) and /_matrix/client/v1/media
+ * (MSC3916, authenticated).
+ *
+ * Files live under media_store_path, content-addressed by SHA-256:
+ *   content/ab/cd/<sha256hex>                 the uploaded bytes
+ *   thumbnails/ab/cd/<sha256hex>-WxH-method   generated thumbnails
+ *   tmp/                                      files being written
+ * Two uploads of the same bytes share one file.  A file is written to tmp/,
+ * fsync'd and renamed into place before the database row that names it is
+ * committed.  The part owns the tables local_media, media_thumbnails and
+ * media_url_cache (schema "homeserver.media", md_schema.c).
+ *
+ * The first block is what other parts (the admin API) may call; the rest is
+ * shared by this part's files only.  Everything runs on the loop thread
+ * except the functions marked "worker", which run in libuv's thread pool
+ * and touch no loop state.
+ */
+#ifndef HS_MEDIA_H
+#define HS_MEDIA_H
+
+#include "../hs.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ------------------------------------------------ for the other parts --- */
+
+/* Runs the migrations, initialises libvips once and adds the routes. */
+int hs_media_start(char *err, size_t errlen);
+
+/* `status` 0 on success, -ENOENT for an unknown media ID, other negative
+ * codes for storage errors. */
+typedef void (*hs_media_done_fn)(int status, void *ud);
+
+/* Deletes local media `media_id`: its row, and — when no other media shares
+ * the same bytes — its file, its thumbnails and their rows.  `media_id` is
+ * copied.  Returns 0 (cb runs later, on the loop) or a negative code (cb
+ * will not run). */
+int hs_media_delete(const char *media_id, hs_media_done_fn cb, void *ud);
+
+/* Marks local media `media_id` as quarantined by `by_user` (or lifts the
+ * quarantine when `by_user` is NULL).  Quarantined media answers 404 on
+ * every download and thumbnail path.  Strings copied.  Returns 0 (cb runs
+ * later) or a negative code (cb will not run). */
+int hs_media_quarantine(const char *media_id, const char *by_user, hs_media_done_fn cb,
+                        void *ud);
+
+/* ------------------------------------------------- inside the media part --- */
+
+#define MD_ID_LEN 24
+#define MD_LOG "homeserver"
+
+/* Settings, read from the top-level keys Synapse uses (md_schema.c). */
+typedef struct md_conf {
+    uint64_t max_upload_size;        /* mx_server_conf()->max_upload_size */
+    uint64_t max_image_pixels;       /* max_image_pixels, default 32M */
+    uint64_t max_spider_size;        /* max_spider_size, default 10M */
+    uint64_t unused_expiration_ms;   /* unused_expiration_time, default 24h */
+    int64_t max_pending;             /* max_pending_media_uploads, default 5 */
+    uint64_t user_max_bytes;         /* media_max_bytes_per_user (mxstack), 0 = none */
+    int64_t user_max_files;          /* media_max_files_per_user (mxstack), 0 = none */
+    int nlimits;                     /* media_upload_limits (Synapse) */
+    struct { uint64_t period_ms, max_bytes; } limits[8];
+    bool url_preview_enabled;        /* url_preview_enabled, default false */
+    bool authenticated_media;        /* enable_authenticated_media; default false
+                                        here, so legacy downloads keep working */
+    const char *store_path;          /* media_store_path */
+} md_conf_t;
+
+/* The part's state; one instance, set at start. */
+typedef struct md_state {
+    md_conf_t conf;
+    struct md_sha_entry *shas;       /* files being written or deleted (md_store.c) */
+} md_state_t;
+extern md_state_t *md;
+
+/* True for exactly 24 characters of [A-Za-z0-9]. */
+bool md_id_ok(const char *media_id);
+/* A new random media ID (MD_ID_LEN + 1 bytes) in `pool`. */
+char *md_new_id(mx_pool_t *pool);
+/* True when `server_name` is this server. */
+bool md_is_local(const char *server_name);
+/* "<store>/<kind>/ab/cd/<sha>" (+ `suffix` when not NULL), malloc'd. */
+char *md_path(const char *kind, const char *sha, const char *suffix);
+
+/* Adds `suffix` ("/upload" ...) under /_matrix/media/{v3,r0,v1} (resource
+ * "media"), and — when `client_v1` — under /_matrix/client/v1/media
+ * (resource "client"). `legacy_ud` / `client_ud` go to the handler. */
+int md_route(const char *method, const char *suffix, mx_handler_fn fn, void *legacy_ud,
+             bool client_v1, void *client_ud, unsigned flags);
+/* The route user data that marks the authenticated (MSC3916) paths. */
+extern char md_authed_tag;
+
+/* Runs `work` on a worker thread, then `done` on the loop.  Returns 0 or a
+ * negative code (nothing will run). */
+typedef void (*md_work_fn)(void *ud);
+int md_queue(md_work_fn work, md_work_fn done, void *ud);
+
+/* ------------------------------------------------------------ md_store --- */
+
+/* A file being stored.  Filled by the caller: data/len.  Filled by
+ * md_store_file: sha256 (hex) and err. */
+typedef struct md_put {
+    const void *data;                /* borrowed until done runs */
+    size_t len;
+    char sha256[65];
+    int err;                         /* 0 or -errno */
+    char *tmp_path;                  /* internal */
+    void (*done)(struct md_put *p, void *ud);
+    void *ud;
+    bool registered;                 /* internal: counted in the sha table */
+    struct md_put *next_wait;        /* internal: waiting for an unlink */
+} md_put_t;
+/* Hashes, writes, fsyncs and renames `p->data` into content/ (off the
+ * loop); calls `done` on the loop.  While the caller has not called
+ * md_store_release() the file is protected from deletion.  Returns 0 or a
+ * negative code (done will not run). */
+int md_store_file(md_put_t *p, void (*done)(md_put_t *p, void *ud), void *ud);
+/* Ends the protection md_store_file started (after the row committed or
+ * failed). */
+void md_store_release(md_put_t *p);
+
+/* Reads a whole file (off the loop).  `buf` malloc'd, owned by the caller
+ * after done; `err` 0 or -errno. */
+typedef struct md_read {
+    char *path;                      /* malloc'd, freed by md_read_free */
+    char *buf;
+    size_t len;
+    int err;
+    void (*done)(struct md_read *r, void *ud);
+    void *ud;
+} md_read_t;
+int md_read_file(const char *path, void (*done)(md_read_t *r, void *ud), void *ud);
+void md_read_free(md_read_t *r);
+
+/* Writes `data` as `path` durably (tmp + fsync + rename); worker. */
+int md_write_durable(const char *path, const void *data, size_t len);
+
+/* The store of a request's upload: size/limits check, file, row.
+ * `media_id` NULL: a new ID; otherwise the pending row created by
+ * /create (updated only while still empty).  Replies to `req`. */
+void md_upload_store(mx_req_t *req, const hs_user_t *who, const char *media_id);
+
+/* Stores `data` as new local media of `user_id` outside a request (URL
+ * preview images).  cb gets the media ID (borrowed) or NULL. */
+typedef void (*md_stored_fn)(const char *media_id, void *ud);
+int md_store_internal(const char *user_id, const char *content_type, const void *data,
+                      size_t len, md_stored_fn cb, void *ud);
+
+/* ------------------------------------------------------ headers, misc --- */
+
+/* Sets Content-Disposition and the safety headers (nosniff, sandbox CSP,
+ * CORP, cache) for a media response. */
+void md_file_headers(mx_req_t *req, const char *content_type, const char *upload_name);
+/* Content-Type with "; charset=UTF-8" added for text types (pool). */
+const char *md_reply_type(mx_req_t *req, const char *content_type);
+/* The Synapse 404 for media. */
+void md_not_found(mx_req_t *req);
+
+/* Part start functions (md_schema.c calls them from hs_media_start). */
+int md_upload_start(void);
+int md_download_start(void);
+int md_thumbnail_start(char *err, size_t errlen);
+int md_preview_start(void);
+
+#endif /* HS_MEDIA_H */

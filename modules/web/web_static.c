@@ -1,0 +1,775 @@
+/*
+ * web_static.c: serving files out of a directory the way ESS's nginx
+ * serves Element Web, without ever leaving that directory.
+ *
+ * Containment: the raw request path is decoded here (an encoded '/', '\'
+ * or NUL is refused, "." and ".." segments are refused after decoding,
+ * dot-files are not served), and the file is opened relative to the root's
+ * directory descriptor with openat2(RESOLVE_BENEATH), so the kernel refuses
+ * any ".." or symlink that would resolve outside the root.  Where openat2
+ * is unavailable (old kernels, seccomp filters) the opened file's canonical
+ * name (/proc/self/fd, else realpath) must lie under the canonical root.
+ *
+ * HTTP: MIME types by extension, a strong ETag from size and mtime
+ * (If-None-Match -> 304), Last-Modified / If-Modified-Since, one byte range
+ * (206, 416; several ranges or garbage: the whole file), precompressed
+ * .br/.gz siblings chosen by Accept-Encoding (Vary: Accept-Encoding),
+ * no-cache for index.html / version / config*.json / i18n, a year and
+ * `immutable` for content-hashed names, the ESS security headers, and the
+ * single-page-app fallback to index.html for extension-less paths.
+ */
+#define _GNU_SOURCE   /* O_PATH, strptime, timegm */
+#include "web.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WEB_MAX_PATH 2048
+
+/* ------------------------------------------------------------- roots --- */
+
+int web_root_open(web_root_t *root, const char *path)
+{
+    char *canon = realpath(path, NULL);
+    char *keep = canon ? canon : strdup(path);
+    if (!keep)
+        return -ENOMEM;
+    free(root->path);
+    root->path = keep;
+    if (root->fd >= 0)
+        close(root->fd);
+    root->fd = -1;
+    root->has_index = 0;
+    root->checked_ms = mx_now_ms();
+    if (!canon)
+        return -errno ? -errno : -ENOENT;
+    int fd = open(canon, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    root->fd = fd;
+    root->dev = st.st_dev;
+    root->ino = st.st_ino;
+    root->has_index = faccessat(fd, "index.html", F_OK, 0) == 0;
+    return 0;
+}
+
+void web_root_close(web_root_t *root)
+{
+    if (root->fd >= 0)
+        close(root->fd);
+    root->fd = -1;
+    free(root->path);
+    root->path = NULL;
+}
+
+void web_root_refresh(web_root_t *root)
+{
+    uint64_t now = mx_now_ms();
+    if (!root->path || (now >= root->checked_ms && now - root->checked_ms < 1000))
+        return;
+    root->checked_ms = now;
+    struct stat st;
+    if (stat(root->path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        if (root->fd >= 0) {
+            close(root->fd);
+            root->fd = -1;
+            root->has_index = 0;
+        }
+        return;
+    }
+    if (root->fd < 0 || st.st_dev != root->dev || st.st_ino != root->ino) {
+        char *p = strdup(root->path);
+        if (p) {
+            web_root_open(root, p);
+            free(p);
+        }
+        return;
+    }
+    root->has_index = faccessat(root->fd, "index.html", F_OK, 0) == 0;
+}
+
+/* Opens `rel` (no leading '/') strictly inside `root`.  Returns the fd or
+ * -errno: -ENOENT / -ENOTDIR for "not there", anything else for "refused". */
+static int open_beneath(const web_root_t *root, const char *rel)
+{
+    static int no_openat2;   /* set once the kernel says it has none */
+    if (root->fd < 0)
+        return -ENOENT;
+    if (!no_openat2) {
+        struct open_how how;
+        memset(&how, 0, sizeof(how));
+        how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+        long fd = syscall(SYS_openat2, root->fd, rel, &how, sizeof(how));
+        if (fd >= 0)
+            return (int)fd;
+        if (errno != ENOSYS && errno != EPERM)
+            return -errno;
+        no_openat2 = 1;
+    }
+    int fd = openat(root->fd, rel, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    char link[64], real[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof(real) - 1);
+    if (n < 0) {
+        char joined[PATH_MAX];
+        if (snprintf(joined, sizeof(joined), "%s/%s", root->path, rel) >= (int)sizeof(joined) ||
+            !realpath(joined, real)) {
+            close(fd);
+            return -EACCES;
+        }
+        n = (ssize_t)strlen(real);
+    }
+    real[n] = '\0';
+    size_t rl = strlen(root->path);
+    if (strncmp(real, root->path, rl) || (real[rl] != '/' && !(rl == 1 && root->path[0] == '/'))) {
+        close(fd);
+        return -EXDEV;
+    }
+    return fd;
+}
+
+/* --------------------------------------------------------------- names --- */
+
+typedef struct mime {
+    const char *ext, *type;
+    int compressible;
+} mime_t;
+
+static const mime_t mime_table[] = {
+    { "html", "text/html; charset=utf-8", 1 },
+    { "htm", "text/html; charset=utf-8", 1 },
+    { "js", "text/javascript; charset=utf-8", 1 },
+    { "mjs", "text/javascript; charset=utf-8", 1 },
+    { "css", "text/css; charset=utf-8", 1 },
+    { "json", "application/json", 1 },
+    { "map", "application/json", 1 },
+    { "webmanifest", "application/manifest+json", 1 },
+    { "txt", "text/plain; charset=utf-8", 1 },
+    { "md", "text/markdown; charset=utf-8", 1 },
+    { "xml", "application/xml", 1 },
+    { "svg", "image/svg+xml", 1 },
+    { "wasm", "application/wasm", 1 },
+    { "ico", "image/vnd.microsoft.icon", 1 },
+    { "ttf", "font/ttf", 1 },
+    { "otf", "font/otf", 1 },
+    { "eot", "application/vnd.ms-fontobject", 1 },
+    { "woff", "font/woff", 0 },
+    { "woff2", "font/woff2", 0 },
+    { "png", "image/png", 0 },
+    { "jpg", "image/jpeg", 0 },
+    { "jpeg", "image/jpeg", 0 },
+    { "gif", "image/gif", 0 },
+    { "webp", "image/webp", 0 },
+    { "avif", "image/avif", 0 },
+    { "mp3", "audio/mpeg", 0 },
+    { "ogg", "audio/ogg", 0 },
+    { "opus", "audio/ogg", 0 },
+    { "wav", "audio/wav", 0 },
+    { "mp4", "video/mp4", 0 },
+    { "webm", "video/webm", 0 },
+    { "pdf", "application/pdf", 0 },
+    { "zip", "application/zip", 0 },
+    { "gz", "application/gzip", 0 },
+    { "br", "application/octet-stream", 0 },
+};
+
+static const mime_t *mime_of(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    const char *base = slash ? slash + 1 : name;
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base)
+        for (size_t i = 0; i < sizeof(mime_table) / sizeof(*mime_table); i++)
+            if (!strcasecmp(dot + 1, mime_table[i].ext))
+                return &mime_table[i];
+    return NULL;
+}
+
+const char *web_mime_type(const char *name)
+{
+    const mime_t *m = mime_of(name);
+    return m ? m->type : "application/octet-stream";
+}
+
+static const char *base_name(const char *rel)
+{
+    const char *s = strrchr(rel, '/');
+    return s ? s + 1 : rel;
+}
+
+/* index.html, version, config*.json and i18n/ change with every release
+ * (or every config change) under the same name. */
+static int is_nocache(const char *rel)
+{
+    const char *b = base_name(rel);
+    if (!strcmp(b, "index.html") || !strcmp(rel, "version") || !strncmp(rel, "i18n/", 5))
+        return 1;
+    size_t n = strlen(b);
+    return !strchr(rel, '/') && !strncmp(b, "config", 6) && n >= 11 &&
+           !strcmp(b + n - 5, ".json");
+}
+
+/* Content-hashed names (webpack's [name].[contenthash].ext, or anything
+ * under bundles/): a part of the base name of at least 8 hex digits with a
+ * digit among them. */
+static int is_hashed(const char *rel)
+{
+    if (!strncmp(rel, "bundles/", 8) || strstr(rel, "/bundles/"))
+        return 1;
+    const char *p = base_name(rel);
+    while (*p) {
+        size_t n = 0;
+        int digit = 0;
+        while (isxdigit((unsigned char)p[n])) {
+            digit |= isdigit((unsigned char)p[n]);
+            n++;
+        }
+        if (n >= 8 && digit && (p[n] == '.' || p[n] == '-' || p[n] == '_' || p[n] == '\0'))
+            return 1;
+        p += n;
+        while (*p && *p != '.' && *p != '-' && *p != '_')
+            p++;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+/* Decodes the raw request path into `out` as a relative name ("" for the
+ * root, "a/b"), dropping empty segments.  Returns 0, -EINVAL (bad: 400)
+ * or -ENOENT (hidden: 404). */
+static int decode_path(const char *raw, char *out, size_t cap)
+{
+    size_t o = 0;
+    const char *p = raw;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        if (o) {
+            if (o + 1 >= cap)
+                return -EINVAL;
+            out[o++] = '/';
+        }
+        size_t start = o;
+        while (*p && *p != '/') {
+            char ch = *p++;
+            if (ch == '%') {
+                int v = 0;
+                for (int k = 0; k < 2; k++) {
+                    char h = *p;
+                    if (h)
+                        p++;
+                    v <<= 4;
+                    if (h >= '0' && h <= '9')
+                        v |= h - '0';
+                    else if (h >= 'a' && h <= 'f')
+                        v |= h - 'a' + 10;
+                    else if (h >= 'A' && h <= 'F')
+                        v |= h - 'A' + 10;
+                    else
+                        return -EINVAL;
+                }
+                ch = (char)v;
+                if (ch == '/')
+                    return -EINVAL;   /* an encoded slash is never a separator */
+            }
+            if (ch == '\0' || ch == '\\')
+                return -EINVAL;
+            if (o + 2 >= cap)
+                return -EINVAL;
+            out[o++] = ch;
+        }
+        size_t len = o - start;
+        if ((len == 1 && out[start] == '.') ||
+            (len == 2 && out[start] == '.' && out[start + 1] == '.'))
+            return -EINVAL;
+        if (out[start] == '.')
+            return -ENOENT;   /* dot-files (.git, .htpasswd...) are never served */
+    }
+    /* A trailing '/' asks for the directory's index. */
+    size_t rl = strlen(raw);
+    if (o && rl && raw[rl - 1] == '/')
+        out[o++] = '/';
+    out[o] = '\0';
+    return 0;
+}
+
+/* ------------------------------------------------------------- headers --- */
+
+void web_security_headers(mx_req_t *req)
+{
+    const web_conf_t *c = web.conf;
+    if (c->content_security_policy && c->content_security_policy[0])
+        mx_req_set_header(req, "Content-Security-Policy", c->content_security_policy);
+    mx_req_set_header(req, "X-Frame-Options", "SAMEORIGIN");
+    mx_req_set_header(req, "X-Content-Type-Options", "nosniff");
+    mx_req_set_header(req, "Referrer-Policy", "no-referrer");
+    if (c->noindex)
+        mx_req_set_header(req, "X-Robots-Tag", "noindex, nofollow, noarchive, noimageindex");
+}
+
+/* Does an If-None-Match list hold `etag` (weak comparison, as RFC 9110
+ * asks for If-None-Match)? */
+static int etag_listed(const char *list, const char *etag)
+{
+    const char *p = list;
+    if (etag[0] == 'W' && etag[1] == '/')
+        etag += 2;
+    size_t n = strlen(etag);
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        const char *e = p;
+        if (*e == '"') {
+            e = strchr(e + 1, '"');
+            e = e ? e + 1 : p + strlen(p);
+        } else {
+            while (*e && *e != ',')
+                e++;
+        }
+        if ((size_t)(e - p) == n && !strncmp(p, etag, n))
+            return 1;
+        if (e == p)
+            break;
+        p = e;
+    }
+    return 0;
+}
+
+static void http_date(time_t t, char *buf, size_t cap)
+{
+    static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Parses an IMF-fixdate; -1 when it is not one. */
+static time_t parse_http_date(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return (time_t)-1;
+    return timegm(&tm);
+}
+
+int web_doc_set(web_doc_t *doc, const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    free(doc->body);
+    doc->body = copy;
+    doc->len = len;
+    unsigned char h[32];
+    mx_sha256(body, len, h);
+    snprintf(doc->etag, sizeof(doc->etag), "\"%02x%02x%02x%02x%02x%02x%02x%02x\"", h[0], h[1],
+             h[2], h[3], h[4], h[5], h[6], h[7]);
+    return 0;
+}
+
+void web_doc_free(web_doc_t *doc)
+{
+    free(doc->body);
+    memset(doc, 0, sizeof(*doc));
+}
+
+void web_reply_doc(mx_req_t *req, const web_doc_t *doc, const char *ctype,
+                   const char *cache_control)
+{
+    web_security_headers(req);
+    if (cache_control)
+        mx_req_set_header(req, "Cache-Control", cache_control);
+    mx_req_set_header(req, "ETag", doc->etag);
+    const char *inm = mx_req_header(req, "If-None-Match");
+    if (inm && etag_listed(inm, doc->etag)) {
+        mx_req_reply(req, 304, NULL, NULL, 0);
+        return;
+    }
+    mx_req_reply(req, 200, ctype, doc->body, doc->len);
+}
+
+static void reply_text(mx_req_t *req, int status, const char *text)
+{
+    web_security_headers(req);
+    mx_req_reply(req, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+char *web_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* ------------------------------------------------------------- ranges --- */
+
+static const char *parse_num(const char *p, uint64_t *out, int *any)
+{
+    uint64_t v = 0;
+    *any = 0;
+    while (*p >= '0' && *p <= '9') {
+        unsigned d = (unsigned)(*p - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;   /* saturate */
+        *any = 1;
+        p++;
+    }
+    *out = v;
+    return p;
+}
+
+/* One "bytes=" range against a file of `size` bytes.  Returns 1 with the
+ * range set, 0 to ignore the header (garbage, several ranges), -1 when
+ * unsatisfiable (416). */
+static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *len)
+{
+    while (*h == ' ')
+        h++;
+    if (strncasecmp(h, "bytes", 5))
+        return 0;
+    h += 5;
+    while (*h == ' ')
+        h++;
+    if (*h++ != '=')
+        return 0;
+    while (*h == ' ')
+        h++;
+    if (strchr(h, ','))
+        return 0;
+    uint64_t a, b;
+    int has_a, has_b;
+    if (*h == '-') {
+        const char *e = parse_num(h + 1, &b, &has_b);
+        while (*e == ' ')
+            e++;
+        if (!has_b || *e)
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        if (b > size)
+            b = size;
+        *start = size - b;
+        *len = b;
+        return 1;
+    }
+    const char *e = parse_num(h, &a, &has_a);
+    if (!has_a || *e != '-')
+        return 0;
+    e = parse_num(e + 1, &b, &has_b);
+    while (*e == ' ')
+        e++;
+    if (*e || (has_b && b < a))
+        return 0;
+    if (a >= size)
+        return -1;
+    uint64_t last = has_b && b < size ? b : size - 1;
+    *start = a;
+    *len = last - a + 1;
+    return 1;
+}
+
+/* ------------------------------------------------------------ encodings --- */
+
+/* Whether Accept-Encoding allows `coding` (explicitly or through "*"),
+ * ignoring entries with q=0. */
+static int accepts(const char *ae, const char *coding)
+{
+    size_t cl = strlen(coding);
+    int star = 0;
+    const char *p = ae;
+    while (p && *p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ';' && *e != ' ')
+            e++;
+        size_t n = (size_t)(e - p);
+        int q0 = 0;
+        const char *next = strchr(e, ',');
+        const char *semi = strchr(e, ';');
+        if (semi && (!next || semi < next)) {
+            const char *q = semi + 1;
+            while (*q == ' ')
+                q++;
+            if ((q[0] == 'q' || q[0] == 'Q') && q[1] == '=') {
+                q += 2;
+                q0 = q[0] == '0' && (q[1] != '.' || strspn(q + 2, "0") == strcspn(q + 2, ", "));
+            }
+        }
+        if (n == cl && !strncasecmp(p, coding, n))
+            return !q0;
+        if (n == 1 && *p == '*')
+            star = !q0;
+        p = next;
+    }
+    return star;
+}
+
+/* ------------------------------------------------------------- serving --- */
+
+typedef struct file {
+    int fd;
+    struct stat st;
+    const char *encoding;   /* "br", "gzip" or NULL */
+} file_t;
+
+/* Opens `rel` as a regular file; -ENOENT for missing (SPA fallback may
+ * apply), other codes for refused. */
+static int open_file(const web_root_t *root, const char *rel, file_t *f)
+{
+    int fd = open_beneath(root, rel);
+    if (fd < 0)
+        return fd == -ENOTDIR ? -ENOENT : fd;
+    if (fstat(fd, &f->st) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (S_ISDIR(f->st.st_mode)) {
+        close(fd);
+        return -EISDIR;
+    }
+    if (!S_ISREG(f->st.st_mode)) {
+        close(fd);
+        return -EACCES;
+    }
+    f->fd = fd;
+    f->encoding = NULL;
+    return 0;
+}
+
+/* Swaps `f` for a precompressed sibling the client accepts, if any. */
+static void pick_encoding(mx_req_t *req, const web_root_t *root, const char *rel, file_t *f)
+{
+    const char *ae = mx_req_header(req, "Accept-Encoding");
+    if (!ae)
+        return;
+    static const struct { const char *coding, *suffix; } cands[] = {
+        { "br", ".br" }, { "gzip", ".gz" },
+    };
+    char sib[WEB_MAX_PATH + 8];
+    for (size_t i = 0; i < sizeof(cands) / sizeof(*cands); i++) {
+        if (!accepts(ae, cands[i].coding))
+            continue;
+        snprintf(sib, sizeof(sib), "%s%s", rel, cands[i].suffix);
+        file_t z;
+        if (open_file(root, sib, &z) == 0) {
+            close(f->fd);
+            *f = z;
+            f->encoding = cands[i].coding;
+            return;
+        }
+    }
+}
+
+static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, file_t *f)
+{
+    const mime_t *m = mime_of(rel);
+    const char *ctype = m ? m->type : "application/octet-stream";
+    if (m && m->compressible) {
+        mx_req_set_header(req, "Vary", "Accept-Encoding");
+        pick_encoding(req, root, rel, f);
+    }
+    web_security_headers(req);
+    if (is_nocache(rel))
+        mx_req_set_header(req, "Cache-Control", "no-cache");
+    else if (is_hashed(rel))
+        mx_req_set_header(req, "Cache-Control", "public, max-age=31536000, immutable");
+    if (f->encoding)
+        mx_req_set_header(req, "Content-Encoding", f->encoding);
+
+    char etag[96], lm[40];
+    snprintf(etag, sizeof(etag), "\"%llx-%llx%s%s\"", (unsigned long long)f->st.st_size,
+             (unsigned long long)f->st.st_mtim.tv_sec * 1000000000ull +
+                 (unsigned long long)f->st.st_mtim.tv_nsec,
+             f->encoding ? "-" : "", f->encoding ? f->encoding : "");
+    http_date(f->st.st_mtim.tv_sec, lm, sizeof(lm));
+    mx_req_set_header(req, "ETag", etag);
+    mx_req_set_header(req, "Last-Modified", lm);
+    mx_req_set_header(req, "Accept-Ranges", "bytes");
+
+    /* Conditionals (RFC 9110 13.2.2): If-None-Match wins over
+     * If-Modified-Since. */
+    const char *inm = mx_req_header(req, "If-None-Match");
+    const char *ims = mx_req_header(req, "If-Modified-Since");
+    int not_modified = 0;
+    if (inm) {
+        not_modified = etag_listed(inm, etag);
+    } else if (ims) {
+        time_t t = parse_http_date(ims);
+        not_modified = t != (time_t)-1 && f->st.st_mtim.tv_sec <= t;
+    }
+    if (not_modified) {
+        close(f->fd);
+        mx_req_reply(req, 304, NULL, NULL, 0);
+        return;
+    }
+
+    uint64_t size = (uint64_t)f->st.st_size, start = 0, len = size;
+    int status = 200;
+    const char *range = mx_req_header(req, "Range");
+    const char *ifr = mx_req_header(req, "If-Range");
+    if (range && ifr && strcmp(ifr, etag) && strcmp(ifr, lm))
+        range = NULL;   /* the client's copy is stale: send it all */
+    if (range) {
+        int rc = parse_range(range, size, &start, &len);
+        if (rc < 0) {
+            close(f->fd);
+            char cr[48];
+            snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
+            mx_req_set_header(req, "Content-Range", cr);
+            mx_req_reply(req, 416, NULL, NULL, 0);
+            return;
+        }
+        if (rc > 0) {
+            char cr[80];
+            snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)start,
+                     (unsigned long long)(start + len - 1), (unsigned long long)size);
+            mx_req_set_header(req, "Content-Range", cr);
+            status = 206;
+        } else {
+            start = 0;
+            len = size;
+        }
+    }
+    if (len > (uint64_t)web.conf->max_file_size) {
+        close(f->fd);
+        mx_log(WEB_MOD, MX_LOG_WARN, "%s is larger than web.max_file_size", rel);
+        reply_text(req, 500, "File too large\n");
+        return;
+    }
+    mx_req_reply_file(req, status, ctype, f->fd, (off_t)start, (size_t)len);
+}
+
+/* Serves `rel` from `root`; `spa`: unknown extension-less paths get the
+ * root's index.html. */
+static void serve_from(mx_req_t *req, const web_root_t *root, const char *rel, int spa)
+{
+    char buf[WEB_MAX_PATH + 16];
+    size_t n = strlen(rel);
+    if (n == 0 || rel[n - 1] == '/') {
+        snprintf(buf, sizeof(buf), "%sindex.html", rel);
+        rel = buf;
+    }
+    file_t f;
+    int rc = open_file(root, rel, &f);
+    if (rc == 0) {
+        send_file(req, root, rel, &f);
+        return;
+    }
+    if ((rc == -ENOENT || rc == -EISDIR) && spa && !strchr(base_name(rel), '.') &&
+        open_file(root, "index.html", &f) == 0) {
+        send_file(req, root, "index.html", &f);
+        return;
+    }
+    reply_text(req, 404, "Not Found\n");
+}
+
+static int is_config_json(const char *rel)
+{
+    size_t n = strlen(rel);
+    if (strchr(rel, '/') || n < 11 || strcmp(rel + n - 5, ".json"))
+        return 0;
+    return !strcmp(rel, "config.json") || !strncmp(rel, "config.", 7);
+}
+
+int web_static_handler(mx_req_t *req, void *ud)
+{
+    const char *raw = mx_req_path(req);
+    /* API prefixes of other resources are never files: let the core say
+     * M_UNRECOGNIZED as it does for any unknown API path. */
+    static const char *const api[] = { "/_matrix", "/_synapse", "/_mxstack" };
+    for (size_t i = 0; i < sizeof(api) / sizeof(*api); i++) {
+        size_t k = strlen(api[i]);
+        if (!strncmp(raw, api[i], k) && (raw[k] == '/' || raw[k] == '\0'))
+            return MX_DECLINED;
+    }
+    char rel[WEB_MAX_PATH];
+    int rc = decode_path(raw, rel, sizeof(rel));
+    if (rc == -EINVAL) {
+        reply_text(req, 400, "Bad Request\n");
+        return MX_DONE;
+    }
+    if (rc < 0) {
+        reply_text(req, 404, "Not Found\n");
+        return MX_DONE;
+    }
+    if (is_config_json(rel)) {
+        web_reply_doc(req, &web.config_json, "application/json", "no-cache");
+        return MX_DONE;
+    }
+    web_root_refresh(&web.element);
+    if (web.element.fd >= 0 && web.element.has_index) {
+        serve_from(req, &web.element, rel, web.conf->spa_fallback);
+        return MX_DONE;
+    }
+    /* No Element Web: the landing page (its index.html filled in) for the
+     * root and app-like paths, and its assets. */
+    if (strchr(base_name(rel), '.') && strcmp(rel, "index.html")) {
+        serve_from(req, &web.landing, rel, 0);
+        return MX_DONE;
+    }
+    web_reply_doc(req, &web.landing_html, "text/html; charset=utf-8", "no-cache");
+    return MX_DONE;
+}
