@@ -4,6 +4,7 @@
  * client).  See README.md for the map of the module.
  */
 #include "hs.h"
+#include "client/client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,6 +65,7 @@ static int hs_start(char *err, size_t errlen)
 static void hs_stop(void (*done)(const char *module))
 {
     hs_sync_stop();
+    hs_client_stop();
     hs_rooms_stop();
     done("homeserver");
 }

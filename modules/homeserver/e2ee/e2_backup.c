@@ -26,6 +26,7 @@ typedef struct bk_req {
     json_t *keys;                        /* [[room, session, key]] to write (owned) */
     int st_rooms;                        /* first per-room statement */
     json_t *rooms;                       /* {room: statement index} (owned) */
+    int st_etag;                         /* statement of the etag read (count follows) */
 } bk_req_t;
 
 static void bk_free(void *p)
@@ -369,13 +370,10 @@ static void bk_reply_etag(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(r->req, status, "room_keys");
         return;
     }
-    /* the last two statements: etag, count */
-    int st = 0;
-    while (mx_sql_nrows(res, st) >= 0 && st < 1 << 20 && !(mx_sql_nrows(res, st + 1) < 0))
-        st++;
+    int st = r->st_etag;
     mx_req_reply_json(r->req, 200, json_pack("{s:s, s:I}", "etag",
-                                             bk_str(r->req, mx_sql_int(res, st - 1, 0, 0)),
-                                             "count", (json_int_t)mx_sql_int(res, st, 0, 0)));
+                                             bk_str(r->req, mx_sql_int(res, st, 0, 0)),
+                                             "count", (json_int_t)mx_sql_int(res, st + 1, 0, 0)));
 }
 
 /* Whether the version read at statement 0 allows writing; replies if not. */
@@ -437,9 +435,12 @@ static void bk_put_read(int status, mx_sql_res_t *res, void *ud)
         free(sd);
         changed++;
     }
-    if (changed)
+    r->st_etag = changed;
+    if (changed) {
         mx_sql_add(b, "UPDATE e2e_room_keys_versions SET etag = etag + 1 WHERE user_id = ? AND"
                       " version = ?", "si", r->who->user_id, r->version);
+        r->st_etag++;
+    }
     mx_sql_add(b, "SELECT etag FROM e2e_room_keys_versions WHERE user_id = ? AND version = ?",
                "si", r->who->user_id, r->version);
     mx_sql_add(b, "SELECT COUNT(*) FROM e2e_room_keys WHERE user_id = ? AND version = ?", "si",
@@ -579,6 +580,7 @@ static void bk_keys_delete(bk_req_t *r)
                   " version = ? AND deleted = 0 RETURNING version", "si", r->who->user_id,
                r->version);
     bk_where(r, b, "DELETE FROM e2e_room_keys");
+    r->st_etag = 2;
     mx_sql_add(b, "SELECT etag FROM e2e_room_keys_versions WHERE user_id = ? AND version = ?",
                "si", r->who->user_id, r->version);
     mx_sql_add(b, "SELECT COUNT(*) FROM e2e_room_keys WHERE user_id = ? AND version = ?", "si",

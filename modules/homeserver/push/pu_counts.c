@@ -20,12 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The read position subquery for the row alias `a`. */
-#define PU_READ_POS                                                                       \
-    "COALESCE((SELECT MAX(r.event_stream) FROM receipts r WHERE r.room_id = a.room_id"     \
-    " AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private')"        \
-    " AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)"
-
 /* ------------------------------------------------------------- the hook --- */
 
 static bool pu_is_local(const char *user_id)

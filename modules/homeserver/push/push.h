@@ -164,6 +164,14 @@ typedef struct pu_ctx {
 } pu_ctx_t;
 extern pu_ctx_t pu;
 
+/* SQL: the read position of an event_push_actions row `a` — the newest of
+ * its user's m.read / m.read.private receipts in the room, unthreaded or of
+ * the row's thread (client part's receipts table). */
+#define PU_READ_POS                                                                       \
+    "COALESCE((SELECT MAX(r.event_stream) FROM receipts r WHERE r.room_id = a.room_id"     \
+    " AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private')"        \
+    " AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)"
+
 /* The user's state, or NULL (nothing changed: defaults only). */
 pu_user_t *pu_user_get(const char *user_id);
 pu_user_t *pu_user_make(const char *user_id);  /* NULL on ENOMEM */
