@@ -37,7 +37,8 @@ typedef struct ld {
 } ld_t;
 
 static const char *const all_resources[] = {
-    "client", "federation", "media", "admin", "metrics", "web", "auth", "health", NULL
+    "client", "federation", "media", "admin", "metrics", "web", "auth", "health", "internal",
+    NULL
 };
 /* Synapse resource names whose routes mxstack serves as part of another
  * resource (keys, openid: federation; static: web) or not at all. */
@@ -696,6 +697,35 @@ static void load_secret(ld_t *l)
     s->registration_shared_secret = v;
 }
 
+/* Where services run when their module is not in this process
+ * (`service_locations: {name: URL}`), and the secret internal calls carry
+ * (`internal_secret`, else DATA/internal_secret when it exists). */
+static void load_services(ld_t *l)
+{
+    const json_t *loc = get(l->root, "service_locations");
+    if (loc && !json_is_object(loc)) {
+        mx__conf_errf(l->e, "service_locations", "expected a map of service name to URL");
+    } else if (loc) {
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)loc, k, v) {
+            const char *kp = join(l, "service_locations", k);
+            const char *u = json_string_value(v);
+            if (!u || (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0))
+                mx__conf_errf(l->e, kp, "expected an http:// or https:// URL");
+        }
+        l->conf->service_locations = (json_t *)loc;
+    }
+    const char *secret = want_str(l, l->root, "internal_secret", "internal_secret", NULL);
+    if (!secret) {
+        const char *path = data_path(l, "internal_secret");
+        int err = 0;
+        if (access(path, F_OK) == 0)
+            secret = read_small(l, path, SECRET_MAX_FILE, &err);
+    }
+    l->conf->internal_secret = secret;
+}
+
 static void load_server(ld_t *l, int from_file)
 {
     mx_server_conf_t *s = &l->conf->server;
@@ -917,6 +947,7 @@ static const char *const handled_keys[] = {
     "signing_key_path", "media_store_path", "max_upload_size", "enable_registration",
     "default_room_version", "modules", "module_dir", "log_format", "log_file", "log_level",
     "log_levels", "http", "ip_range_whitelist", "federation_custom_ca_list", "http_client",
+    "service_locations", "internal_secret",
     NULL
 };
 
@@ -1153,6 +1184,7 @@ mx_conf_t *mx__conf_load(const char *path, const char *data_dir, char *err, size
     load_http(&l);
     load_client(&l);
     load_modules(&l);
+    load_services(&l);
     load_logging(&l);
     check_rest(&l);
     if (e.count)

@@ -75,6 +75,8 @@ typedef struct mx_conf {
     const char *log_file;             /* NULL: stderr */
     const char *log_level;            /* default level */
     json_t *log_levels;               /* per-module levels {"homeserver": "debug"} */
+    json_t *service_locations;        /* {"auth.token": "http://auth:8080"} (borrowed from root) */
+    const char *internal_secret;      /* bearer secret of /_mxstack/service calls, or NULL */
     json_t *root;                     /* the parsed YAML as JSON (owned) */
     json_t *lines;                    /* "a.b.c" -> line number (owned) */
 } mx_conf_t;
@@ -88,6 +90,7 @@ struct mx_metrics_state;
 struct mx_bus_state;
 struct mx_module_state;
 struct mx_log_state;
+struct mx_services_state;
 
 typedef struct mx_ctx {
     uv_loop_t *loop;
@@ -103,6 +106,7 @@ typedef struct mx_ctx {
     struct mx_bus_state *bus;
     struct mx_module_state *modules;
     struct mx_log_state *log;
+    struct mx_services_state *services;
 } mx_ctx_t;
 
 extern mx_ctx_t *mx__ctx;
@@ -172,6 +176,8 @@ void mx__client_fini(void);
 int mx__ssrf_check(const struct sockaddr *addr);
 
 /* ---------------------------------------------------------------- bus --- */
+int mx__services_init(void);   /* adds the /_mxstack/service route */
+void mx__services_fini(void);
 int mx__bus_init(void);
 void mx__bus_fini(void);
 

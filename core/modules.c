@@ -1,6 +1,6 @@
 /*
  * modules.c: finds, loads and runs the modules this process is configured
- * for, and keeps the registry of services modules offer each other.
+ * for.  (The services modules offer each other are in services.c.)
  *
  * Lifecycle (STYLE.md §1): dlopen → ABI check → config section filled →
  * init (all) → start (all) → run → stop (reverse order, each calls done) →
@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #define MAX_MODULES 16
-#define MAX_SERVICES 32
 
 typedef struct loaded {
     char name[64];
@@ -40,8 +39,6 @@ typedef struct loaded {
 struct mx_module_state {
     loaded_t mods[MAX_MODULES];
     int nmods;
-    struct { const char *name; const void *iface; } services[MAX_SERVICES];
-    int nservices;
     int stopping_left;
     void (*all_stopped)(void);
 };
@@ -318,33 +315,6 @@ void mx__modules_print_manage(FILE *out)
 int mx__modules_count(void)
 {
     return mx__ctx && mx__ctx->modules ? mx__ctx->modules->nmods : 0;
-}
-
-/* ------------------------------------------------------------ services */
-
-int mx_service_register(const char *name, const void *iface)
-{
-    struct mx_module_state *st = mx__ctx ? mx__ctx->modules : NULL;
-    if (!st || !name || !iface)
-        return -EINVAL;
-    for (int i = 0; i < st->nservices; i++)
-        if (strcmp(st->services[i].name, name) == 0)
-            return -EEXIST;
-    if (st->nservices >= MAX_SERVICES)
-        return -E2BIG;
-    st->services[st->nservices].name = name;
-    st->services[st->nservices].iface = iface;
-    st->nservices++;
-    return 0;
-}
-
-const void *mx_service_get(const char *name)
-{
-    struct mx_module_state *st = mx__ctx ? mx__ctx->modules : NULL;
-    for (int i = 0; st && i < st->nservices; i++)
-        if (strcmp(st->services[i].name, name) == 0)
-            return st->services[i].iface;
-    return NULL;
 }
 
 int mx__modules_init_conf_only(const mx_conf_t *conf, char *err, size_t errlen)

@@ -28,7 +28,8 @@
 
 /* ABI history (bump MAJOR on any incompatible change, MINOR on additions):
  *   1.0  first version.
- *   1.1  mx_req_reply_file. */
+ *   1.1  JSON services local or remote (mx_service_provide/call/reply),
+ *        mx_req_reply_file. */
 #define MX_ABI_MAJOR 1
 #define MX_ABI_MINOR 1
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
@@ -137,6 +138,22 @@ typedef struct mx_http_request {
  * a module installs a transport (pubsub).  Messages are JSON, borrowed by
  * subscribers for the duration of the callback. */
 typedef void (*mx_bus_fn)(const char *topic, const json_t *msg, void *ud);
+
+/* ------------------------------------------------------------- services ---
+ * Besides typed in-process interfaces (mx_service_register/get), a module
+ * can provide a service as JSON calls: the same mx_service_call works when
+ * the provider is in this process (a direct call) and when it runs in
+ * another mxstack (an HTTP call to `service_locations.<name>`, answered by
+ * that process's core on the "internal" resource).  Callers cannot tell. */
+typedef struct mx_service_call mx_service_call_t;
+/* Provider side: answer once with mx_service_reply (now or later). `args`
+ * is borrowed until the reply. */
+typedef void (*mx_service_handler_fn)(mx_service_call_t *call, const char *method,
+                                      const json_t *args, void *ud);
+/* Caller side: `status` 0 with `result`, or a negative code (-ENOENT: no
+ * such service or method; MX_ETIMEOUT; -EIO: transport).  `result` is
+ * borrowed until the callback returns. */
+typedef void (*mx_service_done_fn)(int status, const json_t *result, void *ud);
 
 /* -------------------------------------------------------------- metrics --- */
 typedef struct mx_counter mx_counter_t;
@@ -289,6 +306,12 @@ typedef struct mx_signing_key {
     /* the loop */ \
     X(uv_loop_t *, mx_loop, (void), ()) \
     X(uint64_t, mx_now_ms, (void), ()) /* wall clock, ms since the epoch */ \
+    /* ABI 1.1: JSON services, local or remote (see "services" above) */ \
+    X(int, mx_service_provide, (const char *name, mx_service_handler_fn fn, void *ud), (name, fn, ud)) \
+    X(int, mx_service_call, (const char *name, const char *method, const json_t *args, \
+                             mx_service_done_fn cb, void *ud), (name, method, args, cb, ud)) \
+    /* `result` stolen; status 0 or a negative code */ \
+    X(void, mx_service_reply, (mx_service_call_t *call, int status, json_t *result), (call, status, result)) \
     /* replies from a file: `len` bytes of `fd` from `offset` (a regular file). \
      * `fd` is stolen: the core closes it, also on error.  The body leaves \
      * without passing through the module (sendfile where the connection \

@@ -9,6 +9,7 @@
  *   macaroon_secret_key         key for tokens the homeserver derives
  *   form_secret                 key for CSRF tokens on HTML forms
  *   cookie_key                  key for the auth module's session cookies
+ *   internal_secret             bearer secret of calls between mxstack processes
  *   oidc_rsa.pem, oidc_ec.pem   the OIDC provider's RS256 and ES256 keys
  *
  * Files are written to a temporary name, fsync'd, then renamed: a crash
@@ -134,6 +135,7 @@ int mx__secrets_init(const char *data_dir, int verbose, char *err, size_t errlen
         { "macaroon_secret_key", 0 },
         { "form_secret", 0 },
         { "cookie_key", 0 },
+        { "internal_secret", 0 },
         { "oidc_rsa.pem", 2 },
         { "oidc_ec.pem", 3 },
     };

@@ -137,6 +137,7 @@ static void ctx_destroy(void)
     mx__http_fini();
     mx__router_fini();
     mx__client_fini();
+    mx__services_fini();
     mx__bus_fini();
     mx__metrics_fini();
     mx__log_close();
@@ -181,7 +182,7 @@ static int start_core(const mx_cli_opts_t *o, char *err, size_t errlen)
         return rc;
     if ((rc = mx__store_init(&conf->db, err, errlen)))
         return rc;
-    if ((rc = mx__router_init()) || (rc = mx__metrics_init()) || (rc = mx__bus_init()) ||
+    if ((rc = mx__router_init()) || (rc = mx__metrics_init()) || (rc = mx__bus_init()) || (rc = mx__services_init()) ||
         (rc = mx__client_init(&conf->client)) || (rc = mx__http_init())) {
         if (!err[0])
             snprintf(err, errlen, "core start-up failed: %s", strerror(-rc));

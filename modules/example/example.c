@@ -6,7 +6,10 @@
  *   routes   GET  /_mxstack/example/hello          -> {"greeting": ...}
  *            POST /_mxstack/example/notes          {"text": ...} -> stored
  *            GET  /_mxstack/example/notes/{id}     -> the note
- *   service  "example.greeter" (a struct of function pointers)
+ *   service  "example.greeter": a typed interface (struct of function
+ *            pointers) and the same as a JSON service, which another mxstack
+ *            can call over HTTP when `example.provide` is false here and
+ *            `service_locations: {example.greeter: URL}` points at it
  *   bus      publishes "example.note" on every stored note
  *   metrics  mxstack_example_notes_total
  *   manage   `mxstack manage example-count`
@@ -23,11 +26,13 @@ MX_MODULE_API_DEFINE;
 typedef struct ex_conf {
     char *greeting;
     int64_t max_notes;
+    int provide;      /* offer example.greeter from this process */
 } ex_conf_t;
 
 static const mx_conf_item_t ex_conf_items[] = {
     MX_CONF_STR("greeting", ex_conf_t, greeting, "hello"),
     MX_CONF_INT("max_notes", ex_conf_t, max_notes, "1000"),
+    MX_CONF_BOOL("provide", ex_conf_t, provide, "true"),
     MX_CONF_END,
 };
 
@@ -54,11 +59,41 @@ static const mx_migration_t ex_migrations[] = {
     { .version = 1, .sql = "CREATE TABLE example_notes (id TEXT PRIMARY KEY, text TEXT NOT NULL)" },
 };
 
+/* The JSON form of example.greeter: method "greet" → {"greeting": ...}. */
+static void ex_greeter_call(mx_service_call_t *call, const char *method, const json_t *args,
+                            void *ud)
+{
+    if (strcmp(method, "greet") != 0) {
+        mx_service_reply(call, -2 /* -ENOENT */, NULL);
+        return;
+    }
+    mx_service_reply(call, 0, json_pack("{s:s}", "greeting", ex_greet()));
+}
+
+static void ex_greeted(int status, const json_t *result, void *ud)
+{
+    mx_req_t *req = ud;
+    const char *g = json_string_value(json_object_get(result, "greeting"));
+    if (status != 0 || !g)
+        mx_req_error(req, 502, "M_UNKNOWN", "example.greeter unavailable (%d)", status);
+    else
+        mx_req_reply_json(req, 200, json_pack("{s:s}", "greeting", g));
+}
+
+/* Uses the typed interface when the provider is in this process, else the
+ * JSON service, which may live in another process. */
 static int ex_hello(mx_req_t *req, void *ud)
 {
     const ex_greeter_t *g = mx_service_get("example.greeter");
-    mx_req_reply_json(req, 200, json_pack("{s:s}", "greeting", g ? g->greet() : "?"));
-    return MX_DONE;
+    if (g) {
+        mx_req_reply_json(req, 200, json_pack("{s:s}", "greeting", g->greet()));
+        return MX_DONE;
+    }
+    if (mx_service_call("example.greeter", "greet", NULL, ex_greeted, req) != 0) {
+        mx_req_error(req, 502, "M_UNKNOWN", "example.greeter is not configured");
+        return MX_DONE;
+    }
+    return MX_ASYNC;
 }
 
 typedef struct ex_job {
@@ -153,8 +188,13 @@ static int ex_start(char *err, size_t errlen)
         return rc;
     }
     ex.notes_total = mx_metrics_counter("mxstack_example_notes_total", "Notes stored.", NULL);
-    if ((rc = mx_service_register("example.greeter", &ex_greeter)) ||
-        (rc = mx_route_add("client", "GET", "/_mxstack/example/hello", ex_hello, NULL, 0)) ||
+    if (ex.conf->provide &&
+        ((rc = mx_service_register("example.greeter", &ex_greeter)) ||
+         (rc = mx_service_provide("example.greeter", ex_greeter_call, NULL)))) {
+        snprintf(err, errlen, "cannot provide example.greeter");
+        return rc;
+    }
+    if ((rc = mx_route_add("client", "GET", "/_mxstack/example/hello", ex_hello, NULL, 0)) ||
         (rc = mx_route_add("client", "POST", "/_mxstack/example/notes", ex_note_post, NULL,
                            MX_ROUTE_JSON_BODY)) ||
         (rc = mx_route_add("client", "GET", "/_mxstack/example/notes/{id}", ex_note_get, NULL, 0))) {

@@ -161,7 +161,9 @@ int hs_accounts_start(char *err, size_t errlen);
 int hs_rooms_start(char *err, size_t errlen);
 int hs_sync_start(char *err, size_t errlen);
 int hs_client_start(char *err, size_t errlen);
+int hs_push_start(char *err, size_t errlen);
 int hs_media_start(char *err, size_t errlen);
+int hs_e2ee_start(char *err, size_t errlen);
 void hs_rooms_stop(void);
 void hs_sync_stop(void);
 

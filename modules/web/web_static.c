@@ -702,8 +702,15 @@ static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, fi
     mx_req_reply_file(req, status, ctype, f->fd, (off_t)start, (size_t)len);
 }
 
-/* Serves `rel` from `root`; `spa`: unknown extension-less paths get the
- * root's index.html. */
+/* Does the last segment end in an extension we know ("/x.js": a file;
+ * "/room/!r:example.org" or "/welcome": a route of the app)? */
+static int has_file_extension(const char *rel)
+{
+    return mime_of(rel) != NULL;
+}
+
+/* Serves `rel` from `root`; `spa`: unknown paths without a known file
+ * extension get the root's index.html. */
 static void serve_from(mx_req_t *req, const web_root_t *root, const char *rel, int spa)
 {
     char buf[WEB_MAX_PATH + 16];
@@ -718,7 +725,7 @@ static void serve_from(mx_req_t *req, const web_root_t *root, const char *rel, i
         send_file(req, root, rel, &f);
         return;
     }
-    if ((rc == -ENOENT || rc == -EISDIR) && spa && !strchr(base_name(rel), '.') &&
+    if ((rc == -ENOENT || rc == -EISDIR) && spa && !has_file_extension(rel) &&
         open_file(root, "index.html", &f) == 0) {
         send_file(req, root, "index.html", &f);
         return;
@@ -731,7 +738,9 @@ static int is_config_json(const char *rel)
     size_t n = strlen(rel);
     if (strchr(rel, '/') || n < 11 || strcmp(rel + n - 5, ".json"))
         return 0;
-    return !strcmp(rel, "config.json") || !strncmp(rel, "config.", 7);
+    /* config.sample.json ships with the release and stays a plain file. */
+    return !strcmp(rel, "config.json") ||
+           (!strncmp(rel, "config.", 7) && strcmp(rel, "config.sample.json"));
 }
 
 int web_static_handler(mx_req_t *req, void *ud)
@@ -766,7 +775,7 @@ int web_static_handler(mx_req_t *req, void *ud)
     }
     /* No Element Web: the landing page (its index.html filled in) for the
      * root and app-like paths, and its assets. */
-    if (strchr(base_name(rel), '.') && strcmp(rel, "index.html")) {
+    if (has_file_extension(rel) && strcmp(rel, "index.html")) {
         serve_from(req, &web.landing, rel, 0);
         return MX_DONE;
     }

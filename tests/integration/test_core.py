@@ -321,3 +321,32 @@ def test_sighup_keeps_serving(server):
     server.proc.send_signal(signal.SIGHUP)
     time.sleep(0.3)
     assert requests.get(server.url + "/health").status_code == 200
+
+
+# ------------------------------------------------ services across processes
+
+def test_service_over_http_between_processes(make_server):
+    """example.greeter provided by process A, called from process B, which
+    does not provide it: the same mx_service_call goes over HTTP to A's
+    internal resource.  A wrong internal secret is refused."""
+    a = make_server("sqlite", modules=["example"],
+                    extra_yaml="example:\n  greeting: from A\ninternal_secret: s3cret\n")
+    a.write_config()
+    with open(a.config_path) as f:
+        cfg = f.read().replace("names: [client,", "names: [internal, client,")
+    with open(a.config_path, "w") as f:
+        f.write(cfg)
+    a.start()
+    b = make_server("sqlite", modules=["example"],
+                    extra_yaml=("example:\n  provide: false\ninternal_secret: s3cret\n"
+                                f"service_locations:\n  example.greeter: \"{a.url}\"\n")).start()
+    assert requests.get(b.url + "/_mxstack/example/hello").json() == {"greeting": "from A"}
+    r = requests.post(a.url + "/_mxstack/service/example.greeter/greet", json={"args": {}},
+                      headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 403
+    r = requests.post(a.url + "/_mxstack/service/example.greeter/greet", json={"args": {}},
+                      headers={"Authorization": "Bearer s3cret"})
+    assert r.json() == {"result": {"greeting": "from A"}}
+    a.stop()
+    r = requests.get(b.url + "/_mxstack/example/hello")
+    assert r.status_code == 502

@@ -294,27 +294,32 @@ static void pv_scan_html(const char *html, size_t len, json_t *og)
 
 /* --------------------------------------------------------------- URLs --- */
 
+/* base[0..n) + sep + ref, malloc'd; NULL on failure. */
+static char *pv_join(const char *base, size_t n, const char *sep, const char *ref)
+{
+    size_t len = n + strlen(sep) + strlen(ref) + 1;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%.*s%s%s", (int)n, base, sep, ref);
+    return out;
+}
+
 /* `ref` resolved against `base` (absolute http(s) URLs, "//host/x",
  * "/path", "rel").  NULL when unusable.  malloc'd. */
 static char *pv_resolve(const char *base, const char *ref)
 {
-    char *out = NULL;
     if (!strncasecmp(ref, "http://", 7) || !strncasecmp(ref, "https://", 8))
         return strdup(ref);
     const char *scheme_end = strstr(base, "://");
     if (!scheme_end)
         return NULL;
     if (ref[0] == '/' && ref[1] == '/') {
-        if (asprintf(&out, "%.*s:%s", (int)(scheme_end - base), base, ref) < 0)
-            return NULL;
-        return out;
+        return pv_join(base, (size_t)(scheme_end - base), ":", ref);
     }
     const char *host = scheme_end + 3;
     const char *path = host + strcspn(host, "/?#");
     if (ref[0] == '/') {
-        if (asprintf(&out, "%.*s%s", (int)(path - base), base, ref) < 0)
-            return NULL;
-        return out;
+        return pv_join(base, (size_t)(path - base), "", ref);
     }
     if (strchr(ref, ':'))  /* other schemes */
         return NULL;
@@ -323,13 +328,9 @@ static char *pv_resolve(const char *base, const char *ref)
     while (dir > path && dir[-1] != '/')
         dir--;
     if (dir == path) {
-        if (asprintf(&out, "%.*s/%s", (int)(path - base), base, ref) < 0)
-            return NULL;
-        return out;
+        return pv_join(base, (size_t)(path - base), "/", ref);
     }
-    if (asprintf(&out, "%.*s%s", (int)(dir - base), base, ref) < 0)
-        return NULL;
-    return out;
+    return pv_join(base, (size_t)(dir - base), "", ref);
 }
 
 static const char *pv_header(const mx_http_response_t *r, const char *name)

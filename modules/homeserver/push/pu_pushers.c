@@ -55,15 +55,6 @@ void pu_pusher_remove(pu_pusher_t *p)
     pu_pusher_release(p);
 }
 
-static pu_pusher_t *pp_find(const char *user_id, const char *app_id, const char *pushkey)
-{
-    for (pu_pusher_t *p = pp_head; p; p = p->next)
-        if (strcmp(p->user_id, user_id) == 0 && strcmp(p->app_id, app_id) == 0 &&
-            strcmp(p->pushkey, pushkey) == 0)
-            return p;
-    return NULL;
-}
-
 /* A new entry from the stored fields (`info` stolen). */
 static pu_pusher_t *pp_new(const char *user_id, const char *device_id, json_t *info,
                            int64_t ts, int64_t last_so)

@@ -8,11 +8,22 @@ server byte for byte and bodies are never decoded.
 """
 import gzip
 import http.client
+import importlib.util
 import json
 import os
 import time
 
 import pytest
+
+# The integration suite's fixtures (tests/integration/conftest.py), loaded
+# under their own module name: a conftest.py here would shadow that one for
+# the integration tests that `from conftest import ...` in the same run.
+_IT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                   "tests", "integration", "conftest.py")
+_spec = importlib.util.spec_from_file_location("mx_integration_conftest", _IT)
+_it = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_it)
+make_server = _it.make_server
 
 SECRET = b"top secret, outside the root\n"
 INDEX = b"<!DOCTYPE html><html><head><title>Element</title></head><body>app</body></html>\n"
@@ -91,7 +102,7 @@ def release(tmp_path_factory):
 
 @pytest.fixture
 def srv(make_server, release):
-    s = make_server("sqlite", modules=["homeserver", "web"],
+    s = make_server("sqlite", modules=["web"],
                     extra_yaml=WEB_YAML.format(root=release))
     s.start()
     return s
@@ -126,7 +137,7 @@ def test_mime_types_and_cache_policy(srv):
         "/bundles/1a2b3c4d5e6f/x.js": ("text/javascript; charset=utf-8",
                                        "public, max-age=31536000, immutable"),
         "/img/logo.png": ("image/png", None),
-        "/config.sample.json": ("application/json", None),
+        "/config.sample.json": ("application/json", "no-cache"),
     }
     for path, (ctype, cc) in cases.items():
         st, h, _ = request(srv, path)
@@ -309,7 +320,7 @@ def test_wellknown_server_and_support(srv):
 
 
 def test_wellknown_defaults(make_server, tmp_path):
-    s = make_server("sqlite", modules=["homeserver", "web"], extra_yaml=(
+    s = make_server("sqlite", modules=["web"], extra_yaml=(
         f"web:\n  element_web_path: {tmp_path}/none\n  server_delegation: matrix.example.org:443\n"
         "auth:\n  issuer: https://account.example.org/\n"))
     # The auth section belongs to a module that may not be built: only
@@ -332,7 +343,7 @@ def test_wellknown_defaults(make_server, tmp_path):
 
 def test_landing_page_then_install(make_server, tmp_path):
     ew = tmp_path / "ew"
-    s = make_server("sqlite", modules=["homeserver", "web"],
+    s = make_server("sqlite", modules=["web"],
                     extra_yaml=f"web:\n  element_web_path: {ew}\n  admin_url: /console/\n")
     s.start()
     st, h, body = request(s, "/")
@@ -342,8 +353,8 @@ def test_landing_page_then_install(make_server, tmp_path):
     assert "fetch-element-web.sh" in text and str(ew) in text
     assert 'href="/console/"' in text and s.server_name in text
     assert "{{" not in text
-    st, h, body = request(s, "/landing.css")
-    assert st == 200 and h["content-type"] == "text/css; charset=utf-8"
+    st, h, css = request(s, "/landing.css")
+    assert st == 200 and h["content-type"] == "text/css; charset=utf-8" and b"body" in css
     st, _, body2 = request(s, "/some/app/route")
     assert st == 200 and body2 == body
     st, _, _ = request(s, "/missing.js")
