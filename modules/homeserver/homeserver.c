@@ -5,6 +5,7 @@
  */
 #include "hs.h"
 #include "client/client.h"
+#include "push/push.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -60,6 +61,8 @@ static int hs_start(char *err, size_t errlen)
         (rc = hs_media_start(err, errlen)) || (rc = hs_push_start(err, errlen)) ||
         (rc = hs_e2ee_start(err, errlen)))
         return rc;
+    if ((rc = hs_admin_service_start(err, errlen)))
+        return rc;
     return 0;
 }
 
@@ -67,6 +70,7 @@ static void hs_stop(void (*done)(const char *module))
 {
     hs_sync_stop();
     hs_client_stop();
+    hs_push_stop();
     hs_rooms_stop();
     done("homeserver");
 }

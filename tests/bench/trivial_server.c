@@ -7,14 +7,20 @@
  *   trivial-server PORT
  */
 #include <llhttp.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#define BODY "{\"versions\":[\"v1.11\"],\"unstable_features\":{}}"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define BODY_LEN 45
+static_assert(sizeof(BODY) - 1 == BODY_LEN, "BODY_LEN must match BODY");
 static const char response[] =
-    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 49\r\n\r\n"
-    "{\"versions\":[\"v1.11\"],\"unstable_features\":{}}\n\n\n";
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    STR(BODY_LEN) "\r\n\r\n" BODY;
 
 typedef struct conn {
     uv_tcp_t tcp;

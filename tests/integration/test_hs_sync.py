@@ -133,12 +133,17 @@ def test_long_poll_wakes_up(server):
 def test_long_poll_times_out(server):
     a = C(server)
     a.create()
-    s = {"next_batch": settled(a)}
-    t0 = time.time()
-    s2 = sync(a, s["next_batch"], timeout=700)
-    dt = time.time() - t0
+    tok = settled(a)
+    for _ in range(3):
+        t0 = time.time()
+        s2 = sync(a, tok, timeout=700)
+        dt = time.time() - t0
+        if s2.get("presence", {}).get("events"):
+            tok = s2["next_batch"]  # a late presence write; poll again
+            continue
+        break
     assert 0.6 < dt < 5
-    assert s2["next_batch"]
+    assert s2["next_batch"] and not s2["rooms"]["join"]
 
 
 def test_many_long_polls_fan_out(server):

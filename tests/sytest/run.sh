@@ -62,8 +62,16 @@ for a in "${areas[@]}"; do
   SYTEST_OUT="$dir" SYTEST_TESTS="$a" "$HARNESS" > /dev/null 2>&1
   line="$(tail -n 1 "$dir/summary.txt" 2>/dev/null)"
   read -r p _ f _ s _ <<< "${line:-0 passed 0 failed 0 skipped}"
+  # A server that died after the harness's SIGINT crashed while shutting
+  # down; one that died before it crashed mid-run (worse: later tests fail).
   note=""
-  grep -q 'process failed' "$dir/sytest.stderr" 2>/dev/null && note="SERVER DIED (see $name/sytest.stderr)"
+  for n in $(grep -oP 'ess-\K[0-9]+(?= process failed)' "$dir/sytest.stderr" 2>/dev/null); do
+    if grep -q 'SIGINT: stopping' "$dir/work/server-$n/homeserver.log" 2>/dev/null; then
+      note="$note server-$n crashed on shutdown;"
+    else
+      note="$note SERVER-$n CRASHED MID-RUN;"
+    fi
+  done
   grep -q 'failure to start test server' "$dir/sytest.stderr" 2>/dev/null && note="SERVER DID NOT START"
   printf '%-28s %6s %6s %6s  %s\n' "$name" "$p" "$f" "$s" "$note" >> "$table"
   tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))

@@ -13,6 +13,7 @@
  * '' is the unthreaded receipt.
  */
 #include "client.h"
+#include "../push/push.h"
 #include "../rooms/rooms.h"
 
 #include <errno.h>
@@ -59,6 +60,8 @@ static void rc_written(int status, mx_sql_res_t *res, void *ud)
             continue;
         }
         hs_stream_persisted(HS_STREAM_RECEIPTS, it->pos);
+        if (changed)
+            hs_push_on_receipt(user_id, cr->room_id, it->event_id, it->event_stream, it->thread_id);
         if (changed && rc_is_private(it->type))
             notify_user = true;
         else if (changed)

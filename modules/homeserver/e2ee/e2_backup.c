@@ -428,7 +428,7 @@ static void bk_put_read(int status, mx_sql_res_t *res, void *ud)
                       " session_id) DO UPDATE SET first_message_index = excluded.first_message_index,"
                       " forwarded_count = excluded.forwarded_count, is_verified ="
                       " excluded.is_verified, session_data = excluded.session_data",
-                   "sississs", r->who->user_id, r->version, rid, sid,
+                   "sissiiis", r->who->user_id, r->version, rid, sid,
                    (int64_t)json_integer_value(json_object_get(k, "first_message_index")),
                    (int64_t)json_integer_value(json_object_get(k, "forwarded_count")),
                    (int64_t)json_is_true(json_object_get(k, "is_verified")), sd ? sd : "{}");

@@ -80,7 +80,7 @@ static bool td_add(td_send_t *t, mx_sql_batch_t *b, const char *user_id, const c
     if (destination)
         mx_sql_add(b, "INSERT INTO e2e_federation_outbox (stream_id, destination, user_id,"
                       " device_id, message_json, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                   "isssssi", pos, destination, user_id, device_id, msg_json,
+                   "issssi", pos, destination, user_id, device_id, msg_json,
                    (int64_t)mx_now_ms());
     else
         mx_sql_add(b, "INSERT INTO e2e_device_inbox (stream_id, user_id, device_id, message_json)"

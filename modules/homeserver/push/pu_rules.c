@@ -325,8 +325,8 @@ static void pr_delete_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     int rc = pu_rule_delete(u ? &u->rules : NULL, pu.defaults, kind, rid ? rid : "");
     if (rc < 0) {
         pu_rules_clear(&old);
-        if (rc == -EPERM)
-            mx_req_error(req, 400, "M_UNKNOWN", "Cannot delete a server-default rule");
+        if (rc == -EPERM) /* Synapse: 404, the user has no such rule */
+            mx_req_error(req, 404, "M_NOT_FOUND", "Server-default rules cannot be deleted");
         else
             mx_req_error(req, 404, "M_NOT_FOUND", "Unknown push rule");
         return;

@@ -165,12 +165,17 @@ typedef struct pu_ctx {
 extern pu_ctx_t pu;
 
 /* SQL: the read position of an event_push_actions row `a` — the newest of
- * its user's m.read / m.read.private receipts in the room, unthreaded or of
- * the row's thread (client part's receipts table). */
+ * its user's m.read / m.read.private receipts in the room that is
+ * unthreaded or of the row's thread (client part's receipts table), or the
+ * user's join (rooms part's room_memberships: what came before a join, the
+ * invite included, is not unread). */
 #define PU_READ_POS                                                                       \
-    "COALESCE((SELECT MAX(r.event_stream) FROM receipts r WHERE r.room_id = a.room_id"     \
-    " AND r.user_id = a.user_id AND r.receipt_type IN ('m.read', 'm.read.private')"        \
-    " AND (r.thread_id = '' OR r.thread_id = a.thread_id)), 0)"
+    "COALESCE((SELECT MAX(t.pos) FROM (SELECT r.event_stream AS pos FROM receipts r"       \
+    " WHERE r.room_id = a.room_id AND r.user_id = a.user_id"                               \
+    " AND r.receipt_type IN ('m.read', 'm.read.private')"                                  \
+    " AND (r.thread_id = '' OR r.thread_id = a.thread_id)"                                 \
+    " UNION ALL SELECT m.stream_ordering AS pos FROM room_memberships m"                   \
+    " WHERE m.room_id = a.room_id AND m.user_id = a.user_id AND m.membership = 'join') t), 0)"
 
 /* The user's state, or NULL (nothing changed: defaults only). */
 pu_user_t *pu_user_get(const char *user_id);

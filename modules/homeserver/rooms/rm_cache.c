@@ -14,6 +14,7 @@
  * batch fails — then the room is dropped and reloaded from what committed.
  */
 #include "rooms.h"
+#include "../push/push.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -635,6 +636,9 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
     r->extremities = json_pack("[s]", eid);
     r->depth = depth;
     r->last_stream = so;
+    /* Notification rows go into the event's own batch: counts commit with
+     * the event and appear in the same /sync. */
+    hs_push_on_event(r, ev, eid, so, b);
     rc = rm_txn_push(t, eid, so, membership ? state_key : NULL);
     if (rc == 0 && event_id)
         *event_id = t->evs[t->n - 1].event_id;

@@ -154,27 +154,6 @@ json_t *rm_stripped_state(const rm_room_t *r)
     return out;
 }
 
-int rm_parse_token(const char *tok, int64_t *pos)
-{
-    if (!tok || (tok[0] != 't' && tok[0] != 's'))
-        return -EINVAL;
-    char *end;
-    if (tok[1] < '0' || tok[1] > '9')
-        return -EINVAL;
-    long long v = strtoll(tok + 1, &end, 10);
-    if (tok[0] == 't' && *end)
-        return -EINVAL;
-    if (tok[0] == 's' && *end && *end != '_')
-        return -EINVAL;
-    *pos = v;
-    return 0;
-}
-
-char *rm_make_token(mx_pool_t *pool, int64_t pos)
-{
-    return mx_psprintf(pool, "t%" PRId64, pos < 0 ? (int64_t)0 : pos);
-}
-
 int hs_rooms_start(char *err, size_t errlen)
 {
     int rc = rm_schema_start(err, errlen);

@@ -234,28 +234,27 @@ static void sy_finish(sy_ctx_t *c)
         if (c->waiter)
             return;
     }
+    /* Providers may cover less than was asked (to_device sends at most
+     * 100 messages): the token says what this response really covers. */
     json_object_set_new(c->resp, "next_batch",
-                        json_string(hs_sync_token_make(c->scratch, c->upto)));
+                        json_string(hs_sync_token_make(c->scratch, c->sc.upto)));
     c->replied = true;
     mx_req_reply_json(c->req, 200, c->resp);
     c->resp = NULL;
     sy_free(c);
 }
 
+/* Providers run concurrently (each usually waits for its own read batch;
+ * they only touch their own sections of the response, on the loop). */
 static void sy_part_done(hs_sync_ctx_t *sc, int status)
 {
     sy_ctx_t *c = (sy_ctx_t *)((char *)sc - offsetof(sy_ctx_t, sc));
     if (status < 0)
-        mx_log("homeserver", MX_LOG_WARN, "sync: part %s failed (%d)",
-               sy_parts[c->part].name ? sy_parts[c->part].name : "?", status);
-    if (c->busy && sy_gone(c))
+        mx_log("homeserver", MX_LOG_WARN, "sync: a part failed (%d)", status);
+    if (--c->part > 0)
         return;
-    c->part++;
-    if (c->part < sy_nparts) {
-        c->busy = true;
-        sy_parts[c->part].fn(&c->sc, sy_part_done);
+    if (sy_gone(c))
         return;
-    }
     sy_finish(c);
 }
 
@@ -271,13 +270,17 @@ static void sy_run_parts(sy_ctx_t *c)
     c->sc.filter = c->filter;
     c->sc.joined_rooms = c->joined;
     c->sc.response = c->resp;
-    c->part = 0;
     if (!sy_nparts) {
         sy_finish(c);
         return;
     }
+    /* One extra count so that providers finishing synchronously cannot
+     * complete the sync before every provider has been started. */
     c->busy = true;
-    sy_parts[0].fn(&c->sc, sy_part_done);
+    c->part = sy_nparts + 1;
+    for (size_t i = 0; i < sy_nparts; i++)
+        sy_parts[i].fn(&c->sc, sy_part_done);
+    sy_part_done(&c->sc, 0);
 }
 
 /* ----------------------------------------------------------- room bodies --- */
@@ -405,6 +408,35 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
 static void sy_fill_summary(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
 {
     int64_t joined = 0, invited = 0;
+    if (r->st_counts < 0) {
+        /* From the room cache (loaded when the statements were planned). */
+        rm_room_t *room = rm_room_cached(r->room_id);
+        if (!room)
+            return;
+        json_t *heroes = json_array();
+        const char *k;
+        json_t *ev;
+        json_object_foreach(room->state, k, ev) {
+            if (strncmp(k, "m.room.member\x1f", 14) != 0)
+                continue;
+            const char *m = hs_ev_membership(ev);
+            if (!m)
+                continue;
+            if (strcmp(m, "join") == 0)
+                joined++;
+            else if (strcmp(m, "invite") == 0)
+                invited++;
+            else
+                continue;
+            if (strcmp(k + 14, c->user_id) != 0 && json_array_size(heroes) < 5)
+                json_array_append_new(heroes, json_string(k + 14));
+        }
+        json_object_set_new(out, "summary",
+                            json_pack("{s:o, s:I, s:I}", "m.heroes", heroes,
+                                      "m.joined_member_count", (json_int_t)joined,
+                                      "m.invited_member_count", (json_int_t)invited));
+        return;
+    }
     for (int i = 0; i < mx_sql_nrows(res, r->st_counts); i++) {
         const char *m = mx_sql_text(res, r->st_counts, i, 0);
         if (strcmp(m, "join") == 0)
@@ -576,7 +608,8 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             mx_sql_add(b, sy_sql_state_at, "si", rid, since);
             r->st_since = st++;
         }
-        if (r->kind == SY_JOIN) {
+        r->st_counts = r->st_heroes = -1;
+        if (r->kind == SY_JOIN && !rm_room_cached(rid)) {
             mx_sql_add(b, "SELECT membership, COUNT(*) FROM room_memberships WHERE room_id = ?"
                           " GROUP BY membership", "s", rid);
             r->st_counts = st++;

@@ -1,0 +1,131 @@
+/*
+ * ad_media.c: the media routes of the Admin API — a user's media (list,
+ * delete all, quarantine all), one media's info and deletion, quarantine
+ * and unquarantine.  Only media of this server can be changed.
+ */
+#include "admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define AD_CALL(ar, expr)                                                                  \
+    do {                                                                                   \
+        int ad_rc_ = (expr);                                                               \
+        if (ad_rc_ < 0)                                                                    \
+            ad_call_failed((ar), ad_rc_);                                                  \
+    } while (0)
+
+static void ad_user_media_get(ad_req_t *ar)
+{
+    const char *u = ad_user_param(ar);
+    int64_t from, limit;
+    const char *dir;
+    if (!u || !ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qdir(ar, &dir))
+        return;
+    if (!ad_is_local(u)) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only look up local users");
+        return;
+    }
+    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                          "dir", dir);
+    const char *order = mx_req_query(ar->req, "order_by");
+    if (order)
+        json_object_set_new(q, "order_by", json_string(order));
+    int rc = ar->hs->user_media(u, q, ad_done, ar);
+    json_decref(q);
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by");
+    else if (rc < 0)
+        ad_call_failed(ar, rc);
+}
+
+static void ad_user_media_delete(ad_req_t *ar)
+{
+    const char *u = ad_user_param(ar);
+    if (!u)
+        return;
+    if (!ad_is_local(u)) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only look up local users");
+        return;
+    }
+    AD_CALL(ar, ar->hs->delete_user_media(u, ad_done, ar));
+}
+
+static void ad_user_media_quarantine(ad_req_t *ar)
+{
+    const char *u = ad_user_param(ar);
+    if (u)
+        AD_CALL(ar, ar->hs->quarantine_user_media(u, ar->admin, ad_done, ar));
+}
+
+/* {serverName} must be ours; replies 400 otherwise. */
+static const char *ad_local_media(ad_req_t *ar, const char *why)
+{
+    const char *server = mx_req_param(ar->req, "serverName");
+    const char *mid = mx_req_param(ar->req, "mediaId");
+    if (!server || strcmp(server, mx_server_conf()->server_name) != 0) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "%s", why);
+        return NULL;
+    }
+    if (!mid || !*mid) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Missing media ID");
+        return NULL;
+    }
+    return mid;
+}
+
+static void ad_media_info(ad_req_t *ar)
+{
+    const char *mid = ad_local_media(ar, "Can only look up local media");
+    if (mid)
+        AD_CALL(ar, ar->hs->media_info(mid, ad_done, ar));
+}
+
+static void ad_media_delete(ad_req_t *ar)
+{
+    const char *mid = ad_local_media(ar, "Can only delete local media");
+    if (mid)
+        AD_CALL(ar, ar->hs->delete_media(mid, ad_done, ar));
+}
+
+static void ad_media_quarantine(ad_req_t *ar)
+{
+    const char *mid = ad_local_media(ar, "Can only quarantine local media");
+    if (mid)
+        AD_CALL(ar, ar->hs->quarantine_media(mid, ar->admin, ad_done, ar));
+}
+
+static void ad_media_unquarantine(ad_req_t *ar)
+{
+    const char *mid = ad_local_media(ar, "Can only unquarantine local media");
+    if (mid)
+        AD_CALL(ar, ar->hs->quarantine_media(mid, NULL, ad_done, ar));
+}
+
+#define V1 "/_synapse/admin/v1"
+#define J MX_ROUTE_JSON_BODY
+
+int ad_media_routes(void)
+{
+    static const struct {
+        const char *method, *path;
+        ad_fn fn;
+        unsigned flags;
+    } r[] = {
+        { "GET", V1 "/users/{userId}/media", ad_user_media_get, 0 },
+        { "DELETE", V1 "/users/{userId}/media", ad_user_media_delete, J },
+        { "POST", V1 "/user/{userId}/media/quarantine", ad_user_media_quarantine, J },
+        { "GET", V1 "/media/{serverName}/{mediaId}", ad_media_info, 0 },
+        { "DELETE", V1 "/media/{serverName}/{mediaId}", ad_media_delete, J },
+        { "POST", V1 "/media/quarantine/{serverName}/{mediaId}", ad_media_quarantine, J },
+        { "POST", V1 "/media/unquarantine/{serverName}/{mediaId}", ad_media_unquarantine, J },
+    };
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,201 @@
+/*
+ * ad_misc.c: the Admin API routes that are neither users, rooms, media nor
+ * tokens — server version, ESS's version document, event reports, server
+ * notices, background updates and statistics.
+ */
+#include "admin.h"
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AD_CALL(ar, expr)                                                                  \
+    do {                                                                                   \
+        int ad_rc_ = (expr);                                                               \
+        if (ad_rc_ < 0)                                                                    \
+            ad_call_failed((ar), ad_rc_);                                                  \
+    } while (0)
+
+static void ad_server_version(ad_req_t *ar)
+{
+    mx_req_reply_json(ar->req, 200, json_pack("{s:s}", "server_version",
+                                              "mxstack " PACKAGE_VERSION));
+}
+
+/* ESS serves this static document from HAProxy; Element Admin reads it to
+ * show the ESS edition.  No admin token needed. */
+static int ad_ess_version(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    mx_req_reply_json(req, 200, json_pack("{s:s, s:s}", "version",
+                                          ad->conf.ess_version ? ad->conf.ess_version
+                                                               : PACKAGE_VERSION,
+                                          "edition", ad->conf.ess_edition ? ad->conf.ess_edition
+                                                                          : "community"));
+    return MX_DONE;
+}
+
+/* ------------------------------------------------------- event reports --- */
+
+static void ad_reports_list(ad_req_t *ar)
+{
+    int64_t from, limit;
+    const char *dir = mx_req_query(ar->req, "dir");
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit))
+        return;
+    if (dir && strcmp(dir, "f") && strcmp(dir, "b")) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown direction: %s", dir);
+        return;
+    }
+    if (limit > ad->conf.max_limit)
+        limit = ad->conf.max_limit;
+    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                          "dir", dir ? dir : "b");
+    static const char *const strs[] = { "room_id", "user_id", "event_sender_user_id" };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        const char *v = mx_req_query(ar->req, strs[i]);
+        if (v)
+            json_object_set_new(q, strs[i], json_string(v));
+    }
+    AD_CALL(ar, ar->hs->list_event_reports(q, ad_done, ar));
+    json_decref(q);
+}
+
+static bool ad_report_id(ad_req_t *ar, int64_t *id)
+{
+    const char *s = mx_req_param(ar->req, "reportId");
+    char *end = NULL;
+    long long v = s ? strtoll(s, &end, 10) : -1;
+    if (!s || !*s || *end || v < 0) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "The report_id parameter must be a string"
+                     " representing a positive integer.");
+        return false;
+    }
+    *id = v;
+    return true;
+}
+
+static void ad_report_get(ad_req_t *ar)
+{
+    int64_t id;
+    if (ad_report_id(ar, &id))
+        AD_CALL(ar, ar->hs->get_event_report(id, ad_done, ar));
+}
+
+static void ad_report_delete(ad_req_t *ar)
+{
+    int64_t id;
+    if (ad_report_id(ar, &id))
+        AD_CALL(ar, ar->hs->delete_event_report(id, ad_done, ar));
+}
+
+/* ------------------------------------------------------ server notices --- */
+
+static void ad_server_notice(ad_req_t *ar)
+{
+    json_t *b = ad_body(ar);
+    if (!b)
+        return;
+    if (!json_is_string(json_object_get(b, "user_id")) ||
+        !json_is_object(json_object_get(b, "content"))) {
+        mx_req_error(ar->req, 400, "M_MISSING_PARAM", "Missing params: user_id, content");
+        return;
+    }
+    if (!ad_is_local(json_string_value(json_object_get(b, "user_id")))) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Server notices can only be sent to local"
+                     " users");
+        return;
+    }
+    AD_CALL(ar, ar->hs->send_server_notice(b, ad_done, ar));
+}
+
+/* ------------------------------------------------- background updates --- */
+
+/* Migrations run at start, before anything is served: nothing runs in the
+ * background. */
+static void ad_bg_status(ad_req_t *ar)
+{
+    mx_req_reply_json(ar->req, 200, json_pack("{s:b, s:{}}", "enabled", 1, "current_updates"));
+}
+
+static void ad_bg_enabled(ad_req_t *ar)
+{
+    mx_req_reply_json(ar->req, 200, json_pack("{s:b}", "enabled", 1));
+}
+
+/* ---------------------------------------------------------- statistics --- */
+
+static void ad_stats_media(ad_req_t *ar)
+{
+    int64_t from, limit, from_ts, until_ts;
+    const char *dir;
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qint(ar, "from_ts", 0, 0, &from_ts) ||
+        !ad_qint(ar, "until_ts", INT64_MAX, 0, &until_ts) || !ad_qdir(ar, &dir))
+        return;
+    if (until_ts < from_ts) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Query parameter until_ts must be greater"
+                     " than from_ts.");
+        return;
+    }
+    json_t *q = json_pack("{s:I, s:I, s:I, s:I, s:s}", "from", (json_int_t)from, "limit",
+                          (json_int_t)limit, "from_ts", (json_int_t)from_ts, "until_ts",
+                          (json_int_t)until_ts, "dir", dir);
+    const char *order = mx_req_query(ar->req, "order_by");
+    const char *term = mx_req_query(ar->req, "search_term");
+    if (order)
+        json_object_set_new(q, "order_by", json_string(order));
+    if (term)
+        json_object_set_new(q, "search_term", json_string(term));
+    int rc = ar->hs->stats_users_media(q, ad_done, ar);
+    json_decref(q);
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by");
+    else if (rc < 0)
+        ad_call_failed(ar, rc);
+}
+
+static void ad_stats_rooms(ad_req_t *ar)
+{
+    AD_CALL(ar, ar->hs->stats_database_rooms(ad_done, ar));
+}
+
+#define V1 "/_synapse/admin/v1"
+#define J MX_ROUTE_JSON_BODY
+
+int ad_misc_routes(void)
+{
+    static const struct {
+        const char *method, *path;
+        ad_fn fn;
+        unsigned flags;
+    } r[] = {
+        { "GET", V1 "/server_version", ad_server_version, AD_NO_SERVICE },
+        { "GET", V1 "/event_reports", ad_reports_list, 0 },
+        { "GET", V1 "/event_reports/{reportId}", ad_report_get, 0 },
+        { "DELETE", V1 "/event_reports/{reportId}", ad_report_delete, J },
+        { "POST", V1 "/send_server_notice", ad_server_notice, J },
+        { "PUT", V1 "/send_server_notice/{txnId}", ad_server_notice, J },
+        { "GET", V1 "/background_updates/status", ad_bg_status, AD_NO_SERVICE },
+        { "GET", V1 "/background_updates/enabled", ad_bg_enabled, AD_NO_SERVICE },
+        { "POST", V1 "/background_updates/enabled", ad_bg_enabled, J | AD_NO_SERVICE },
+        { "GET", V1 "/statistics/users/media", ad_stats_media, 0 },
+        { "GET", V1 "/statistics/database/rooms", ad_stats_rooms, 0 },
+    };
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
+        if (rc < 0)
+            return rc;
+    }
+    /* ESS's version document: on the client resource (the Synapse host)
+     * and the admin one, no token. */
+    static const char *const res[] = { "client", "admin" };
+    for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
+        int rc = mx_route_add(res[i], "GET", "/_synapse/ess/version", ad_ess_version, NULL, 0);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,227 @@
+/*
+ * ad_rooms.c: the room routes of the Admin API — list, details, members,
+ * state, messages, block, and deletion (v2 in the background with status
+ * by room and by delete ID; v1 answering when done).
+ */
+#include "admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define AD_CALL(ar, expr)                                                                  \
+    do {                                                                                   \
+        int ad_rc_ = (expr);                                                               \
+        if (ad_rc_ < 0)                                                                    \
+            ad_call_failed((ar), ad_rc_);                                                  \
+    } while (0)
+
+static const char *ad_room_param(ad_req_t *ar)
+{
+    const char *r = mx_req_param(ar->req, "roomId");
+    if (!r || r[0] != '!' || strlen(r) > 255) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "%s is not a legal room ID",
+                     r ? r : "(none)");
+        return NULL;
+    }
+    return r;
+}
+
+static void ad_rooms_list(ad_req_t *ar)
+{
+    int64_t from, limit;
+    int pub, empty;
+    const char *dir;
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qbool(ar, "public_rooms", -1, &pub) || !ad_qbool(ar, "empty_rooms", -1, &empty) ||
+        !ad_qdir(ar, &dir))
+        return;
+    if (limit > ad->conf.max_limit)
+        limit = ad->conf.max_limit;
+    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                          "dir", dir);
+    const char *order = mx_req_query(ar->req, "order_by");
+    const char *term = mx_req_query(ar->req, "search_term");
+    if (order)
+        json_object_set_new(q, "order_by", json_string(order));
+    if (term) {
+        if (!*term) {
+            json_decref(q);
+            mx_req_error(ar->req, 400, "M_INVALID_PARAM", "search_term cannot be an empty string");
+            return;
+        }
+        json_object_set_new(q, "search_term", json_string(term));
+    }
+    if (pub >= 0)
+        json_object_set_new(q, "public_rooms", json_boolean(pub));
+    if (empty >= 0)
+        json_object_set_new(q, "empty_rooms", json_boolean(empty));
+    int rc = ar->hs->list_rooms(q, ad_done, ar);
+    json_decref(q);
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by: %s",
+                     order ? order : "");
+    else if (rc < 0)
+        ad_call_failed(ar, rc);
+}
+
+static void ad_room_details(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->room_details(r, ad_done, ar));
+}
+
+static void ad_room_members(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->room_members(r, ad_done, ar));
+}
+
+static void ad_room_state(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->room_state(r, mx_req_query(ar->req, "type"), ad_done, ar));
+}
+
+static void ad_room_messages(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    int64_t limit;
+    const char *dir = mx_req_query(ar->req, "dir");
+    if (!r || !ad_qint(ar, "limit", 10, 0, &limit))
+        return;
+    if (dir && strcmp(dir, "f") && strcmp(dir, "b")) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown direction: %s", dir);
+        return;
+    }
+    json_t *q = json_pack("{s:I, s:s}", "limit", (json_int_t)limit, "dir", dir ? dir : "b");
+    const char *from = mx_req_query(ar->req, "from");
+    if (from)
+        json_object_set_new(q, "from", json_string(from));
+    int rc = ar->hs->room_messages(r, q, ad_done, ar);
+    json_decref(q);
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Invalid token");
+    else if (rc < 0)
+        ad_call_failed(ar, rc);
+}
+
+/* --------------------------------------------------------------- block --- */
+
+static void ad_block_get(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->room_block(r, -1, NULL, ad_done, ar));
+}
+
+static void ad_block_put(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *b = r ? ad_body(ar) : NULL;
+    if (!b)
+        return;
+    const json_t *v = json_object_get(b, "block");
+    if (!json_is_boolean(v)) {
+        mx_req_error(ar->req, 400, "M_BAD_JSON", "Param 'block' must be a boolean.");
+        return;
+    }
+    AD_CALL(ar, ar->hs->room_block(r, json_is_true(v), ar->admin, ad_done, ar));
+}
+
+/* -------------------------------------------------------------- delete --- */
+
+/* Checks the deletion body (Synapse's rules) and builds the service's
+ * options; NULL after replying 400. */
+static json_t *ad_delete_opts(ad_req_t *ar, bool wait)
+{
+    json_t *b = ad_body(ar);
+    if (!b)
+        return NULL;
+    static const char *const bools[] = { "block", "purge", "force_purge" };
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        const json_t *v = json_object_get(b, bools[i]);
+        if (v && !json_is_boolean(v)) {
+            mx_req_error(ar->req, 400, "M_BAD_JSON", "Param '%s' must be a boolean, if given",
+                         bools[i]);
+            return NULL;
+        }
+    }
+    const json_t *nu = json_object_get(b, "new_room_user_id");
+    if (nu && !json_is_null(nu)) {
+        if (!json_is_string(nu) || !ad_is_local(json_string_value(nu))) {
+            mx_req_error(ar->req, 400, "M_INVALID_PARAM", "User must be our own: %s",
+                         json_is_string(nu) ? json_string_value(nu) : "?");
+            return NULL;
+        }
+    }
+    return json_pack("{s:b, s:b, s:s, s:b}", "block", json_is_true(json_object_get(b, "block")),
+                     "purge", !json_is_false(json_object_get(b, "purge")), "requester", ar->admin,
+                     "wait", wait);
+}
+
+static void ad_delete_v2(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *o = r ? ad_delete_opts(ar, false) : NULL;
+    if (!o)
+        return;
+    AD_CALL(ar, ar->hs->delete_room(r, o, ad_done, ar));
+    json_decref(o);
+}
+
+static void ad_delete_v1(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *o = r ? ad_delete_opts(ar, true) : NULL;
+    if (!o)
+        return;
+    AD_CALL(ar, ar->hs->delete_room(r, o, ad_done, ar));
+    json_decref(o);
+}
+
+static void ad_delete_status_room(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->delete_status(r, NULL, ad_done, ar));
+}
+
+static void ad_delete_status_id(ad_req_t *ar)
+{
+    AD_CALL(ar, ar->hs->delete_status(NULL, mx_req_param(ar->req, "deleteId"), ad_done, ar));
+}
+
+#define V1 "/_synapse/admin/v1"
+#define V2 "/_synapse/admin/v2"
+#define J MX_ROUTE_JSON_BODY
+
+int ad_rooms_routes(void)
+{
+    static const struct {
+        const char *method, *path;
+        ad_fn fn;
+        unsigned flags;
+    } r[] = {
+        { "GET", V1 "/rooms", ad_rooms_list, 0 },
+        { "GET", V1 "/rooms/{roomId}", ad_room_details, 0 },
+        { "GET", V1 "/rooms/{roomId}/members", ad_room_members, 0 },
+        { "GET", V1 "/rooms/{roomId}/state", ad_room_state, 0 },
+        { "GET", V1 "/rooms/{roomId}/messages", ad_room_messages, 0 },
+        { "GET", V1 "/rooms/{roomId}/block", ad_block_get, 0 },
+        { "PUT", V1 "/rooms/{roomId}/block", ad_block_put, J },
+        { "DELETE", V1 "/rooms/{roomId}", ad_delete_v1, J },
+        { "DELETE", V2 "/rooms/{roomId}", ad_delete_v2, J },
+        { "GET", V2 "/rooms/{roomId}/delete_status", ad_delete_status_room, 0 },
+        { "GET", V2 "/rooms/delete_status/{deleteId}", ad_delete_status_id, 0 },
+    };
+    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,87 @@
+/*
+ * admin.h: what the files of the admin module share.
+ *
+ * The admin module serves Synapse's Admin API (/_synapse/admin/v1, /v2)
+ * and ESS's /_synapse/ess/version.  It owns no tables: every request is
+ * checked here (admin token, parameters, body) and carried out by the
+ * homeserver's `homeserver.admin` service (../homeserver/hs_admin_iface.h),
+ * so the module also works when the homeserver later runs elsewhere.
+ *
+ * Routes are added on the "admin" and the "client" resources (Synapse
+ * serves /_synapse/admin on its client listener).  Everything runs on the
+ * loop thread.
+ */
+#ifndef MX_ADMIN_H
+#define MX_ADMIN_H
+
+#include "mx.h"
+#include "../homeserver/hs.h"            /* auth.token: mx_auth_token_iface_t */
+#include "../homeserver/hs_admin_iface.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* The `admin:` section. */
+typedef struct ad_conf {
+    char *ess_version;        /* /_synapse/ess/version's "version" (NULL: no route) */
+    char *ess_edition;        /* its "edition" */
+    int64_t max_limit;        /* largest page size a list accepts */
+    int allow_self_whois;     /* a user may whois itself without being admin */
+} ad_conf_t;
+
+typedef struct ad_state {
+    ad_conf_t conf;
+} ad_state_t;
+extern ad_state_t *ad;
+
+/* One admin request after its token was checked.  Allocated in the
+ * request's pool. */
+typedef struct ad_req {
+    mx_req_t *req;
+    const char *admin;        /* the requester's user ID (pool) */
+    bool is_admin;            /* false only on AD_SELF_OK routes for oneself */
+    int ok_status;            /* HTTP status of a successful service reply (200) */
+    const hs_admin_iface_t *hs;
+    void *ud;                 /* per-handler data */
+} ad_req_t;
+
+/* A handler, called with an authenticated admin.  It replies (directly or
+ * through ad_done) exactly once. */
+typedef void (*ad_fn)(ad_req_t *ar);
+
+/* Route flags (besides the core's MX_ROUTE_*, shifted out of their way). */
+#define AD_SELF_OK 0x100      /* a user may call it about itself ({userId}) */
+#define AD_NO_SERVICE 0x200   /* works without the homeserver service */
+
+/* Adds `fn` for `method` `path` (the full path) on the admin and client
+ * resources.  0 or a negative code. */
+int ad_route(const char *method, const char *path, ad_fn fn, unsigned flags);
+
+/* A hs_admin_done_fn that replies to the ad_req_t given as `ud`: the result
+ * with ar->ok_status, or the error (404 M_NOT_FOUND, 400, 403, 500). */
+void ad_done(int status, json_t *result, void *ud);
+/* Replies to a service call that returned a negative code at once. */
+void ad_call_failed(ad_req_t *ar, int rc);
+
+/* Query parameters.  Each returns false after replying 400 when bad. */
+bool ad_qint(ad_req_t *ar, const char *name, int64_t def, int64_t min, int64_t *out);
+/* "true"/"false" → 1/0, absent → def. */
+bool ad_qbool(ad_req_t *ar, const char *name, int def, int *out);
+/* "f"/"b", absent → "f". */
+bool ad_qdir(ad_req_t *ar, const char **out);
+/* Path parameter {userId} checked as a user ID; replies 400 when bad. */
+const char *ad_user_param(ad_req_t *ar);
+/* True for a user ID of this server. */
+bool ad_is_local(const char *user_id);
+/* The JSON body as an object (empty object when there is none); NULL and
+ * replied 400 when it is not an object. */
+json_t *ad_body(ad_req_t *ar);
+
+/* Route registration of each file. */
+int ad_users_routes(void);
+int ad_rooms_routes(void);
+int ad_media_routes(void);
+int ad_tokens_routes(void);
+int ad_misc_routes(void);
+
+#endif /* MX_ADMIN_H */

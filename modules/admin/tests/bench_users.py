@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""
+Benchmark (not a test): the admin user list over 100,000 users.
+
+Starts mxstack (homeserver + admin) on SQLite, stops it, inserts N users
+(with profiles) in bulk with the sqlite3 CLI, starts it again and times
+GET /_synapse/admin/v2/users?limit=100 at several offsets, plus a name
+filter and an ordering by creation_ts.  With MXSTACK_TEST_PG set, does the
+same on PostgreSQL (rows inserted with psql).
+
+    MXSTACK_BIN=build/mxstack python3 modules/admin/tests/bench_users.py [N]
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import conftest  # noqa: E402
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+
+
+def sql_rows(server_name):
+    yield "BEGIN;"
+    for i in range(N):
+        uid = f"@bench{i:06d}:{server_name}"
+        yield (f"INSERT INTO users (name, creation_ts) VALUES ('{uid}', {1700000000 + i});")
+        yield (f"INSERT INTO profiles (user_id, localpart, displayname) VALUES "
+               f"('{uid}', 'bench{i:06d}', 'Bench User {i}');")
+    yield "COMMIT;"
+
+
+def timed(s, token, path, n=20):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = s.api("GET", path, token)
+        times.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200, r.text
+    return statistics.median(times), max(times), r.json()
+
+
+def run(engine):
+    s = conftest.Server(engine, modules=["homeserver", "admin"])
+    try:
+        s.start()
+        admin = s.admin_user()
+        s.stop()
+        t = time.time()
+        script = "\n".join(sql_rows(s.server_name)) + "\n"
+        if engine == "sqlite":
+            subprocess.run(["sqlite3", f"{s.dir}/homeserver.db"], input=script, text=True,
+                           check=True)
+        else:
+            subprocess.run(["psql", "-q", s.pg], input=script, text=True, check=True,
+                           stdout=subprocess.DEVNULL)
+        print(f"[{engine}] inserted {N} users in {time.time() - t:.1f}s")
+        s.start()
+        tok = admin["access_token"]
+        for label, path in [
+            ("first page", "/_synapse/admin/v2/users?limit=100"),
+            ("middle page", f"/_synapse/admin/v2/users?limit=100&from={N // 2}"),
+            ("last page", f"/_synapse/admin/v2/users?limit=100&from={N - 50}"),
+            ("dir=b", "/_synapse/admin/v2/users?limit=100&dir=b"),
+            ("order_by=creation_ts", "/_synapse/admin/v2/users?limit=100&order_by=creation_ts"),
+            ("order_by=displayname", "/_synapse/admin/v2/users?limit=100&order_by=displayname"),
+            ("name filter", "/_synapse/admin/v2/users?limit=100&name=user%204242"),
+        ]:
+            med, worst, body = timed(s, tok, path)
+            print(f"[{engine}] {label:24s} median {med:7.2f} ms  max {worst:7.2f} ms"
+                  f"  ({len(body['users'])} users, total {body['total']})")
+    finally:
+        s.cleanup()
+
+
+if __name__ == "__main__":
+    run("sqlite")
+    if os.environ.get("MXSTACK_TEST_PG"):
+        run("postgres")

@@ -1,0 +1,149 @@
+/*
+ * svc.h: what the files of the homeserver's admin service share.
+ *
+ * The admin service implements `homeserver.admin` (../hs_admin_iface.h):
+ * the operations the admin module needs on the homeserver's users, devices,
+ * rooms, reports, registration tokens and media.  It is part of the
+ * homeserver module, so it reads the homeserver's tables directly; writes
+ * go through the owning parts' functions where they exist (password
+ * hashing, token cache eviction and hooks of the accounts part, the rooms
+ * pipeline for leave events, the media part's delete and quarantine).
+ *
+ * It owns the schema "homeserver.admin" (blocked rooms).  Room deletions
+ * run in the background and are tracked in memory (as Synapse does until
+ * they are done).  All state hangs off `svc`, set by hs_admin_service_start;
+ * everything runs on the loop thread.
+ */
+#ifndef HS_ADMIN_SVC_H
+#define HS_ADMIN_SVC_H
+
+#include "../hs.h"
+#include "../hs_admin_iface.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One call in flight: the caller's callback plus what the steps between
+ * storage round trips need.  Allocated by svc_call_new, freed by
+ * svc_finish (which runs the callback) or by svc_run on failure. */
+typedef struct svc_call svc_call_t;
+/* Builds the result from a finished batch.  Return the result (new
+ * reference), or NULL and set *status (-ENOENT...). */
+typedef json_t *(*svc_build_fn)(svc_call_t *c, const mx_sql_res_t *res, int *status);
+struct svc_call {
+    mx_pool_t *pool;           /* strings of this call */
+    hs_admin_done_fn cb;
+    void *ud;
+    const char *user_id;       /* pool copies, or NULL */
+    const char *room_id;
+    const char *str;
+    json_t *args;              /* owned copy, or NULL */
+    int64_t n;
+    bool flag;
+    svc_build_fn build;
+    void *priv;
+};
+
+svc_call_t *svc_call_new(hs_admin_done_fn cb, void *ud);
+/* Runs the callback with (status, result — stolen) and frees the call. */
+void svc_finish(svc_call_t *c, int status, json_t *result);
+/* Same with an {errcode, error} object. */
+void svc_fail(svc_call_t *c, int status, const char *errcode, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Runs `b`; `build` turns the result into the reply.  Returns 0, or a
+ * negative code after freeing the call and the batch (no callback). */
+int svc_run(svc_call_t *c, mx_sql_batch_t *b, svc_build_fn build);
+/* Same, but the batch's callback is `done` (for multi-step calls). */
+int svc_run_raw(svc_call_t *c, mx_sql_batch_t *b, mx_sql_done_fn done);
+/* Frees a call without running the callback. */
+void svc_call_free(svc_call_t *c);
+
+/* Query helpers: an integer member (default when missing/null), a boolean
+ * (-1 when missing/null), a string (NULL when missing). */
+int64_t svc_qint(const json_t *q, const char *key, int64_t def);
+int svc_qbool(const json_t *q, const char *key);
+const char *svc_qstr(const json_t *q, const char *key);
+/* Text or JSON null of a nullable column. */
+json_t *svc_col_str(const mx_sql_res_t *res, int stmt, int row, int col);
+json_t *svc_col_int(const mx_sql_res_t *res, int stmt, int row, int col);
+/* True for a user ID of this server. */
+bool svc_is_local(const char *user_id);
+
+/* ------------------------------------------------------------- state --- */
+typedef struct svc_delete svc_delete_t;
+typedef struct svc_state {
+    json_t *blocked;           /* room_id -> user_id or null (cache of blocked_rooms) */
+    svc_delete_t *deletes;     /* every room deletion since start (newest first) */
+    uint64_t next_delete;
+} svc_state_t;
+extern svc_state_t *svc;
+
+/* ------------------------------------------------------ the functions --- */
+/* svc_users.c */
+int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_get_user(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_upsert_user(const char *user_id, const json_t *body, hs_admin_done_fn cb, void *ud);
+int svc_deactivate_user(const char *user_id, bool erase, hs_admin_done_fn cb, void *ud);
+int svc_reset_password(const char *user_id, const char *password, bool logout_devices,
+                       hs_admin_done_fn cb, void *ud);
+int svc_set_user_flag(const char *user_id, const char *flag, bool value, hs_admin_done_fn cb,
+                      void *ud);
+int svc_username_available(const char *localpart, hs_admin_done_fn cb, void *ud);
+int svc_login_as(const char *user_id, int64_t valid_until_ms, hs_admin_done_fn cb, void *ud);
+/* svc_user_data.c */
+int svc_whois(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_joined_rooms(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_memberships(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_account_data(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_pushers(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_list_devices(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_get_device(const char *user_id, const char *device_id, hs_admin_done_fn cb, void *ud);
+int svc_create_device(const char *user_id, const char *device_id, hs_admin_done_fn cb, void *ud);
+int svc_update_device(const char *user_id, const char *device_id, const char *display_name,
+                      hs_admin_done_fn cb, void *ud);
+int svc_delete_devices(const char *user_id, const json_t *device_ids, hs_admin_done_fn cb,
+                       void *ud);
+/* svc_rooms.c */
+int svc_list_rooms(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_room_details(const char *room_id, hs_admin_done_fn cb, void *ud);
+int svc_room_members(const char *room_id, hs_admin_done_fn cb, void *ud);
+int svc_room_state(const char *room_id, const char *type, hs_admin_done_fn cb, void *ud);
+int svc_room_messages(const char *room_id, const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_room_block(const char *room_id, int block, const char *by_user, hs_admin_done_fn cb,
+                   void *ud);
+bool svc_room_is_blocked(const char *room_id);
+/* Makes local users leave `room_id` (user_id NULL: every local member,
+ * joined, invited or knocking) through the rooms pipeline.  `done` gets the
+ * users who left and those who could not (arrays, borrowed). */
+typedef void (*svc_leave_fn)(int status, json_t *left, json_t *failed, void *ud);
+void svc_leave_room(const char *room_id, const char *user_id, svc_leave_fn done, void *ud);
+/* Makes `user_id` leave every room it is in (deactivation); no callback. */
+void svc_leave_all_rooms(const char *user_id);
+/* svc_room_delete.c */
+int svc_delete_room(const char *room_id, const json_t *opts, hs_admin_done_fn cb, void *ud);
+int svc_delete_status(const char *room_id, const char *delete_id, hs_admin_done_fn cb, void *ud);
+void svc_deletes_free(void);
+/* svc_tokens.c */
+int svc_list_regtokens(int valid, hs_admin_done_fn cb, void *ud);
+int svc_get_regtoken(const char *token, hs_admin_done_fn cb, void *ud);
+int svc_create_regtoken(const json_t *body, hs_admin_done_fn cb, void *ud);
+int svc_update_regtoken(const char *token, const json_t *body, hs_admin_done_fn cb, void *ud);
+int svc_delete_regtoken(const char *token, hs_admin_done_fn cb, void *ud);
+/* svc_misc.c */
+int svc_list_event_reports(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_get_event_report(int64_t id, hs_admin_done_fn cb, void *ud);
+int svc_delete_event_report(int64_t id, hs_admin_done_fn cb, void *ud);
+int svc_send_server_notice(const json_t *body, hs_admin_done_fn cb, void *ud);
+int svc_stats_users_media(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_stats_database_rooms(hs_admin_done_fn cb, void *ud);
+/* svc_media.c */
+int svc_user_media(const char *user_id, const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_delete_user_media(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_media_info(const char *media_id, hs_admin_done_fn cb, void *ud);
+int svc_delete_media(const char *media_id, hs_admin_done_fn cb, void *ud);
+int svc_quarantine_media(const char *media_id, const char *by_user, hs_admin_done_fn cb,
+                         void *ud);
+int svc_quarantine_user_media(const char *user_id, const char *by_user, hs_admin_done_fn cb,
+                              void *ud);
+
+#endif /* HS_ADMIN_SVC_H */

@@ -1,0 +1,223 @@
+/*
+ * svc_main.c: the admin service's start (schema "homeserver.admin", the
+ * blocked-rooms cache, registration of `homeserver.admin`) and the small
+ * helpers every file of the service uses (calls, errors, query members).
+ */
+#include "svc.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+svc_state_t *svc;
+
+/* ------------------------------------------------------------ calls --- */
+
+svc_call_t *svc_call_new(hs_admin_done_fn cb, void *ud)
+{
+    mx_pool_t *pool = mx_pool_new();
+    svc_call_t *c = pool ? mx_palloc(pool, sizeof(*c)) : NULL;
+    if (!c) {
+        if (pool)
+            mx_pool_free(pool);
+        return NULL;
+    }
+    memset(c, 0, sizeof(*c));
+    c->pool = pool;
+    c->cb = cb;
+    c->ud = ud;
+    return c;
+}
+
+void svc_call_free(svc_call_t *c)
+{
+    if (!c)
+        return;
+    json_decref(c->args);
+    mx_pool_free(c->pool);
+}
+
+void svc_finish(svc_call_t *c, int status, json_t *result)
+{
+    hs_admin_done_fn cb = c->cb;
+    void *ud = c->ud;
+    svc_call_free(c);
+    cb(status, result, ud);
+}
+
+void svc_fail(svc_call_t *c, int status, const char *errcode, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    svc_finish(c, status, json_pack("{s:s, s:s}", "errcode", errcode, "error", msg));
+}
+
+static void svc_built(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        mx_log("homeserver", MX_LOG_ERROR, "admin service: storage error %d: %s", status,
+               res ? mx_sql_errmsg(res) : "?");
+        svc_finish(c, status, NULL);
+        return;
+    }
+    int st = 0;
+    json_t *out = c->build(c, res, &st);
+    if (!out && st == 0)
+        st = -ENOMEM;
+    svc_finish(c, out ? 0 : st, out);
+}
+
+int svc_run_raw(svc_call_t *c, mx_sql_batch_t *b, mx_sql_done_fn done)
+{
+    if (!b) {
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    int rc = mx_sql_run(b, done, c);
+    if (rc < 0) {
+        mx_sql_batch_free(b);
+        svc_call_free(c);
+    }
+    return rc;
+}
+
+int svc_run(svc_call_t *c, mx_sql_batch_t *b, svc_build_fn build)
+{
+    c->build = build;
+    return svc_run_raw(c, b, svc_built);
+}
+
+/* ---------------------------------------------------------- helpers --- */
+
+int64_t svc_qint(const json_t *q, const char *key, int64_t def)
+{
+    const json_t *v = json_object_get(q, key);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+int svc_qbool(const json_t *q, const char *key)
+{
+    const json_t *v = json_object_get(q, key);
+    return json_is_boolean(v) ? json_is_true(v) : -1;
+}
+
+const char *svc_qstr(const json_t *q, const char *key)
+{
+    return json_string_value(json_object_get(q, key));
+}
+
+json_t *svc_col_str(const mx_sql_res_t *res, int stmt, int row, int col)
+{
+    const char *s = mx_sql_is_null(res, stmt, row, col) ? NULL : mx_sql_text(res, stmt, row, col);
+    return s ? json_string(s) : json_null();
+}
+
+json_t *svc_col_int(const mx_sql_res_t *res, int stmt, int row, int col)
+{
+    return mx_sql_is_null(res, stmt, row, col) ? json_null()
+                                               : json_integer(mx_sql_int(res, stmt, row, col));
+}
+
+bool svc_is_local(const char *user_id)
+{
+    const char *colon = user_id ? strchr(user_id, ':') : NULL;
+    return colon && user_id[0] == '@' && strcmp(colon + 1, hs.server_name) == 0;
+}
+
+/* ------------------------------------------------------------ start --- */
+
+static const char svc_v1[] =
+    "CREATE TABLE blocked_rooms (room_id TEXT PRIMARY KEY, user_id TEXT,"
+    " ts BIGINT NOT NULL);";
+
+static const mx_migration_t svc_migrations[] = {
+    { 1, svc_v1, NULL, NULL },
+};
+
+static const hs_admin_iface_t svc_iface = {
+    .size = sizeof(hs_admin_iface_t),
+    .list_users = svc_list_users,
+    .get_user = svc_get_user,
+    .upsert_user = svc_upsert_user,
+    .deactivate_user = svc_deactivate_user,
+    .reset_password = svc_reset_password,
+    .set_user_flag = svc_set_user_flag,
+    .whois = svc_whois,
+    .username_available = svc_username_available,
+    .login_as = svc_login_as,
+    .joined_rooms = svc_joined_rooms,
+    .memberships = svc_memberships,
+    .account_data = svc_account_data,
+    .pushers = svc_pushers,
+    .list_devices = svc_list_devices,
+    .get_device = svc_get_device,
+    .create_device = svc_create_device,
+    .update_device = svc_update_device,
+    .delete_devices = svc_delete_devices,
+    .list_rooms = svc_list_rooms,
+    .room_details = svc_room_details,
+    .room_members = svc_room_members,
+    .room_state = svc_room_state,
+    .room_messages = svc_room_messages,
+    .delete_room = svc_delete_room,
+    .delete_status = svc_delete_status,
+    .room_block = svc_room_block,
+    .room_is_blocked = svc_room_is_blocked,
+    .list_regtokens = svc_list_regtokens,
+    .get_regtoken = svc_get_regtoken,
+    .create_regtoken = svc_create_regtoken,
+    .update_regtoken = svc_update_regtoken,
+    .delete_regtoken = svc_delete_regtoken,
+    .list_event_reports = svc_list_event_reports,
+    .get_event_report = svc_get_event_report,
+    .delete_event_report = svc_delete_event_report,
+    .send_server_notice = svc_send_server_notice,
+    .user_media = svc_user_media,
+    .delete_user_media = svc_delete_user_media,
+    .media_info = svc_media_info,
+    .delete_media = svc_delete_media,
+    .quarantine_media = svc_quarantine_media,
+    .quarantine_user_media = svc_quarantine_user_media,
+    .stats_users_media = svc_stats_users_media,
+    .stats_database_rooms = svc_stats_database_rooms,
+};
+
+static svc_state_t svc_store;
+
+int hs_admin_service_start(char *err, size_t errlen)
+{
+    int rc = mx_db_migrate(hs.db, "homeserver.admin", svc_migrations,
+                           sizeof(svc_migrations) / sizeof(svc_migrations[0]));
+    if (rc < 0) {
+        snprintf(err, errlen, "homeserver.admin: migration failed (%d)", rc);
+        return rc;
+    }
+    svc_deletes_free();
+    json_decref(svc_store.blocked);
+    memset(&svc_store, 0, sizeof(svc_store));
+    svc = &svc_store;
+    svc->blocked = json_object();
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b || !svc->blocked)
+        return -ENOMEM;
+    mx_sql_add(b, "SELECT room_id, user_id FROM blocked_rooms", "");
+    mx_sql_res_t *res = NULL;
+    rc = mx_sql_run_sync(b, &res);
+    if (rc < 0) {
+        snprintf(err, errlen, "homeserver.admin: cannot read blocked rooms: %s",
+                 res ? mx_sql_errmsg(res) : "?");
+        if (res)
+            mx_sql_res_free(res);
+        return rc;
+    }
+    for (int i = 0; i < mx_sql_nrows(res, 0); i++)
+        json_object_set_new(svc->blocked, mx_sql_text(res, 0, i, 0), svc_col_str(res, 0, i, 1));
+    mx_sql_res_free(res);
+    return mx_service_register(HS_ADMIN_SERVICE, &svc_iface);
+}

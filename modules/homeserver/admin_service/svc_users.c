@@ -1,0 +1,707 @@
+/*
+ * svc_users.c: the admin service's user operations — list with filters and
+ * ordering, details, create or modify, deactivate, reset password, flags
+ * (admin, shadow-ban, lock), username availability and login as a user.
+ *
+ * Reads join users (accounts part) with profiles (client part) in SQL so
+ * that a page of the user list is one indexed query.  Writes mirror what
+ * the accounts part does for the same change (one batch per request) and
+ * then run its cache eviction and hooks, so token checks, E2EE device lists
+ * and profiles follow.
+ */
+#include "svc.h"
+#include "../accounts/acc_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- details --- */
+
+#define SVC_USER_COLS                                                                    \
+    "u.name, u.user_type, u.is_guest, u.admin, u.deactivated, u.shadow_banned,"          \
+    " p.displayname, p.avatar_url, u.creation_ts, u.erased, u.locked,"                   \
+    " (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.name)"
+
+/* The object Synapse gives for a user in the list (and in details). */
+static json_t *svc_user_json(const mx_sql_res_t *res, int st, int i)
+{
+    return json_pack("{s:s, s:o, s:b, s:b, s:b, s:b, s:o, s:o, s:I, s:b, s:b, s:b, s:o}",
+                     "name", mx_sql_text(res, st, i, 0),
+                     "user_type", svc_col_str(res, st, i, 1),
+                     "is_guest", (int)mx_sql_int(res, st, i, 2),
+                     "admin", (int)mx_sql_int(res, st, i, 3),
+                     "deactivated", (int)mx_sql_int(res, st, i, 4),
+                     "shadow_banned", (int)mx_sql_int(res, st, i, 5),
+                     "displayname", svc_col_str(res, st, i, 6),
+                     "avatar_url", svc_col_str(res, st, i, 7),
+                     "creation_ts", (json_int_t)mx_sql_int(res, st, i, 8) * 1000,
+                     "erased", (int)mx_sql_int(res, st, i, 9),
+                     "locked", (int)mx_sql_int(res, st, i, 10),
+                     "approved", 1,
+                     "last_seen_ts", svc_col_int(res, st, i, 11));
+}
+
+static void svc_user_select(mx_sql_batch_t *b, const char *user_id)
+{
+    mx_sql_add(b, "SELECT " SVC_USER_COLS " FROM users u LEFT JOIN profiles p"
+                  " ON p.user_id = u.name WHERE u.name = ?", "s", user_id);
+}
+
+/* Details: the list object plus what only the details carry. */
+static json_t *svc_details_json(const mx_sql_res_t *res, int st)
+{
+    json_t *u = svc_user_json(res, st, 0);
+    if (!u)
+        return NULL;
+    json_object_set_new(u, "threepids", json_array());
+    json_object_set_new(u, "external_ids", json_array());
+    json_object_set_new(u, "appservice_id", json_null());
+    json_object_set_new(u, "consent_server_notice_sent", json_null());
+    json_object_set_new(u, "consent_version", json_null());
+    json_object_set_new(u, "consent_ts", json_null());
+    json_object_set_new(u, "suspended", json_false());
+    /* Synapse gives the admin flag as an integer-like bool in details. */
+    return u;
+}
+
+static json_t *svc_get_user_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+{
+    (void)c;
+    if (mx_sql_nrows(res, 0) < 1) {
+        *status = -ENOENT;
+        return NULL;
+    }
+    return svc_details_json(res, 0);
+}
+
+int svc_get_user(const char *user_id, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (b)
+        svc_user_select(b, user_id);
+    return svc_run(c, b, svc_get_user_built);
+}
+
+/* ---------------------------------------------------------------- list --- */
+
+static const struct {
+    const char *key, *col;
+} svc_user_orders[] = {
+    { "name", "u.name" },
+    { "is_guest", "u.is_guest" },
+    { "admin", "u.admin" },
+    { "user_type", "COALESCE(u.user_type, '')" },
+    { "deactivated", "u.deactivated" },
+    { "shadow_banned", "u.shadow_banned" },
+    { "displayname", "COALESCE(p.displayname, '')" },
+    { "avatar_url", "COALESCE(p.avatar_url, '')" },
+    { "creation_ts", "u.creation_ts" },
+    { "last_seen_ts", "COALESCE((SELECT MAX(d.last_seen_ts) FROM devices d"
+                      " WHERE d.user_id = u.name), 0)" },
+    { "locked", "u.locked" },
+    { "approved", "u.name" },
+    { "erased", "u.erased" },
+};
+
+static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+{
+    (void)status;
+    int64_t total = mx_sql_int(res, 0, 0, 0);
+    json_t *users = json_array();
+    int n = mx_sql_nrows(res, 1);
+    for (int i = 0; i < n; i++)
+        json_array_append_new(users, svc_user_json(res, 1, i));
+    json_t *out = json_pack("{s:o, s:I}", "users", users, "total", (json_int_t)total);
+    /* next_token: the next offset, only when more rows follow. */
+    if (out && c->n + n < total && n > 0)
+        json_object_set_new(out, "next_token", json_sprintf("%lld", (long long)(c->n + n)));
+    return out;
+}
+
+/* Appends " AND <cond>" to the WHERE clause under construction. */
+static char *svc_and(mx_pool_t *p, char *where, const char *cond)
+{
+    return mx_psprintf(p, "%s AND %s", where, cond);
+}
+
+static char *svc_like(mx_pool_t *p, const char *s)
+{
+    /* Escape LIKE's wildcards so that the term matches literally. */
+    size_t n = strlen(s);
+    char *out = mx_palloc(p, n * 2 + 3);
+    if (!out)
+        return NULL;
+    char *o = out;
+    *o++ = '%';
+    for (const char *q = s; *q; q++) {
+        if (*q == '%' || *q == '_' || *q == '\\')
+            *o++ = '\\';
+        *o++ = (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q);
+    }
+    *o++ = '%';
+    *o = 0;
+    return out;
+}
+
+int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    mx_pool_t *p = c->pool;
+    int64_t from = svc_qint(q, "from", 0), limit = svc_qint(q, "limit", 100);
+    if (from < 0 || limit < 0) {
+        svc_call_free(c);
+        return -EINVAL;
+    }
+    c->n = from;
+    const char *name = svc_qstr(q, "name"), *uid = svc_qstr(q, "user_id");
+    const char *order = svc_qstr(q, "order_by"), *dir = svc_qstr(q, "dir");
+    const char *utype = svc_qstr(q, "user_type");
+    int guests = svc_qbool(q, "guests"), deact = svc_qbool(q, "deactivated");
+    int admins = svc_qbool(q, "admins"), locked = svc_qbool(q, "locked");
+    char *where = mx_pstrdup(p, "1=1");
+    /* Binds, in the order the conditions are added (all strings). */
+    const char *binds[4] = { 0 };
+    int nb = 0;
+    if (guests == 0)
+        where = svc_and(p, where, "u.is_guest = 0");
+    if (deact != 1)
+        where = svc_and(p, where, "u.deactivated = 0");
+    if (locked != 1)
+        where = svc_and(p, where, "u.locked = 0");
+    if (admins == 1)
+        where = svc_and(p, where, "u.admin = 1");
+    else if (admins == 0)
+        where = svc_and(p, where, "u.admin = 0");
+    if (uid && *uid) {
+        where = svc_and(p, where, "lower(u.name) LIKE ? ESCAPE '\\'");
+        binds[nb++] = svc_like(p, uid);
+    } else if (name && *name) {
+        where = svc_and(p, where, "(lower(u.name) LIKE ? ESCAPE '\\'"
+                                  " OR lower(p.displayname) LIKE ? ESCAPE '\\')");
+        binds[nb++] = svc_like(p, name);
+        binds[nb++] = binds[0];
+    }
+    if (utype && *utype) {
+        where = svc_and(p, where, "u.user_type = ?");
+        binds[nb++] = mx_pstrdup(p, utype);
+    }
+    const char *col = "u.name";
+    if (order) {
+        size_t k, n = sizeof(svc_user_orders) / sizeof(svc_user_orders[0]);
+        for (k = 0; k < n && strcmp(svc_user_orders[k].key, order) != 0; k++)
+            ;
+        if (k == n) {
+            svc_call_free(c);
+            return -EINVAL;
+        }
+        col = svc_user_orders[k].col;
+    }
+    const char *d = dir && strcmp(dir, "b") == 0 ? "DESC" : "ASC";
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!where || !b) {
+        mx_sql_batch_free(b);
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    /* The profile join is needed by the count only for a name filter. */
+    const char *join = (name && *name && !(uid && *uid)) ? " LEFT JOIN profiles p ON p.user_id = u.name" : "";
+    char *count = mx_psprintf(p, "SELECT COUNT(*) FROM users u%s WHERE %s", join, where);
+    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM users u LEFT JOIN profiles p"
+                                " ON p.user_id = u.name WHERE %s ORDER BY %s %s, u.name %s"
+                                " LIMIT ? OFFSET ?", where, col, d, d);
+    switch (nb) {
+    case 0:
+        mx_sql_add(b, count, "");
+        mx_sql_add(b, page, "ii", limit, from);
+        break;
+    case 1:
+        mx_sql_add(b, count, "s", binds[0]);
+        mx_sql_add(b, page, "sii", binds[0], limit, from);
+        break;
+    case 2:
+        mx_sql_add(b, count, "ss", binds[0], binds[1]);
+        mx_sql_add(b, page, "ssii", binds[0], binds[1], limit, from);
+        break;
+    default:
+        mx_sql_add(b, count, "sss", binds[0], binds[1], binds[2]);
+        mx_sql_add(b, page, "sssii", binds[0], binds[1], binds[2], limit, from);
+        break;
+    }
+    return svc_run(c, b, svc_list_users_built);
+}
+
+/* ------------------------------------------------------ create / modify --- */
+
+typedef struct svc_up {
+    bool exists, was_deactivated, has_password;
+    bool set_admin, admin, set_deact, deact, set_locked, locked;
+    bool logout;
+    const char *password, *displayname, *avatar_url, *user_type;
+    bool set_dn, set_av, set_type;
+    char *hash;
+} svc_up_t;
+
+static void svc_up_reread(svc_call_t *c);
+
+static void svc_up_written(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    svc_up_t *u = c->priv;
+    if (status < 0) {
+        mx_log("homeserver", MX_LOG_ERROR, "admin: user write failed: %s",
+               res ? mx_sql_errmsg(res) : "?");
+        svc_finish(c, status, NULL);
+        return;
+    }
+    const char *uid = c->user_id;
+    if (!u->exists)
+        acc_hook_user_registered(uid, u->displayname, false);
+    /* Statement 0..k: see svc_up_write; the device deletion (when any)
+     * is the statement marked by c->n. */
+    if (c->n >= 0) {
+        int n = mx_sql_nrows(res, (int)c->n);
+        const char **ids = mx_palloc(c->pool, sizeof(char *) * (size_t)(n + 1));
+        for (int i = 0; ids && i < n; i++)
+            ids[i] = mx_sql_text(res, (int)c->n, i, 0);
+        if (ids && n > 0)
+            acc_hook_devices_deleted(uid, ids, (size_t)n);
+    }
+    acc_cache_evict_device(uid, NULL);
+    if (u->exists && u->set_deact && u->deact && !u->was_deactivated) {
+        acc_hook_user_deactivated(uid, false);
+        svc_leave_all_rooms(uid);
+    }
+    svc_up_reread(c);
+}
+
+static void svc_up_write(svc_call_t *c)
+{
+    svc_up_t *u = c->priv;
+    const char *uid = c->user_id;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b) {
+        svc_finish(c, -ENOMEM, NULL);
+        return;
+    }
+    char *lp = acc_localpart(c->pool, uid);
+    c->n = -1;
+    int st = 0;
+    if (!u->exists) {
+        mx_sql_add(b, "INSERT INTO users (name, password_hash, admin, user_type, locked,"
+                      " deactivated, creation_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   "ssisiii", uid, u->hash, (int64_t)u->admin, u->user_type,
+                   (int64_t)u->locked, (int64_t)u->deact, (int64_t)(mx_now_ms() / 1000));
+        st++;
+        mx_sql_add(b, "INSERT INTO profiles (user_id, localpart, displayname, avatar_url)"
+                      " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                      " displayname = excluded.displayname, avatar_url = excluded.avatar_url",
+                   "ssss", uid, lp, u->set_dn ? u->displayname : lp,
+                   u->set_av ? u->avatar_url : NULL);
+        st++;
+    } else {
+        if (u->hash) {
+            mx_sql_add(b, "UPDATE users SET password_hash = ? WHERE name = ?", "ss", u->hash, uid);
+            st++;
+        }
+        if (u->set_admin) {
+            mx_sql_add(b, "UPDATE users SET admin = ? WHERE name = ?", "is", (int64_t)u->admin, uid);
+            st++;
+        }
+        if (u->set_locked) {
+            mx_sql_add(b, "UPDATE users SET locked = ? WHERE name = ?", "is", (int64_t)u->locked,
+                       uid);
+            st++;
+        }
+        if (u->set_type) {
+            mx_sql_add(b, "UPDATE users SET user_type = ? WHERE name = ?", "ss", u->user_type, uid);
+            st++;
+        }
+        if (u->set_deact && u->deact != u->was_deactivated) {
+            if (u->deact)
+                mx_sql_add(b, "UPDATE users SET deactivated = 1, password_hash = NULL"
+                              " WHERE name = ?", "s", uid);
+            else
+                mx_sql_add(b, "UPDATE users SET deactivated = 0, erased = 0 WHERE name = ?", "s",
+                           uid);
+            st++;
+        }
+        if (u->set_dn || u->set_av) {
+            mx_sql_add(b, "INSERT INTO profiles (user_id, localpart, displayname, avatar_url)"
+                          " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                       "ssss", uid, lp, lp, NULL);
+            st++;
+            if (u->set_dn) {
+                mx_sql_add(b, "UPDATE profiles SET displayname = ? WHERE user_id = ?", "ss",
+                           u->displayname, uid);
+                st++;
+            }
+            if (u->set_av) {
+                mx_sql_add(b, "UPDATE profiles SET avatar_url = ? WHERE user_id = ?", "ss",
+                           u->avatar_url, uid);
+                st++;
+            }
+        }
+        if (u->set_deact && !u->deact && u->was_deactivated) {
+            mx_sql_add(b, "UPDATE profiles SET hidden = 0 WHERE user_id = ?", "s", uid);
+            st++;
+        }
+        bool drop_sessions = (u->set_deact && u->deact && !u->was_deactivated) ||
+                             (u->hash && u->logout);
+        if (drop_sessions) {
+            c->n = st;
+            mx_sql_add(b, "DELETE FROM devices WHERE user_id = ? RETURNING device_id", "s", uid);
+            mx_sql_add(b, "DELETE FROM access_tokens WHERE user_id = ?", "s", uid);
+            mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", uid);
+            st += 3;
+        }
+    }
+    if (st == 0) {
+        mx_sql_batch_free(b);
+        svc_up_reread(c);
+        return;
+    }
+    if (mx_sql_run(b, svc_up_written, c) < 0) {
+        mx_sql_batch_free(b);
+        svc_finish(c, MX_EDB, NULL);
+    }
+}
+
+static void svc_up_hashed(int status, const char *hash, void *ud)
+{
+    svc_call_t *c = ud;
+    svc_up_t *u = c->priv;
+    if (status < 0 || !hash) {
+        svc_finish(c, status < 0 ? status : -EIO, NULL);
+        return;
+    }
+    u->hash = mx_pstrdup(c->pool, hash);
+    svc_up_write(c);
+}
+
+static json_t *svc_up_reread_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+{
+    svc_up_t *u = c->priv;
+    if (mx_sql_nrows(res, 0) < 1) {
+        *status = -ENOENT;
+        return NULL;
+    }
+    return json_pack("{s:b, s:o}", "created", !u->exists, "user", svc_details_json(res, 0));
+}
+
+static void svc_up_reread(svc_call_t *c)
+{
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (b)
+        svc_user_select(b, c->user_id);
+    svc_call_t *c2 = c;
+    /* svc_run frees the call on failure without a callback: answer. */
+    hs_admin_done_fn cb = c->cb;
+    void *ud = c->ud;
+    if (svc_run(c2, b, svc_up_reread_built) < 0)
+        cb(-ENOMEM, NULL, ud);
+}
+
+static void svc_up_read(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    svc_up_t *u = c->priv;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    u->exists = mx_sql_nrows(res, 0) > 0;
+    if (u->exists) {
+        u->was_deactivated = mx_sql_int(res, 0, 0, 0) != 0;
+        u->has_password = !mx_sql_is_null(res, 0, 0, 1);
+        if (u->set_deact && !u->deact && u->was_deactivated && !u->password && !u->has_password) {
+            svc_fail(c, -EINVAL, "M_UNKNOWN", "Must provide a password to re-activate an account.");
+            return;
+        }
+    } else if (!svc_is_local(c->user_id)) {
+        svc_fail(c, -EINVAL, "M_INVALID_PARAM", "This endpoint can only be used with local users");
+        return;
+    } else {
+        char *lp = acc_localpart(c->pool, c->user_id);
+        if (!lp || !hs_is_valid_localpart(lp)) {
+            svc_fail(c, -EINVAL, "M_INVALID_USERNAME", "Invalid user ID");
+            return;
+        }
+    }
+    if (u->password) {
+        int rc = acc_pw_hash(u->password, svc_up_hashed, c);
+        if (rc < 0)
+            svc_finish(c, rc, NULL);
+        return;
+    }
+    svc_up_write(c);
+}
+
+int svc_upsert_user(const char *user_id, const json_t *body, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    svc_up_t *u = c ? mx_palloc(c->pool, sizeof(*u)) : NULL;
+    if (!u) {
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    memset(u, 0, sizeof(*u));
+    c->priv = u;
+    c->user_id = mx_pstrdup(c->pool, user_id);
+    c->args = json_deep_copy(body);
+    const json_t *a = c->args;
+    u->password = svc_qstr(a, "password");
+    u->logout = svc_qbool(a, "logout_devices") != 0;
+    int v;
+    if ((v = svc_qbool(a, "admin")) >= 0)
+        u->set_admin = true, u->admin = v;
+    if ((v = svc_qbool(a, "deactivated")) >= 0)
+        u->set_deact = true, u->deact = v;
+    if ((v = svc_qbool(a, "locked")) >= 0)
+        u->set_locked = true, u->locked = v;
+    if (json_object_get(a, "displayname"))
+        u->set_dn = true, u->displayname = svc_qstr(a, "displayname");
+    if (json_object_get(a, "avatar_url"))
+        u->set_av = true, u->avatar_url = svc_qstr(a, "avatar_url");
+    if (json_object_get(a, "user_type"))
+        u->set_type = true, u->user_type = svc_qstr(a, "user_type");
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (b)
+        mx_sql_add(b, "SELECT deactivated, password_hash FROM users WHERE name = ?", "s", user_id);
+    return svc_run_raw(c, b, svc_up_read);
+}
+
+/* ----------------------------------------------------------- deactivate --- */
+
+static void svc_deact_written(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    if (mx_sql_changes(res, 0) < 1) {
+        svc_fail(c, -ENOENT, "M_NOT_FOUND", "User not found");
+        return;
+    }
+    const char *uid = c->user_id;
+    acc_cache_evict_device(uid, NULL);
+    int n = mx_sql_nrows(res, 1);
+    const char **ids = mx_palloc(c->pool, sizeof(char *) * (size_t)(n + 1));
+    for (int i = 0; ids && i < n; i++)
+        ids[i] = mx_sql_text(res, 1, i, 0);
+    if (ids && n > 0)
+        acc_hook_devices_deleted(uid, ids, (size_t)n);
+    acc_hook_user_deactivated(uid, c->flag);
+    svc_leave_all_rooms(uid);
+    svc_finish(c, 0, json_pack("{s:s}", "id_server_unbind_result", "success"));
+}
+
+int svc_deactivate_user(const char *user_id, bool erase, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    c->user_id = mx_pstrdup(c->pool, user_id);
+    c->flag = erase;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (b) {
+        mx_sql_add(b, "UPDATE users SET deactivated = 1, erased = ?, password_hash = NULL"
+                      " WHERE name = ?", "is", (int64_t)erase, user_id);
+        mx_sql_add(b, "DELETE FROM devices WHERE user_id = ? RETURNING device_id", "s", user_id);
+        mx_sql_add(b, "DELETE FROM access_tokens WHERE user_id = ?", "s", user_id);
+        mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", user_id);
+        mx_sql_add(b, "DELETE FROM login_tokens WHERE user_id = ?", "s", user_id);
+    }
+    return svc_run_raw(c, b, svc_deact_written);
+}
+
+/* ------------------------------------------------------- reset password --- */
+
+static void svc_pw_written(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    if (mx_sql_changes(res, 0) < 1) {
+        svc_fail(c, -ENOENT, "M_NOT_FOUND", "User not found");
+        return;
+    }
+    if (c->flag) {
+        acc_cache_evict_device(c->user_id, NULL);
+        int n = mx_sql_nrows(res, 1);
+        const char **ids = mx_palloc(c->pool, sizeof(char *) * (size_t)(n + 1));
+        for (int i = 0; ids && i < n; i++)
+            ids[i] = mx_sql_text(res, 1, i, 0);
+        if (ids && n > 0)
+            acc_hook_devices_deleted(c->user_id, ids, (size_t)n);
+    }
+    svc_finish(c, 0, json_object());
+}
+
+static void svc_pw_hashed(int status, const char *hash, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0 || !hash) {
+        svc_finish(c, status < 0 ? status : -EIO, NULL);
+        return;
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b) {
+        svc_finish(c, -ENOMEM, NULL);
+        return;
+    }
+    const char *uid = c->user_id;
+    mx_sql_add(b, "UPDATE users SET password_hash = ? WHERE name = ? AND deactivated = 0", "ss",
+               hash, uid);
+    if (c->flag) {
+        mx_sql_add(b, "DELETE FROM devices WHERE user_id = ? RETURNING device_id", "s", uid);
+        mx_sql_add(b, "DELETE FROM access_tokens WHERE user_id = ?", "s", uid);
+        mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", uid);
+    }
+    if (mx_sql_run(b, svc_pw_written, c) < 0) {
+        mx_sql_batch_free(b);
+        svc_finish(c, MX_EDB, NULL);
+    }
+}
+
+int svc_reset_password(const char *user_id, const char *password, bool logout_devices,
+                       hs_admin_done_fn cb, void *ud)
+{
+    if (!password)
+        return -EINVAL;
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    c->user_id = mx_pstrdup(c->pool, user_id);
+    c->flag = logout_devices;
+    int rc = acc_pw_hash(password, svc_pw_hashed, c);
+    if (rc < 0)
+        svc_call_free(c);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- flags --- */
+
+static void svc_flag_written(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    if (mx_sql_changes(res, 0) < 1) {
+        svc_fail(c, -ENOENT, "M_NOT_FOUND", "User not found");
+        return;
+    }
+    /* Token checks carry admin/locked: forget the cached ones. */
+    acc_cache_evict_device(c->user_id, NULL);
+    svc_finish(c, 0, json_object());
+}
+
+int svc_set_user_flag(const char *user_id, const char *flag, bool value, hs_admin_done_fn cb,
+                      void *ud)
+{
+    const char *sql;
+    if (strcmp(flag, "admin") == 0)
+        sql = "UPDATE users SET admin = ? WHERE name = ?";
+    else if (strcmp(flag, "shadow_banned") == 0)
+        sql = "UPDATE users SET shadow_banned = ? WHERE name = ?";
+    else if (strcmp(flag, "locked") == 0)
+        sql = "UPDATE users SET locked = ? WHERE name = ?";
+    else
+        return -EINVAL;
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    c->user_id = mx_pstrdup(c->pool, user_id);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (b)
+        mx_sql_add(b, sql, "is", (int64_t)value, user_id);
+    return svc_run_raw(c, b, svc_flag_written);
+}
+
+/* ------------------------------------------------------ username checks --- */
+
+static json_t *svc_avail_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+{
+    if (mx_sql_nrows(res, 0) > 0) {
+        *status = -EEXIST;
+        (void)c;
+        return NULL;
+    }
+    return json_pack("{s:b}", "available", 1);
+}
+
+int svc_username_available(const char *localpart, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    if (!localpart || !hs_is_valid_localpart(localpart)) {
+        svc_fail(c, -EINVAL, "M_INVALID_USERNAME", "Invalid username");
+        return 0;
+    }
+    char *uid = hs_user_id(c->pool, localpart);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (b)
+        mx_sql_add(b, "SELECT 1 FROM users WHERE lower(name) = lower(?)", "s", uid);
+    return svc_run(c, b, svc_avail_built);
+}
+
+/* ------------------------------------------------------------- login as --- */
+
+static void svc_login_written(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    if (mx_sql_changes(res, 0) < 1) {
+        svc_fail(c, -ENOENT, "M_NOT_FOUND", "User not found");
+        return;
+    }
+    svc_finish(c, 0, json_pack("{s:s}", "access_token", c->str));
+}
+
+int svc_login_as(const char *user_id, int64_t valid_until_ms, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    c->user_id = mx_pstrdup(c->pool, user_id);
+    char *rnd = mx_random_string(32);
+    c->str = rnd ? mx_psprintf(c->pool, "mxa_%s", rnd) : NULL;
+    free(rnd);
+    if (!c->str) {
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    char hash[ACC_HASH_HEX];
+    acc_token_hash(c->str, hash);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (b) {
+        /* INSERT ... SELECT: no row (and no token) for an unknown or
+         * deactivated user. */
+        if (valid_until_ms > 0)
+            mx_sql_add(b, "INSERT INTO access_tokens (token_hash, user_id, device_id,"
+                          " valid_until_ms, created_ts) SELECT ?, name, NULL, ?, ? FROM users"
+                          " WHERE name = ? AND deactivated = 0",
+                       "siis", hash, valid_until_ms, (int64_t)mx_now_ms(), user_id);
+        else
+            mx_sql_add(b, "INSERT INTO access_tokens (token_hash, user_id, device_id,"
+                          " valid_until_ms, created_ts) SELECT ?, name, NULL, NULL, ? FROM users"
+                          " WHERE name = ? AND deactivated = 0",
+                       "sis", hash, (int64_t)mx_now_ms(), user_id);
+    }
+    return svc_run_raw(c, b, svc_login_written);
+}
