@@ -350,3 +350,17 @@ def test_service_over_http_between_processes(make_server):
     a.stop()
     r = requests.get(b.url + "/_mxstack/example/hello")
     assert r.status_code == 502
+
+
+# ------------------------------------------------------------ module ABI
+
+@pytest.mark.parametrize("name,why", [("badabi", "ABI major version 99"),
+                                      ("badsig", "build signature")])
+def test_module_abi_mismatch_refused(make_server, name, why):
+    libs = os.path.join(os.path.dirname(find_binary()), "tests", "modules", ".libs")
+    if not os.path.exists(os.path.join(libs, name + ".so")):
+        pytest.skip("run `make check` first: it builds tests/modules/*.la")
+    s = make_server("sqlite", modules=[name], extra_yaml=f"module_dir: {libs}\n")
+    with pytest.raises(RuntimeError) as e:
+        s.start(timeout=5)
+    assert name in str(e.value) and why in str(e.value), str(e.value)

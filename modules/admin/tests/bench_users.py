@@ -30,6 +30,7 @@ def sql_rows(server_name):
         yield (f"INSERT INTO profiles (user_id, localpart, displayname) VALUES "
                f"('{uid}', 'bench{i:06d}', 'Bench User {i}');")
     yield "COMMIT;"
+    yield "ANALYZE;"
 
 
 def timed(s, token, path, n=20):

@@ -210,12 +210,24 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         svc_call_free(c);
         return -ENOMEM;
     }
-    /* The profile join is needed by the count only for a name filter. */
-    const char *join = (name && *name && !(uid && *uid)) ? " LEFT JOIN profiles p ON p.user_id = u.name" : "";
-    char *count = mx_psprintf(p, "SELECT COUNT(*) FROM users u%s WHERE %s", join, where);
-    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM users u LEFT JOIN profiles p"
-                                " ON p.user_id = u.name WHERE %s ORDER BY %s %s, u.name %s"
-                                " LIMIT ? OFFSET ?", where, col, d, d);
+    /* The profile join is needed by the count only for a name filter, and
+     * by the page's inner query also for a profile ordering. */
+    bool by_name = name && *name && !(uid && *uid);
+    bool by_profile = by_name || !strncmp(col, "COALESCE(p.", 11);
+    const char *join = " LEFT JOIN profiles p ON p.user_id = u.name";
+    char *count = mx_psprintf(p, "SELECT COUNT(*) FROM users u%s WHERE %s", by_name ? join : "",
+                              where);
+    /* Ordering; the user ID breaks ties (not repeated when it is the key). */
+    char *ord = strcmp(col, "u.name") ? mx_psprintf(p, "%s %s, u.name %s", col, d, d)
+                                      : mx_psprintf(p, "u.name %s", d);
+    /* A deferred join: the page's names come from the narrow inner query
+     * (walking users' name index past `from` rows); only those rows are
+     * joined with profiles and devices. */
+    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM users u%s"
+                                " WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
+                                " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
+                                " ON p.user_id = u.name ORDER BY %s",
+                             by_profile ? join : "", where, ord, ord);
     switch (nb) {
     case 0:
         mx_sql_add(b, count, "");
