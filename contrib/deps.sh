@@ -6,7 +6,7 @@ MX_BUILD_DEPS="build-essential autoconf automake libtool pkg-config \
   libuv1-dev node-llhttp libsqlite3-dev libpq-dev libmbedtls-dev libhiredis-dev \
   libsodium-dev libjansson-dev libyaml-dev libvips-dev ca-certificates"
 MX_TEST_DEPS="libcmocka-dev python3-pytest python3-requests postgresql postgresql-client \
-  openssl clang nodejs npm python3-matrix-nio wrk python3-pil synadm"
+  openssl clang python3-matrix-nio wrk python3-pil synadm"
 
 mx_apt_install() {
   local missing=()
@@ -19,6 +19,13 @@ mx_apt_install() {
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq >&2 || true
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# node + npm: Debian's packages, unless a node with npm is already there
+# (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's).
+mx_node_install() {
+  command -v node >/dev/null && command -v npm >/dev/null && return 0
+  mx_apt_install nodejs npm
 }
 
 # Builds into $1 (default build/), out of tree; leaves the binary at $1/mxstack.

@@ -13,6 +13,7 @@ SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$SRC"
 . contrib/deps.sh
 mx_apt_install $MX_BUILD_DEPS $MX_TEST_DEPS
+mx_node_install
 
 BUILD="${MX_BUILD_DIR:-$SRC/build}"
 mx_build "$BUILD"

@@ -75,11 +75,18 @@ typedef struct svc_state {
     json_t *blocked;           /* room_id -> user_id or null (cache of blocked_rooms) */
     svc_delete_t *deletes;     /* every room deletion since start (newest first) */
     uint64_t next_delete;
+    /* Totals of the user list by filter (count SQL + binds -> total),
+     * valid while `counts_gen` is unchanged and for SVC_COUNT_TTL_MS. */
+    json_t *counts;
+    uint64_t counts_gen, counts_ms;
 } svc_state_t;
+#define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;
 
 /* ------------------------------------------------------ the functions --- */
 /* svc_users.c */
+/* Forgets the cached user list totals (any change to users). */
+void svc_users_changed(void);
 int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud);
 int svc_get_user(const char *user_id, hs_admin_done_fn cb, void *ud);
 int svc_upsert_user(const char *user_id, const json_t *body, hs_admin_done_fn cb, void *ud);

@@ -4,6 +4,7 @@
  * helpers every file of the service uses (calls, errors, query members).
  */
 #include "svc.h"
+#include "../accounts/accounts.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -190,6 +191,27 @@ static const hs_admin_iface_t svc_iface = {
 
 static svc_state_t svc_store;
 
+/* Registrations and deactivations change the user list's totals. */
+static void svc_hook_registered(const char *user_id, const char *displayname, bool is_guest)
+{
+    (void)user_id;
+    (void)displayname;
+    (void)is_guest;
+    svc_users_changed();
+}
+
+static void svc_hook_deactivated(const char *user_id, bool erase)
+{
+    (void)user_id;
+    (void)erase;
+    svc_users_changed();
+}
+
+static const hs_accounts_hooks_t svc_hooks = {
+    .user_registered = svc_hook_registered,
+    .user_deactivated = svc_hook_deactivated,
+};
+
 int hs_admin_service_start(char *err, size_t errlen)
 {
     int rc = mx_db_migrate(hs.db, "homeserver.admin", svc_migrations,
@@ -200,11 +222,19 @@ int hs_admin_service_start(char *err, size_t errlen)
     }
     svc_deletes_free();
     json_decref(svc_store.blocked);
+    json_decref(svc_store.counts);
     memset(&svc_store, 0, sizeof(svc_store));
     svc = &svc_store;
     svc->blocked = json_object();
+    svc->counts = json_object();
+    if (!svc->blocked || !svc->counts)
+        return -ENOMEM;
+    if ((rc = hs_accounts_add_hooks(&svc_hooks)) < 0) {
+        snprintf(err, errlen, "homeserver.admin: cannot add account hooks (%d)", rc);
+        return rc;
+    }
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!b || !svc->blocked)
+    if (!b)
         return -ENOMEM;
     mx_sql_add(b, "SELECT room_id, user_id FROM blocked_rooms", "");
     mx_sql_res_t *res = NULL;

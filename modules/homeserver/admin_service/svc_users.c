@@ -108,14 +108,50 @@ static const struct {
     { "erased", "u.erased" },
 };
 
+void svc_users_changed(void)
+{
+    if (svc) {
+        svc->counts_gen++;
+        json_object_clear(svc->counts);
+    }
+}
+
+/* The list's total for `key`, or -1 when not cached (or stale). */
+static int64_t svc_count_cached(const char *key)
+{
+    uint64_t now = mx_now_ms();
+    if (now - svc->counts_ms > SVC_COUNT_TTL_MS) {
+        json_object_clear(svc->counts);
+        svc->counts_ms = now;
+    }
+    const json_t *v = json_object_get(svc->counts, key);
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* What a list call carries between its query and its result. */
+typedef struct svc_list {
+    const char *count_key;
+    int64_t total;        /* -1: counted by statement 0 */
+    uint64_t gen;         /* counts_gen when the query was sent */
+} svc_list_t;
+
 static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
 {
     (void)status;
-    int64_t total = mx_sql_int(res, 0, 0, 0);
+    svc_list_t *l = c->priv;
+    int st = 0;
+    int64_t total = l->total;
+    if (total < 0) {
+        total = mx_sql_int(res, 0, 0, 0);
+        st = 1;
+        /* Keep it unless the users changed while the query ran. */
+        if (l->gen == svc->counts_gen)
+            json_object_set_new(svc->counts, l->count_key, json_integer(total));
+    }
     json_t *users = json_array();
-    int n = mx_sql_nrows(res, 1);
+    int n = mx_sql_nrows(res, st);
     for (int i = 0; i < n; i++)
-        json_array_append_new(users, svc_user_json(res, 1, i));
+        json_array_append_new(users, svc_user_json(res, st, i));
     json_t *out = json_pack("{s:o, s:I}", "users", users, "total", (json_int_t)total);
     /* next_token: the next offset, only when more rows follow. */
     if (out && c->n + n < total && n > 0)
@@ -179,12 +215,16 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         where = svc_and(p, where, "u.admin = 1");
     else if (admins == 0)
         where = svc_and(p, where, "u.admin = 0");
+    /* Case-insensitive matching: SQLite's LIKE already ignores ASCII
+     * case (and then needs no lower() on every row); PostgreSQL's ILIKE. */
+    bool pg = mx_db_is_postgres(hs.db);
+    const char *like = pg ? "ILIKE" : "LIKE";
     if (uid && *uid) {
-        where = svc_and(p, where, "lower(u.name) LIKE ? ESCAPE '\\'");
+        where = svc_and(p, where, mx_psprintf(p, "u.name %s ? ESCAPE '\\'", like));
         binds[nb++] = svc_like(p, uid);
     } else if (name && *name) {
-        where = svc_and(p, where, "(lower(u.name) LIKE ? ESCAPE '\\'"
-                                  " OR lower(p.displayname) LIKE ? ESCAPE '\\')");
+        where = svc_and(p, where, mx_psprintf(p, "(u.name %s ? ESCAPE '\\'"
+                                                 " OR p.displayname %s ? ESCAPE '\\')", like, like));
         binds[nb++] = svc_like(p, name);
         binds[nb++] = binds[0];
     }
@@ -228,21 +268,37 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
                                 " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
                                 " ON p.user_id = u.name ORDER BY %s",
                              by_profile ? join : "", where, ord, ord);
+    svc_list_t *l = mx_palloc(p, sizeof(*l));
+    if (!count || !page || !ord || !l) {
+        mx_sql_batch_free(b);
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    c->priv = l;
+    l->gen = svc->counts_gen;
+    l->count_key = mx_psprintf(p, "%s\x1f%s\x1f%s\x1f%s", count, binds[0] ? binds[0] : "",
+                               binds[1] ? binds[1] : "", binds[2] ? binds[2] : "");
+    l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
+    bool need_count = l->total < 0;
     switch (nb) {
     case 0:
-        mx_sql_add(b, count, "");
+        if (need_count)
+            mx_sql_add(b, count, "");
         mx_sql_add(b, page, "ii", limit, from);
         break;
     case 1:
-        mx_sql_add(b, count, "s", binds[0]);
+        if (need_count)
+            mx_sql_add(b, count, "s", binds[0]);
         mx_sql_add(b, page, "sii", binds[0], limit, from);
         break;
     case 2:
-        mx_sql_add(b, count, "ss", binds[0], binds[1]);
+        if (need_count)
+            mx_sql_add(b, count, "ss", binds[0], binds[1]);
         mx_sql_add(b, page, "ssii", binds[0], binds[1], limit, from);
         break;
     default:
-        mx_sql_add(b, count, "sss", binds[0], binds[1], binds[2]);
+        if (need_count)
+            mx_sql_add(b, count, "sss", binds[0], binds[1], binds[2]);
         mx_sql_add(b, page, "sssii", binds[0], binds[1], binds[2], limit, from);
         break;
     }
@@ -286,6 +342,7 @@ static void svc_up_written(int status, mx_sql_res_t *res, void *ud)
             acc_hook_devices_deleted(uid, ids, (size_t)n);
     }
     acc_cache_evict_device(uid, NULL);
+    svc_users_changed();
     if (u->exists && u->set_deact && u->deact && !u->was_deactivated) {
         acc_hook_user_deactivated(uid, false);
         svc_leave_all_rooms(uid);
@@ -616,6 +673,7 @@ static void svc_flag_written(int status, mx_sql_res_t *res, void *ud)
     }
     /* Token checks carry admin/locked: forget the cached ones. */
     acc_cache_evict_device(c->user_id, NULL);
+    svc_users_changed();
     svc_finish(c, 0, json_object());
 }
 
