@@ -60,13 +60,31 @@ struct mx__tls_server;
 struct mx__tls_conn;
 
 /* ------------------------------------------------------------ listeners --- */
-typedef struct mx__listener {
-    uv_tcp_t tcp;
+/* Virtual hosts: every configured listener on one address and port is a
+ * "site" of one socket.  A request picks its site by its Host header (exact,
+ * case-insensitive, port stripped); the site without `vhost` is the default
+ * for other hosts.  Groups live in the server state until mx__http_fini, so
+ * connections may outlive the listening socket (drain). */
+typedef struct mx__site {
     const mx_listener_conf_t *conf;      /* borrowed from mx__ctx->conf */
     uint32_t resmask;                    /* router bits of conf->resources */
+} mx__site_t;
+
+typedef struct mx__vgroup {
+    mx__site_t sites[MX_MAX_LISTENERS];
+    int nsites;
+    int dflt;                            /* index of the site without vhost, or -1 */
+} mx__vgroup_t;
+
+typedef struct mx__listener {
+    uv_tcp_t tcp;
+    mx__vgroup_t *group;                 /* borrowed from the server state */
     struct mx__tls_server *tls;          /* one reference; NULL for plain HTTP */
     bool closed;
 } mx__listener_t;
+
+/* The site of `g` that serves Host `host` (may be NULL), or NULL. */
+const mx__site_t *mx__vgroup_pick(const mx__vgroup_t *g, const char *host);
 
 /* A parsed trusted-proxy CIDR. */
 typedef struct mx__cidr {
@@ -95,7 +113,8 @@ typedef struct mx__conn {
     int open_handles;                    /* freed when both are closed */
     struct mx__conn *prev, *next;        /* in the server's list */
     const mx_listener_conf_t *lconf;     /* borrowed (config lives for the process) */
-    uint32_t resmask;
+    uint32_t resmask;                    /* when there is no group (memory mode) */
+    const mx__vgroup_t *group;           /* the sites of the socket; NULL in memory mode */
     struct mx__tls_conn *tls;            /* owned; NULL for plain HTTP */
     mx__conn_sink_fn sink;               /* memory mode when set */
     void *sink_ud;
@@ -124,10 +143,17 @@ typedef struct mx__conn {
     char *cbuf;                          /* owned: ciphertext / discard buffer */
     bool reading, eof, closing, close_wanted, in_process, val_open;
     bool shutting, lingering, no_linger;
+    bool body_hold;                      /* streamed body: no consumer yet, or paused */
+
+    /* File replies (http_sendfile.c): c->cur's body leaves from a file. */
+    struct mx_req *streaming;            /* the request whose file is being sent */
+    uv_poll_t *wpoll;                    /* owned: UV_WRITABLE on a dup of the socket */
+    int wpoll_fd;                        /* that dup, -1 when none */
+    size_t wq_seen;                      /* write queue size at the last timer check */
 
     char peer_ip[48];
     struct sockaddr_storage peer;
-    bool peer_trusted;
+    bool peer_trusted;                   /* the peer address is a trusted proxy */
 } mx__conn_t;
 
 /* ------------------------------------------------------------ requests --- */
@@ -166,6 +192,23 @@ struct mx_req {
     uv_write_t wreq;
     uv_buf_t wbufs[2];
     int nwbufs;
+    uint32_t resmask;                    /* resources of the request's site */
+    const mx_listener_conf_t *lconf;     /* the site's listener, or NULL */
+
+    /* A file body (mx_req_reply_file): closed with the pool. */
+    int file_fd;                         /* -1 when none */
+    off_t file_off;
+    size_t file_left;
+    char *file_buf;                      /* TLS / memory mode: one chunk (pool) */
+
+    /* A streamed request body (MX_ROUTE_STREAM_BODY). */
+    bool stream_mode;                    /* the route streams; handler ran at headers */
+    bool body_done;                      /* the whole body was delivered (or failed) */
+    bool body_paused;                    /* the module asked for a pause */
+    bool body_failed;                    /* on_chunk said stop: drop the rest */
+    mx_req_chunk_fn chunk_fn;
+    mx_req_body_end_fn end_fn;
+    void *stream_ud;
 };
 #define MX__REQ_MAGIC 0x72657121u
 
@@ -174,6 +217,8 @@ typedef struct mx_http_state {
     struct mx__router *router;
     mx__listener_t *listeners[MX_MAX_LISTENERS * MX_MAX_BIND];
     int nlisteners;
+    mx__vgroup_t *groups[MX_MAX_LISTENERS * MX_MAX_BIND]; /* owned, freed at fini */
+    int ngroups;
     mx__conn_t *conns;                   /* every open connection */
     int nconns;
     mx__cidr_t proxies[16];
@@ -212,6 +257,27 @@ void mx__conn_feed(mx__conn_t *c, const char *data, size_t len);
 void mx__conn_send_response(mx__conn_t *c, struct mx_req *r);
 /* uv_close callback of a connection's handles; frees it after both. */
 void mx__conn_handle_closed(uv_handle_t *h);
+/* A write's completion: status 0 or a negative libuv code. */
+typedef void (*mx__conn_write_fn)(mx__conn_t *c, int status);
+/* Writes malloc'd `data` (taken); `done` runs once it is written (or has
+ * failed) unless the connection closed meanwhile. */
+void mx__conn_write_owned(mx__conn_t *c, char *data, size_t len, mx__conn_write_fn done);
+/* Watches the socket for writability (a poll handle on a dup of it, kept
+ * until the connection closes); 0 or a negative code. */
+int mx__conn_wait_writable(mx__conn_t *c, uv_poll_cb cb);
+void mx__conn_stop_writable(mx__conn_t *c);
+/* Starts the write timeout: the connection closes when its output has not
+ * moved for http.idle_timeout. */
+void mx__conn_arm_write(mx__conn_t *c);
+/* A response that was not sent by mx__conn_send_response is complete:
+ * resume parsing (or close when !keep_alive). */
+void mx__conn_response_done(mx__conn_t *c, bool keep_alive);
+/* Streams r's file body after the header block in r->wbufs[0] (plain TCP:
+ * sendfile; TLS and memory mode: chunks).  Parsing stays paused until the
+ * last byte is out; then `r` is released and the next request runs. */
+void mx__conn_send_file(mx__conn_t *c, struct mx_req *r);
+/* A streamed body may flow again (consumer set, or resumed). */
+void mx__conn_body_unhold(mx__conn_t *c);
 /* Writes bytes outside any response (100 Continue); `data` is static. */
 void mx__conn_send_raw(mx__conn_t *c, const char *data, size_t len);
 /* Closes the connection (aborting an async request). */
@@ -234,6 +300,14 @@ void mx__req_early_reply(mx__conn_t *c, int status, const char *errcode, const c
 void mx__req_written(struct mx_req *r);
 /* The connection is going away: detach (and abort) its request. */
 void mx__req_detach(struct mx_req *r);
+/* Replies with `len` bytes of `fd` from `off` as the body (fd stolen:
+ * closed with the request's pool, also on error). */
+void mx__req_reply_fd(struct mx_req *r, int status, const char *ctype, int fd, off_t off,
+                      size_t len);
+/* Streamed bodies: the end of the body (status 0) or its failure (< 0). */
+void mx__req_body_end(struct mx_req *r, int status);
+/* The file body's descriptor is closed (pool cleanup of file replies). */
+void mx__req_file_close(void *arg);
 /* True once an MX_ASYNC request has lost its client. */
 bool mx__req_is_aborted(const struct mx_req *r);
 

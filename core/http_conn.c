@@ -17,8 +17,10 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const mx_http_limits_t *limits(void)
 {
@@ -37,11 +39,37 @@ static uint64_t max_header_size(void)
 
 /* ---------------------------------------------------------------- timer --- */
 
+/* How much output is still to go: bytes libuv has not handed to the kernel
+ * plus what is left of a file body.  If it has not moved in a whole
+ * idle_timeout, the client stopped reading. */
+static size_t out_marker(mx__conn_t *c)
+{
+    size_t m = c->sink ? 0 : uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (c->streaming)
+        m += c->streaming->file_left + 1;
+    return m;
+}
+
+static void arm(mx__conn_t *c, uint64_t ms);
+
 static void on_timeout(uv_timer_t *t)
 {
     mx__conn_t *c = t->data;
+    if (c->writes_pending || c->streaming) {
+        size_t m = out_marker(c);
+        if (m && m == c->wq_seen) {
+            mx__conn_close(c);   /* write timeout */
+            return;
+        }
+        if (m) {
+            arm(c, limits()->idle_timeout_ms);   /* progress: wait again */
+            return;
+        }
+    }
     if (c->phase == MX__C_HANDLING && c->cur)
         return;   /* a handler holds the request (long-poll) */
+    if (c->body_hold && c->cur)
+        return;   /* a streamed body waits for its module */
     mx__conn_close(c);
 }
 
@@ -49,10 +77,12 @@ static void arm(mx__conn_t *c, uint64_t ms)
 {
     if (c->sink || c->closing)
         return;
-    if (ms)
+    if (ms) {
+        c->wq_seen = out_marker(c);
         uv_timer_start(&c->timer, on_timeout, ms, 0);
-    else
+    } else {
         uv_timer_stop(&c->timer);
+    }
 }
 
 /* -------------------------------------------------------- llhttp hooks --- */
@@ -201,6 +231,11 @@ static int on_headers_complete(llhttp_t *p)
     c->phase = MX__C_BODY;
     if (mx__req_begin(c) < 0)
         return HPE_PAUSED;
+    if (c->cur->stream_mode) {
+        /* The handler runs now; no body byte is parsed before it asks. */
+        c->body_hold = true;
+        return HPE_PAUSED;
+    }
     if ((p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length))
         arm(c, limits()->body_timeout_ms);
     return 0;
@@ -208,7 +243,8 @@ static int on_headers_complete(llhttp_t *p)
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    return mx__req_body(p->data, at, len) < 0 ? HPE_USER : 0;
+    int rc = mx__req_body(p->data, at, len);
+    return rc < 0 ? HPE_USER : rc > 0 ? HPE_PAUSED : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -252,6 +288,7 @@ typedef struct raw_write {
     uv_write_t w;
     char *data;        /* malloc'd, or NULL when static */
     uv_buf_t buf;
+    mx__conn_write_fn done;
 } raw_write_t;
 
 static void maybe_finish_close(mx__conn_t *c);
@@ -260,18 +297,23 @@ static void on_raw_written(uv_write_t *w, int status)
 {
     raw_write_t *rw = (raw_write_t *)w;
     mx__conn_t *c = w->handle->data;
+    mx__conn_write_fn done = rw->done;
     free(rw->data);
     free(rw);
     c->writes_pending--;
-    if (status < 0)
+    if (done && !c->closing)
+        done(c, status);
+    else if (status < 0)
         mx__conn_close(c);
     else
         maybe_finish_close(c);
 }
 
 /* Writes `len` bytes of `data`; `owned` says whether `data` is malloc'd
- * and passes to the write (else it must be static). */
-static void send_bytes(mx__conn_t *c, char *data, size_t len, bool owned)
+ * and passes to the write (else it must be static).  `done` (may be NULL)
+ * runs after the write unless the connection closed meanwhile. */
+static void send_bytes_cb(mx__conn_t *c, char *data, size_t len, bool owned,
+                          mx__conn_write_fn done)
 {
     if (c->closing) {
         if (owned)
@@ -292,6 +334,7 @@ static void send_bytes(mx__conn_t *c, char *data, size_t len, bool owned)
         return;
     }
     rw->data = owned ? data : NULL;
+    rw->done = done;
     rw->buf = uv_buf_init(data, (unsigned)len);
     c->writes_pending++;
     if (uv_write(&rw->w, (uv_stream_t *)&c->tcp, &rw->buf, 1, on_raw_written) < 0) {
@@ -300,6 +343,16 @@ static void send_bytes(mx__conn_t *c, char *data, size_t len, bool owned)
         free(rw);
         mx__conn_close(c);
     }
+}
+
+static void send_bytes(mx__conn_t *c, char *data, size_t len, bool owned)
+{
+    send_bytes_cb(c, data, len, owned, NULL);
+}
+
+void mx__conn_write_owned(mx__conn_t *c, char *data, size_t len, mx__conn_write_fn done)
+{
+    send_bytes_cb(c, data, len, true, done);
 }
 
 static void tls_flush(mx__conn_t *c)
@@ -341,6 +394,7 @@ static void read_more(mx__conn_t *c);
 /* The current request's response is queued: go on with the next one. */
 static void request_done(mx__conn_t *c, bool keep_alive)
 {
+    c->body_hold = false;
     c->cur = NULL;
     if (c->closing)
         return;
@@ -358,6 +412,30 @@ static void request_done(mx__conn_t *c, bool keep_alive)
     c->phase = MX__C_IDLE;
     llhttp_resume(&c->parser);
     arm(c, limits()->idle_timeout_ms);
+    if (!c->in_process) {
+        process(c);
+        read_more(c);
+    }
+}
+
+void mx__conn_response_done(mx__conn_t *c, bool keep_alive)
+{
+    request_done(c, keep_alive);
+    maybe_finish_close(c);
+}
+
+void mx__conn_arm_write(mx__conn_t *c)
+{
+    arm(c, limits()->idle_timeout_ms);
+}
+
+void mx__conn_body_unhold(mx__conn_t *c)
+{
+    if (c->closing || !c->body_hold)
+        return;
+    c->body_hold = false;
+    if (c->phase == MX__C_BODY)
+        arm(c, limits()->body_timeout_ms);
     if (!c->in_process) {
         process(c);
         read_more(c);
@@ -436,9 +514,8 @@ static void maybe_finish_close(mx__conn_t *c)
     c->shutting = true;
 }
 
-void mx__conn_handle_closed(uv_handle_t *h)
+static void handle_gone(mx__conn_t *c)
 {
-    mx__conn_t *c = h->data;
     if (--c->open_handles == 0) {
         free(c->rbuf);
         free(c->hbuf);
@@ -447,11 +524,60 @@ void mx__conn_handle_closed(uv_handle_t *h)
     }
 }
 
+void mx__conn_handle_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
+}
+
+static void on_wpoll_closed(uv_handle_t *h)
+{
+    mx__conn_t *c = h->data;
+    if (c->wpoll_fd >= 0)
+        close(c->wpoll_fd);
+    c->wpoll_fd = -1;
+    free(h);
+    handle_gone(c);
+}
+
+int mx__conn_wait_writable(mx__conn_t *c, uv_poll_cb cb)
+{
+    if (!c->wpoll) {
+        /* The tcp handle already watches the socket's descriptor for
+         * reading; a second watcher needs its own descriptor. */
+        int fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+            return -EBADF;
+        uv_poll_t *p = malloc(sizeof(*p));
+        int dfd = p ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
+        if (dfd < 0 || uv_poll_init(c->tcp.loop, p, dfd) < 0) {
+            if (dfd >= 0)
+                close(dfd);
+            free(p);
+            return -ENOMEM;
+        }
+        p->data = c;
+        c->wpoll = p;
+        c->wpoll_fd = dfd;
+        c->open_handles++;
+    }
+    return uv_poll_start(c->wpoll, UV_WRITABLE, cb);
+}
+
+void mx__conn_stop_writable(mx__conn_t *c)
+{
+    if (c->wpoll)
+        uv_poll_stop(c->wpoll);
+}
+
 void mx__conn_close(mx__conn_t *c)
 {
     if (c->closing)
         return;
     c->closing = true;
+    if (c->streaming) {
+        c->streaming = NULL;   /* released with c->cur below */
+        c->writes_pending--;
+    }
     if (c->cur) {
         struct mx_req *r = c->cur;
         c->cur = NULL;
@@ -466,6 +592,8 @@ void mx__conn_close(mx__conn_t *c)
     if (c->sink)
         return;
     mx__http_conn_closed(c);
+    if (c->wpoll)
+        uv_close((uv_handle_t *)c->wpoll, on_wpoll_closed);
     uv_close((uv_handle_t *)&c->tcp, mx__conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, mx__conn_handle_closed);
 }
@@ -507,7 +635,12 @@ static void process(mx__conn_t *c)
     if (c->in_process)
         return;
     c->in_process = true;
-    while (!c->closing && !c->close_wanted && c->phase != MX__C_HANDLING && c->rpos < c->rlen) {
+    while (!c->closing && !c->close_wanted && c->phase != MX__C_HANDLING && !c->body_hold &&
+           (c->rpos < c->rlen || llhttp_get_errno(&c->parser) == HPE_PAUSED)) {
+        /* A streamed body paused the parser (headers done, or the module
+         * paused): it may go on now. */
+        if (llhttp_get_errno(&c->parser) == HPE_PAUSED)
+            llhttp_resume(&c->parser);
         const char *start = c->rbuf + c->rpos;
         size_t n = c->rlen - c->rpos;
         c->exec_start = start;
@@ -538,7 +671,13 @@ static void process(mx__conn_t *c)
                 early(c, c->early_status);
                 break;
             }
-            mx__req_dispatch(c);
+            struct mx_req *r = c->cur;
+            if (r && r->stream_mode && !r->dispatched)
+                mx__req_dispatch(c);              /* headers of a streamed body */
+            else if (r && r->stream_mode && c->phase == MX__C_HANDLING)
+                mx__req_body_end(r, 0);           /* its last byte */
+            else if (c->phase == MX__C_HANDLING)
+                mx__req_dispatch(c);
             continue;
         }
         /* A parse error: strict llhttp refuses smuggling attempts (CL+TE,
@@ -615,10 +754,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         /* EOF or error.  An async request loses its client (on_abort);
-         * otherwise responses already queued still go out. */
+         * otherwise responses already queued still go out (a file body
+         * too: the client may only have shut down its sending side). */
         c->eof = true;
         uv_read_stop(s);
         c->reading = false;
+        if (n == UV_EOF && c->streaming && !c->lingering)
+            return;
         if (c->lingering || c->phase != MX__C_IDLE || c->cur) {
             mx__conn_close(c);
         } else {

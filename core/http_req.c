@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static const char cors_headers[] =
     "Access-Control-Allow-Origin: *\r\n"
@@ -122,16 +123,6 @@ static const char *forwarded_for(mx_req_t *r, const char *xff)
     }
 }
 
-static bool host_matches(const char *host, const char *vhost)
-{
-    if (!host)
-        return false;
-    size_t n = strlen(vhost);
-    if (strncasecmp(host, vhost, n))
-        return false;
-    return host[n] == '\0' || host[n] == ':';
-}
-
 static void early_fail(mx__conn_t *c, int status, const char *errcode, const char *msg)
 {
     c->early_status = status;
@@ -160,13 +151,16 @@ static mx_req_t *req_new(mx__conn_t *c)
     r->scheme = c->tls ? "https" : "http";
     r->start_ns = uv_hrtime();
     r->keep_alive = true;
+    r->resmask = c->resmask;
+    r->lconf = c->lconf;
+    r->file_fd = -1;
     c->cur = r;
     return r;
 }
 
 static void route(mx_req_t *r)
 {
-    r->route_rc = mx__router_match_mask(r->conn->resmask, r->method, r->path, r->skip, r->pool,
+    r->route_rc = mx__router_match_mask(r->resmask, r->method, r->path, r->skip, r->pool,
                                         &r->match, &r->allow);
 }
 
@@ -252,7 +246,19 @@ int mx__req_begin(mx__conn_t *c)
         }
     }
 
-    if (c->peer_trusted) {
+    /* The site: by Host among the listeners sharing this socket. */
+    bool site_known = true;
+    if (c->group) {
+        const mx__site_t *site = mx__vgroup_pick(c->group, find_header(r, "Host"));
+        if (site) {
+            r->resmask = site->resmask;
+            r->lconf = site->conf;
+        } else {
+            site_known = false;
+        }
+    }
+
+    if (c->peer_trusted && r->lconf && r->lconf->x_forwarded) {
         const char *xff = find_header(r, "X-Forwarded-For");
         const char *ip = xff ? forwarded_for(r, xff) : NULL;
         if (ip)
@@ -264,7 +270,7 @@ int mx__req_begin(mx__conn_t *c)
 
     r->cors = cors_path(r->path);
     bool preflight = r->cors && p->method == HTTP_OPTIONS;
-    if (c->lconf && c->lconf->vhost && !host_matches(find_header(r, "Host"), c->lconf->vhost))
+    if (!site_known)
         r->route_rc = -ENOENT;
     else if (!preflight)
         route(r);
@@ -275,6 +281,12 @@ int mx__req_begin(mx__conn_t *c)
     if (r->route_rc == 0 && (r->match.flags & MX_ROUTE_LARGE_BODY) && mx__ctx && mx__ctx->conf &&
         mx__ctx->conf->server.max_upload_size)
         limit = mx__ctx->conf->server.max_upload_size;
+    if (r->route_rc == 0 && (r->match.flags & MX_ROUTE_STREAM_BODY)) {
+        r->stream_mode = true;
+        limit = mx__ctx && mx__ctx->conf ? mx__ctx->conf->server.max_upload_size : 0;
+        if (!limit)
+            limit = 50 * 1024 * 1024;
+    }
     if (!limit)
         limit = 10 * 1024 * 1024;
     r->body_limit = limit;
@@ -284,7 +296,7 @@ int mx__req_begin(mx__conn_t *c)
             early_fail(c, 413, "M_TOO_LARGE", "Request body too large");
             return -1;
         }
-        if (p->content_length) {
+        if (p->content_length && !r->stream_mode) {
             r->body_cap = (size_t)p->content_length;
             r->body = mx_palloc(r->pool, r->body_cap + 1);
             if (!r->body) {
@@ -318,6 +330,30 @@ static void free_owned(void *p)
     free(p);
 }
 
+/* A piece of a streamed body: to the module.  0 = more, 1 = hold. */
+static int body_chunk(mx__conn_t *c, mx_req_t *r, const char *p, size_t len)
+{
+    if (r->body_failed || r->body_done || !r->chunk_fn) {
+        c->body_hold = true;   /* nobody takes these bytes: stop reading */
+        return 1;
+    }
+    r->body_len += len;
+    int rc = r->chunk_fn(r, p, len, r->stream_ud);
+    if (c->cur != r || c->closing || c->close_wanted)
+        return 1;   /* the module replied (r may be gone) */
+    if (rc < 0) {
+        r->body_failed = true;
+        r->keep_alive = false;
+        c->body_hold = true;
+        return 1;
+    }
+    if (rc > 0) {
+        r->body_paused = true;
+        c->body_hold = true;
+    }
+    return c->body_hold ? 1 : 0;
+}
+
 int mx__req_body(mx__conn_t *c, const char *p, size_t len)
 {
     mx_req_t *r = c->cur;
@@ -327,6 +363,8 @@ int mx__req_body(mx__conn_t *c, const char *p, size_t len)
         early_fail(c, 413, "M_TOO_LARGE", "Request body too large");
         return -1;
     }
+    if (r->stream_mode)
+        return body_chunk(c, r, p, len);
     if (r->body_len + len > r->body_cap) {
         /* Chunked: grow (only ever up to the limit). */
         size_t cap = r->body_cap ? r->body_cap * 2 : 4096;
@@ -429,8 +467,34 @@ void mx__req_detach(mx_req_t *r)
         return;
     }
     r->aborted = true;
+    /* A reply from these callbacks only marks the request; it is freed
+     * after both ran. */
+    bool was = r->in_handler;
+    r->in_handler = true;
     if (r->abort_fn)
         r->abort_fn(r, r->abort_ud);
+    if (r->stream_mode && !r->replied)
+        mx__req_body_end(r, -ECONNRESET);
+    r->in_handler = was;
+    if (!was && r->release_wanted)
+        release(r);
+}
+
+void mx__req_body_end(mx_req_t *r, int status)
+{
+    if (r->body_done)
+        return;
+    r->body_done = true;
+    if (r->end_fn && !r->body_failed)
+        r->end_fn(r, status, r->stream_ud);
+}
+
+void mx__req_file_close(void *arg)
+{
+    mx_req_t *r = arg;
+    if (r->file_fd >= 0)
+        close(r->file_fd);
+    r->file_fd = -1;
 }
 
 bool mx__req_is_aborted(const mx_req_t *r)
@@ -520,6 +584,17 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
     mx_http_state_t *st = mx__ctx ? mx__ctx->http : NULL;
     if (st && st->draining)
         r->keep_alive = false;
+    if (r->stream_mode && !r->body_done) {
+        /* Answered before the whole body came: no more pieces, and the
+         * rest of the body is never read, so the connection ends. */
+        r->body_done = true;
+        r->keep_alive = false;
+    }
+    /* 1xx, 204 and 304 have no body and no Content-Length (RFC 9110 8.6). */
+    bool bodyless = status < 200 || status == 204 || status == 304;
+    if (bodyless)
+        len = 0;
+    bool file = r->file_fd >= 0 && len && !r->is_head;
 
     /* Size the header block, then write it in one go. */
     bool has_ctype = false;
@@ -542,10 +617,13 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
     int k = snprintf(num, sizeof(num), "%d ", status);
     o = put(o, num, (size_t)k);
     o = puts_(o, reason(status));
-    o = puts_(o, "\r\nServer: mxstack\r\nContent-Length: ");
-    k = snprintf(num, sizeof(num), "%zu\r\n", len);
-    o = put(o, num, (size_t)k);
-    if (ctype && !has_ctype && (len || status != 204)) {
+    o = puts_(o, "\r\nServer: mxstack\r\n");
+    if (!bodyless) {
+        o = puts_(o, "Content-Length: ");
+        k = snprintf(num, sizeof(num), "%zu\r\n", len);
+        o = put(o, num, (size_t)k);
+    }
+    if (ctype && !has_ctype && !bodyless) {
         o = puts_(o, "Content-Type: ");
         o = puts_(o, ctype);
         o = put(o, "\r\n", 2);
@@ -580,7 +658,7 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
     o = put(o, "\r\n", 2);
     r->wbufs[0] = uv_buf_init(hb, (unsigned)(o - hb));
     r->nwbufs = 1;
-    if (len && !r->is_head) {
+    if (len && !r->is_head && !file) {
         r->wbufs[1] = uv_buf_init((char *)body, (unsigned)len);
         r->nwbufs = 2;
     }
@@ -590,7 +668,27 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
     mx__metrics_observe_request(r->method, r->route_rc == 0 && r->match.pattern ? r->match.pattern
                                                                                : "unmatched",
                                 status, secs);
+    if (file) {
+        r->file_left = len;
+        mx__conn_send_file(c, r);
+        return;
+    }
     mx__conn_send_response(c, r);
+}
+
+void mx__req_reply_fd(mx_req_t *r, int status, const char *ctype, int fd, off_t off, size_t len)
+{
+    if (!r || r->magic != MX__REQ_MAGIC || r->replied || fd < 0 ||
+        mx_pool_on_free(r->pool, mx__req_file_close, r) < 0) {
+        if (fd >= 0)
+            close(fd);
+        if (r && r->magic == MX__REQ_MAGIC && !r->replied)
+            mx_req_error(r, 500, "M_UNKNOWN", "Internal server error");
+        return;
+    }
+    r->file_fd = fd;
+    r->file_off = off;
+    reply(r, status, ctype, NULL, len, false);
 }
 
 void mx_req_reply(mx_req_t *r, int status, const char *content_type, const void *body,
@@ -640,6 +738,16 @@ void mx_req_error(mx_req_t *r, int status, const char *errcode, const char *fmt,
 
 void mx__req_early_reply(mx__conn_t *c, int status, const char *errcode, const char *msg)
 {
+    mx_req_t *s = c->cur;
+    if (s && s->stream_mode && s->dispatched && !s->replied) {
+        /* A streamed body failed midway (too large, bad chunking): the
+         * module's request is detached and told; the answer goes out on a
+         * request of its own. */
+        c->cur = NULL;
+        s->conn = NULL;
+        s->aborted = true;
+        mx__req_body_end(s, status == 413 ? MX_ETOOBIG : -ECONNRESET);
+    }
     mx_req_t *r = c->cur ? c->cur : req_new(c);
     if (!r) {
         mx__conn_close(c);
@@ -721,6 +829,15 @@ void mx__req_dispatch(mx__conn_t *c)
         if (rc == MX_DECLINED) {
             r->skip++;
             route(r);
+            if (r->stream_mode && !(r->route_rc == 0 && (r->match.flags & MX_ROUTE_STREAM_BODY)) &&
+                r->conn && r->conn->phase == MX__C_BODY) {
+                /* The next route wants the body whole: buffer it, and
+                 * dispatch again once it is complete. */
+                r->stream_mode = false;
+                r->dispatched = false;
+                r->conn->body_hold = false;
+                return;
+            }
             continue;
         }
         if (r->conn) {
@@ -733,6 +850,43 @@ void mx__req_dispatch(mx__conn_t *c)
 }
 
 /* ----------------------------------------------------------------- API --- */
+
+int mx_req_body_stream(mx_req_t *r, mx_req_chunk_fn on_chunk, mx_req_body_end_fn on_end,
+                       void *ud)
+{
+    if (!r || r->magic != MX__REQ_MAGIC || !r->stream_mode || r->chunk_fn || !on_chunk ||
+        !on_end || r->replied)
+        return -EINVAL;
+    r->chunk_fn = on_chunk;
+    r->end_fn = on_end;
+    r->stream_ud = ud;
+    if (!r->conn) {
+        /* The client left before the module asked for the body. */
+        on_end(r, -ECONNRESET, ud);
+        return 0;
+    }
+    if (!r->body_paused)
+        mx__conn_body_unhold(r->conn);
+    return 0;
+}
+
+void mx_req_body_pause(mx_req_t *r)
+{
+    if (!r || r->magic != MX__REQ_MAGIC || !r->stream_mode || r->body_done)
+        return;
+    r->body_paused = true;
+    if (r->conn)
+        r->conn->body_hold = true;
+}
+
+void mx_req_body_resume(mx_req_t *r)
+{
+    if (!r || r->magic != MX__REQ_MAGIC || !r->stream_mode || !r->body_paused)
+        return;
+    r->body_paused = false;
+    if (r->conn && r->chunk_fn && !r->body_failed && !r->body_done)
+        mx__conn_body_unhold(r->conn);
+}
 
 const char *mx_req_method(mx_req_t *r)
 {

@@ -1,7 +1,8 @@
 /*
  * http_server.c: the HTTP server's lifetime: the state under mx__ctx->http,
- * the listening sockets (one per bind address of each configured listener),
- * accepting connections under the connection limit, the trusted-proxy list,
+ * the listening sockets (one per bind address and port; configured listeners
+ * that share one differ by `vhost` and become the "sites" a request picks
+ * by its Host header), accepting connections under the connection limit, the trusted-proxy list,
  * TLS certificate reloads and the graceful drain at shutdown.  What happens
  * on a connection is in http_conn.c.
  */
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 mx_http_state_t *mx__http_state(void)
 {
@@ -187,15 +189,18 @@ static void on_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->timer, mx__conn_handle_closed);
         return;
     }
-    c->lconf = l->conf;
-    c->resmask = l->resmask;
+    const mx__vgroup_t *g = l->group;
+    const mx__site_t *site = &g->sites[g->dflt >= 0 ? g->dflt : 0];
+    c->group = g;
+    c->lconf = site->conf;
+    c->resmask = site->resmask;
     int len = sizeof(c->peer);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) == 0) {
         if (c->peer.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
         else if (c->peer.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&c->peer, c->peer_ip, sizeof(c->peer_ip));
-        c->peer_trusted = l->conf->x_forwarded && mx__http_addr_trusted((struct sockaddr *)&c->peer);
+        c->peer_trusted = mx__http_addr_trusted((struct sockaddr *)&c->peer);
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (l->tls && !(c->tls = mx__tls_conn_new(l->tls))) {
@@ -244,6 +249,72 @@ int mx__http_open_connections(void)
 
 /* --------------------------------------------------------------- listen --- */
 
+/* --------------------------------------------------------- virtual hosts --- */
+
+const mx__site_t *mx__vgroup_pick(const mx__vgroup_t *g, const char *host)
+{
+    if (g->nsites == 1 && !g->sites[0].conf->vhost)
+        return &g->sites[0];
+    if (host) {
+        /* Strip the port: "host:8448", "[::1]:8448". */
+        size_t n;
+        if (host[0] == '[') {
+            const char *rb = strchr(host, ']');
+            n = rb ? (size_t)(rb - host) + 1 : strlen(host);
+        } else {
+            const char *colon = strchr(host, ':');
+            n = colon ? (size_t)(colon - host) : strlen(host);
+        }
+        for (int i = 0; i < g->nsites; i++) {
+            const char *v = g->sites[i].conf->vhost;
+            if (v && strlen(v) == n && !strncasecmp(host, v, n))
+                return &g->sites[i];
+        }
+    }
+    return g->dflt >= 0 ? &g->sites[g->dflt] : NULL;
+}
+
+static const char *conf_path(void)
+{
+    return mx__ctx->conf->path ? mx__ctx->conf->path : "config";
+}
+
+/* Adds listener `lc` as a site of `l`'s socket (same address and port). */
+static int add_site(mx__listener_t *l, const mx_listener_conf_t *lc, char *err, size_t errlen)
+{
+    mx__vgroup_t *g = l->group;
+    const mx_listener_conf_t *first = g->sites[0].conf;
+    if (lc->tls != first->tls ||
+        (lc->tls && (strcmp(lc->tls_certificate_path ? lc->tls_certificate_path : "",
+                            first->tls_certificate_path ? first->tls_certificate_path : "") ||
+                     strcmp(lc->tls_private_key_path ? lc->tls_private_key_path : "",
+                            first->tls_private_key_path ? first->tls_private_key_path : "")))) {
+        snprintf(err, errlen, "%s:%d: listeners on port %d differ in TLS settings (one "
+                 "certificate per port)", conf_path(), lc->line, lc->port);
+        return -EINVAL;
+    }
+    for (int i = 0; i < g->nsites; i++) {
+        const char *v = g->sites[i].conf->vhost;
+        if ((!v && !lc->vhost) || (v && lc->vhost && !strcasecmp(v, lc->vhost))) {
+            snprintf(err, errlen, "%s:%d: port %d already has a listener for %s%s", conf_path(),
+                     lc->line, lc->port, lc->vhost ? "vhost " : "", lc->vhost ? lc->vhost
+                                                                             : "other hosts");
+            return -EINVAL;
+        }
+    }
+    if (g->nsites == MX_MAX_LISTENERS)
+        return -ENOSPC;
+    mx__site_t *s = &g->sites[g->nsites];
+    s->conf = lc;
+    s->resmask = 0;
+    for (int i = 0; i < lc->nresources; i++)
+        s->resmask |= mx__router_resource_bit(lc->resources[i]);
+    if (!lc->vhost)
+        g->dflt = g->nsites;
+    g->nsites++;
+    return 0;
+}
+
 static int listen_one(mx_http_state_t *st, const mx_listener_conf_t *lc, const char *addr,
                       struct mx__tls_server *tls, char *err, size_t errlen)
 {
@@ -254,16 +325,24 @@ static int listen_one(mx_http_state_t *st, const mx_listener_conf_t *lc, const c
     else
         rc = uv_ip4_addr(addr, lc->port, (struct sockaddr_in *)&ss);
     if (rc < 0) {
-        snprintf(err, errlen, "%s:%d: listener: bad bind address \"%s\"",
-                 mx__ctx->conf->path ? mx__ctx->conf->path : "config", lc->line, addr);
+        snprintf(err, errlen, "%s:%d: listener: bad bind address \"%s\"", conf_path(), lc->line,
+                 addr);
         return -EINVAL;
     }
     mx__listener_t *l = calloc(1, sizeof(*l));
-    if (!l)
+    mx__vgroup_t *g = calloc(1, sizeof(*g));
+    if (!l || !g) {
+        free(l);
+        free(g);
         return -ENOMEM;
-    l->conf = lc;
-    for (int i = 0; i < lc->nresources; i++)
-        l->resmask |= mx__router_resource_bit(lc->resources[i]);
+    }
+    g->dflt = -1;
+    st->groups[st->ngroups++] = g;
+    l->group = g;
+    if ((rc = add_site(l, lc, err, errlen)) < 0) {
+        free(l);
+        return rc;
+    }
     uv_tcp_init(mx__ctx->loop, &l->tcp);
     l->tcp.data = l;
     unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
@@ -274,9 +353,8 @@ static int listen_one(mx_http_state_t *st, const mx_listener_conf_t *lc, const c
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc < 0) {
-        snprintf(err, errlen, "%s:%d: listener %s port %d: %s",
-                 mx__ctx->conf->path ? mx__ctx->conf->path : "config", lc->line, addr, lc->port,
-                 uv_strerror(rc));
+        snprintf(err, errlen, "%s:%d: listener %s port %d: %s", conf_path(), lc->line, addr,
+                 lc->port, uv_strerror(rc));
         l->closed = true;
         uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
         return rc;
@@ -287,28 +365,49 @@ static int listen_one(mx_http_state_t *st, const mx_listener_conf_t *lc, const c
     return 0;
 }
 
+/* The socket already bound to `addr` port `port`, or NULL (port 0 is
+ * never shared: every such listener gets its own ephemeral port). */
+static mx__listener_t *find_socket(mx_http_state_t *st, const char *addr, int port,
+                                   const char *const *addrs, int n)
+{
+    if (!port)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(addrs[i], addr) && st->listeners[i]->group->sites[0].conf->port == port)
+            return st->listeners[i];
+    return NULL;
+}
+
 int mx__http_listen_all(char *err, size_t errlen)
 {
     mx_http_state_t *st = mx__ctx ? mx__ctx->http : NULL;
     if (!st || !mx__ctx->conf)
         return -EINVAL;
     const mx_conf_t *conf = mx__ctx->conf;
+    const char *addrs[MX_MAX_LISTENERS * MX_MAX_BIND];   /* bind address of listeners[i] */
     for (int i = 0; i < conf->nlisteners; i++) {
         const mx_listener_conf_t *lc = &conf->listeners[i];
         struct mx__tls_server *tls = NULL;
-        if (lc->tls) {
-            int rc = mx__tls_server_new(lc->tls_certificate_path, lc->tls_private_key_path, &tls,
-                                        err, errlen);
-            if (rc < 0)
-                return rc;
-        }
         static const char *const def_bind[] = { "::" };
         int nb = lc->nbind ? lc->nbind : 1;
         for (int b = 0; b < nb; b++) {
             if (st->nlisteners == MX_MAX_LISTENERS * MX_MAX_BIND)
                 break;
             const char *addr = lc->nbind ? lc->bind_addresses[b] : def_bind[0];
-            int rc = listen_one(st, lc, addr, tls, err, errlen);
+            mx__listener_t *shared = find_socket(st, addr, lc->port, addrs, st->nlisteners);
+            int rc;
+            if (shared) {
+                rc = add_site(shared, lc, err, errlen);
+            } else {
+                if (lc->tls && !tls &&
+                    (rc = mx__tls_server_new(lc->tls_certificate_path, lc->tls_private_key_path,
+                                             &tls, err, errlen)) < 0)
+                    return rc;
+                int before = st->nlisteners;
+                rc = listen_one(st, lc, addr, tls, err, errlen);
+                if (st->nlisteners > before)
+                    addrs[before] = addr;
+            }
             if (rc < 0) {
                 mx__tls_server_unref(tls);
                 return rc;
@@ -367,8 +466,9 @@ int mx__http_reload_tls(void)
             continue;
         char err[256];
         struct mx__tls_server *n = NULL;
-        int rc = mx__tls_server_new(l->conf->tls_certificate_path, l->conf->tls_private_key_path,
-                                    &n, err, sizeof(err));
+        const mx_listener_conf_t *lc = l->group->sites[0].conf;
+        int rc = mx__tls_server_new(lc->tls_certificate_path, lc->tls_private_key_path, &n, err,
+                                    sizeof(err));
         if (rc < 0) {
             /* Keep serving with the old certificate. */
             mx_log("http", MX_LOG_ERROR, "TLS reload failed: %s", err);
@@ -443,6 +543,9 @@ void mx__http_fini(void)
         uv_close((uv_handle_t *)st->drain_timer, (uv_close_cb)free);
         st->drain_timer = NULL;
     }
+    for (int i = 0; i < st->ngroups; i++)
+        free(st->groups[i]);
+    st->ngroups = 0;
     st->initialised = false;
     st->drain_done = NULL;
     st->draining = false;

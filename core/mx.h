@@ -29,9 +29,11 @@
 /* ABI history (bump MAJOR on any incompatible change, MINOR on additions):
  *   1.0  first version.
  *   1.1  JSON services local or remote (mx_service_provide/call/reply),
- *        mx_req_reply_file. */
+ *        mx_req_reply_file.
+ *   1.2  streaming request bodies: MX_ROUTE_STREAM_BODY, mx_req_body_stream,
+ *        mx_req_body_pause, mx_req_body_resume. */
 #define MX_ABI_MAJOR 1
-#define MX_ABI_MINOR 1
+#define MX_ABI_MINOR 2
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
 
 /* Handler outcomes and error codes.  Functions return 0 or a negative code:
@@ -67,9 +69,35 @@ typedef int (*mx_handler_fn)(mx_req_t *req, void *ud);
 #define MX_ROUTE_NO_CORS 0x2    /* no CORS headers on this route */
 #define MX_ROUTE_LARGE_BODY 0x4 /* body limit is server.max_upload_size (media
                                    uploads) instead of http.max_body_size */
+#define MX_ROUTE_STREAM_BODY 0x8 /* the handler runs as soon as the headers are
+                                   in, and takes the body in pieces with
+                                   mx_req_body_stream (never buffered); the
+                                   limit is server.max_upload_size */
 
 /* Called when the client goes away while a request is MX_ASYNC. */
 typedef void (*mx_req_abort_fn)(mx_req_t *req, void *ud);
+
+/* Streaming request bodies (MX_ROUTE_STREAM_BODY routes).  The handler
+ * returns MX_ASYNC and, now or later, calls mx_req_body_stream.  Until it
+ * does, the core reads no body bytes (the client waits: backpressure).
+ *
+ * on_chunk gets each piece as it arrives (`data` borrowed until it
+ * returns; pieces are at most ~16 KiB).  It returns 0 for "more", 1 for
+ * "pause" (as mx_req_body_pause: no more pieces until mx_req_body_resume,
+ * e.g. while the module's own write of this piece is in flight), or a
+ * negative code to stop: the body is then dropped and the connection closes
+ * after the module's reply.
+ *
+ * on_end runs once: status 0 when the whole body has been delivered (the
+ * module then replies as usual); or a negative code when the body cannot
+ * complete: MX_ETOOBIG (past server.max_upload_size: the core has answered
+ * 413 itself), -ECONNRESET (client gone, body timeout, malformed chunking).
+ * After a negative status the request is detached like an aborted one: the
+ * module must still finish it with any mx_req_reply* / mx_req_error call,
+ * which then only frees it.  A module that replies before the end of the
+ * body gets no more callbacks; the connection closes after the reply. */
+typedef int (*mx_req_chunk_fn)(mx_req_t *req, const char *data, size_t len, void *ud);
+typedef void (*mx_req_body_end_fn)(mx_req_t *req, int status, void *ud);
 
 /* --------------------------------------------------------------- storage ---
  * One asynchronous API over SQLite and PostgreSQL.
@@ -317,7 +345,13 @@ typedef struct mx_signing_key {
      * without passing through the module (sendfile where the connection \
      * allows it).  Finishes the request like mx_req_reply. */ \
     X(void, mx_req_reply_file, (mx_req_t *r, int status, const char *content_type, int fd, \
-                                off_t offset, size_t len), (r, status, content_type, fd, offset, len))
+                                off_t offset, size_t len), (r, status, content_type, fd, offset, len)) \
+    /* ABI 1.2: streaming request bodies (see mx_req_chunk_fn above).  0, or \
+     * -EINVAL when the route is not MX_ROUTE_STREAM_BODY or a stream is set. */ \
+    X(int, mx_req_body_stream, (mx_req_t *r, mx_req_chunk_fn on_chunk, mx_req_body_end_fn on_end, \
+                                void *ud), (r, on_chunk, on_end, ud)) \
+    X(void, mx_req_body_pause, (mx_req_t *r), (r)) \
+    X(void, mx_req_body_resume, (mx_req_t *r), (r))
 
 /* The variadic functions: X(return type, name, parameter list). */
 #define MX_API_VFUNCS(X) \

@@ -123,7 +123,7 @@ static void test_defaults(void **state)
     assert_string_equal(li->bind_addresses[0], "127.0.0.1");
     assert_string_equal(li->type, "http");
     assert_false(li->tls);
-    assert_int_equal(li->nresources, 8);
+    assert_int_equal(li->nresources, 9);
     static const char *const res[] = { "client", "federation", "media", "admin", "metrics",
                                        "web", "auth", "health" };
     for (int i = 0; i < 8; i++)
@@ -894,7 +894,7 @@ static void test_conf_files(void **state)
         if (i == 0) {
             assert_string_equal(c->server.server_name, "localhost");
             assert_string_equal(c->server.public_baseurl, "http://127.0.0.1:8008/");
-            assert_int_equal(c->listeners[0].nresources, 8);
+            assert_int_equal(c->listeners[0].nresources, 9);
             assert_int_equal(c->nmodules, -1);
         } else if (i == 1) {
             assert_string_equal(c->db.sqlite_path, "/var/lib/mxstack/homeserver.db");
@@ -907,7 +907,7 @@ static void test_conf_files(void **state)
                                 "mxstack?sslmode=require&connect_timeout=10");
             assert_int_equal(c->db.cp_max, 20);
             assert_string_equal(c->log_format, "json");
-            assert_int_equal(c->nmodules, 5);
+            assert_int_equal(c->nmodules, 3);
             assert_true(c->listeners[0].x_forwarded);
             assert_int_equal(c->http.shutdown_grace_ms, 25000);
         }

@@ -5,6 +5,7 @@
  * homeserver service's results to HTTP replies.  See README.md.
  */
 #include "admin.h"
+#include "ad_console.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -292,7 +293,7 @@ static int ad_start(char *err, size_t errlen)
     int rc;
     if ((rc = ad_misc_routes()) < 0 || (rc = ad_users_routes()) < 0 ||
         (rc = ad_rooms_routes()) < 0 || (rc = ad_media_routes()) < 0 ||
-        (rc = ad_tokens_routes()) < 0) {
+        (rc = ad_tokens_routes()) < 0 || (rc = ad_console_start()) < 0) {
         snprintf(err, errlen, "admin: cannot add routes (%d)", rc);
         return rc;
     }

@@ -59,7 +59,7 @@ static int hs_start(char *err, size_t errlen)
     if ((rc = hs_accounts_start(err, errlen)) || (rc = hs_rooms_start(err, errlen)) ||
         (rc = hs_sync_start(err, errlen)) || (rc = hs_client_start(err, errlen)) ||
         (rc = hs_media_start(err, errlen)) || (rc = hs_push_start(err, errlen)) ||
-        (rc = hs_e2ee_start(err, errlen)))
+        (rc = hs_e2ee_start(err, errlen)) || (rc = hs_relations_start(err, errlen)))
         return rc;
     if ((rc = hs_admin_service_start(err, errlen)))
         return rc;

@@ -166,6 +166,7 @@ int hs_media_start(char *err, size_t errlen);
 /* The `homeserver.admin` service for the admin module (admin_service/). */
 int hs_admin_service_start(char *err, size_t errlen);
 int hs_e2ee_start(char *err, size_t errlen);
+int hs_relations_start(char *err, size_t errlen);
 void hs_rooms_stop(void);
 void hs_sync_stop(void);
 

@@ -1,45 +1,17 @@
 // Two users chat through matrix-js-sdk against a running mxstack:
 // register + login, create a room, invite, join, exchange messages with live
-// /sync, paginate back, reply in a thread, react, edit, read receipts,
-// typing, profile change.  Usage: node js_chat.mjs BASE_URL
-import "./polyfill.mjs";
+// /sync, paginate back, reply in a thread, react, edit, read receipts and
+// notification counts, typing, presence, profile change, user directory.
+// Usage: node js_chat.mjs BASE_URL
 import * as sdk from "matrix-js-sdk";
 import assert from "node:assert/strict";
+import { mkLog, rnd, register, waitFor, until, synced, membership } from "./common.mjs";
 
 const base = process.argv[2];
-const log = (...a) => console.log("[js]", ...a);
-const rnd = () => Math.random().toString(36).slice(2, 10);
+const log = mkLog("js");
 
-async function register(name) {
-  const c = sdk.createClient({ baseUrl: base });
-  const res = await c.registerRequest({ username: name, password: "pw-" + name,
-                                        auth: { type: "m.login.dummy" } });
-  const login = await sdk.createClient({ baseUrl: base }).loginRequest({
-    type: "m.login.password", identifier: { type: "m.id.user", user: name }, password: "pw-" + name });
-  assert.equal(login.user_id, res.user_id);
-  return sdk.createClient({ baseUrl: base, accessToken: login.access_token, userId: login.user_id,
-                            deviceId: login.device_id });
-}
-
-function waitFor(client, pred, what, ms = 10000) {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { client.off(sdk.RoomEvent.Timeline, on); reject(new Error("timeout: " + what)); }, ms);
-    function on(ev, room, toStart) {
-      if (!toStart && pred(ev, room)) { clearTimeout(t); client.off(sdk.RoomEvent.Timeline, on); resolve(ev); }
-    }
-    client.on(sdk.RoomEvent.Timeline, on);
-  });
-}
-
-async function synced(client) {
-  await new Promise((resolve) => {
-    client.once(sdk.ClientEvent.Sync, (state) => resolve(state));
-    client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true });
-  });
-}
-
-const alice = await register("alice" + rnd());
-const bob = await register("bob" + rnd());
+const alice = await register(base, "alice" + rnd());
+const bob = await register(base, "bob" + rnd());
 await synced(alice);
 await synced(bob);
 log("both synced");
@@ -47,54 +19,139 @@ log("both synced");
 const { room_id: roomId } = await alice.createRoom({ name: "js chat", preset: "private_chat",
                                                      invite: [bob.getUserId()] });
 log("room", roomId);
-await new Promise((resolve, reject) => {
-  const t = setTimeout(() => reject(new Error("invite not seen")), 10000);
-  const check = () => { const r = bob.getRoom(roomId); if (r && r.getMyMembership() === "invite") { clearTimeout(t); resolve(); } };
-  bob.on(sdk.RoomEvent.MyMembership, check); check();
-});
+await membership(bob, roomId, "invite");
 await bob.joinRoom(roomId);
+await until(() => alice.getRoom(roomId)?.getMember(bob.getUserId())?.membership === "join",
+            "alice sees bob joined");
 log("bob joined");
 
 const got = waitFor(bob, (ev) => ev.getType() === "m.room.message" && ev.getContent().body === "hello bob", "message to bob");
 const sent = await alice.sendTextMessage(roomId, "hello bob");
 const ev = await got;
 assert.equal(ev.getId(), sent.event_id);
+assert.equal(ev.getSender(), alice.getUserId());
 log("live message received");
 
 const reply = waitFor(alice, (e) => e.getContent().body === "hi alice", "reply");
 await bob.sendTextMessage(roomId, "hi alice");
 await reply;
 
-// many messages, then paginate back from a fresh client
+// many messages, then paginate back
 for (let i = 0; i < 30; i++) await alice.sendTextMessage(roomId, "msg " + i);
 const page = await bob.createMessagesRequest(roomId, null, 50, sdk.Direction.Backward);
 const bodies = page.chunk.filter((e) => e.type === "m.room.message").map((e) => e.content.body);
-assert.ok(bodies.includes("msg 29") && bodies.includes("msg 0") && bodies.includes("hello bob"));
+assert.ok(bodies.includes("msg 29") && bodies.includes("msg 0") && bodies.includes("hello bob"), bodies);
 assert.equal(bodies[0], "msg 29");
+for (let i = 1; i < 30; i++) assert.ok(bodies.indexOf("msg " + (i - 1)) > bodies.indexOf("msg " + i));
+// and page forward again from the start of that page
+const fwd = await bob.createMessagesRequest(roomId, page.end, 50, sdk.Direction.Forward);
+const fbodies = fwd.chunk.filter((e) => e.type === "m.room.message").map((e) => e.content.body);
+assert.ok(fbodies.indexOf("hello bob") < fbodies.indexOf("msg 0") && fbodies.indexOf("msg 0") < fbodies.indexOf("msg 29") &&
+          fbodies.indexOf("hello bob") >= 0, fbodies);
+// the live timeline paginates back through the SDK's own machinery too
+const bobRoom = bob.getRoom(roomId);
+await until(async () => {
+  const more = await bob.scrollback(bobRoom, 30);
+  return more.getLiveTimeline().getEvents().some((e) => e.getContent().body === "hello bob") ||
+    !more.oldState.paginationToken;
+}, "scrollback");
+assert.ok(bobRoom.getLiveTimeline().getEvents().some((e) => e.getContent().body === "hello bob"));
 log("pagination ok:", page.chunk.length, "events");
 
-// thread reply, reaction, edit
+// thread reply, reaction, edit, rich reply
 const root = sent.event_id;
-await bob.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "in thread",
-  "m.relates_to": { rel_type: "m.thread", event_id: root } });
-await bob.sendEvent(roomId, "m.reaction", { "m.relates_to": { rel_type: "m.annotation", event_id: root, key: "👍" } });
-await alice.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "* hello bob!",
+const inThread = await bob.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "in thread",
+  "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true,
+                    "m.in_reply_to": { event_id: root } } });
+const react = await bob.sendEvent(roomId, "m.reaction",
+  { "m.relates_to": { rel_type: "m.annotation", event_id: root, key: "👍" } });
+const edit = await alice.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "* hello bob!",
   "m.new_content": { msgtype: "m.text", body: "hello bob!" },
   "m.relates_to": { rel_type: "m.replace", event_id: root } });
+const rich = await bob.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "> hello\n\nrich reply",
+  "m.relates_to": { "m.in_reply_to": { event_id: root } } });
 log("relations sent");
+// the server stored them as sent: relations are visible on /event and /context
+const fetched = await alice.fetchRoomEvent(roomId, inThread.event_id);
+assert.equal(fetched.content["m.relates_to"].rel_type, "m.thread");
+const ctx = await alice.http.authedRequest(sdk.Method.Get,
+  `/rooms/${encodeURIComponent(roomId)}/context/${encodeURIComponent(edit.event_id)}`, { limit: "10" });
+assert.equal(ctx.event.event_id, edit.event_id);
+assert.ok(ctx.events_before.some((e) => e.event_id === react.event_id));
+// aggregations (the relations part): /relations lists all three, /event bundles thread + edit
+let rels = null;
+try {
+  rels = await alice.http.authedRequest(sdk.Method.Get,
+    `/rooms/${encodeURIComponent(roomId)}/relations/${encodeURIComponent(root)}`, undefined, undefined,
+    { prefix: "/_matrix/client/v1" });
+} catch (e) {
+  if (e.httpStatus !== 404 || e.errcode !== "M_UNRECOGNIZED") throw e;
+  log("SKIP relations aggregation checks: /relations not served yet");
+}
+if (rels) {
+  const ids = rels.chunk.map((e) => e.event_id);
+  for (const id of [inThread.event_id, react.event_id, edit.event_id]) assert.ok(ids.includes(id), ids);
+  const rootEv = await bob.fetchRoomEvent(roomId, root);
+  const bundled = rootEv.unsigned?.["m.relations"] ?? {};
+  assert.equal(bundled["m.thread"]?.count, 1, JSON.stringify(rootEv.unsigned));
+  assert.equal(bundled["m.thread"]?.latest_event?.event_id, inThread.event_id);
+  assert.equal(bundled["m.thread"]?.current_user_participated, true);
+  assert.equal(bundled["m.replace"]?.event_id, edit.event_id);
+  log("relations aggregated");
+}
 
-// read receipt
+// read receipt: bob reads alice's message, alice's client sees the receipt.
+// (Alice's client first has bob's last message: her local echo of "read me"
+// would otherwise sit before it and bob's implicit receipt would win.)
+const aliceRoom = alice.getRoom(roomId);
+await until(() => aliceRoom.findEventById(rich.event_id), "alice has the rich reply");
 const lastEv = (await alice.sendTextMessage(roomId, "read me")).event_id;
-await bob.sendReadReceipt(new sdk.MatrixEvent({ event_id: lastEv, room_id: roomId, type: "m.room.message" }));
-log("receipt sent");
+await until(() => bobRoom.findEventById(lastEv), "bob has 'read me'");
+await bob.sendReadReceipt(bobRoom.findEventById(lastEv));
+await until(() => aliceRoom.getEventReadUpTo(bob.getUserId()) === lastEv, "alice sees bob's receipt");
+log("receipt seen");
 
-// typing
+// notification counts: alice's messages count for bob until he reads them
+for (let i = 0; i < 3; i++) await alice.sendTextMessage(roomId, "unread " + i);
+await until(() => bobRoom.getUnreadNotificationCount(sdk.NotificationCountType.Total) >= 3,
+            "bob's unread count reaches 3");
+const mention = await alice.sendEvent(roomId, "m.room.message", { msgtype: "m.text",
+  body: `hey ${bob.getUserId()}`, "m.mentions": { user_ids: [bob.getUserId()] } });
+await until(() => bobRoom.getUnreadNotificationCount(sdk.NotificationCountType.Highlight) >= 1,
+            "bob's highlight count");
+await until(() => bobRoom.findEventById(mention.event_id), "bob has the mention");
+await bob.sendReadReceipt(bobRoom.findEventById(mention.event_id));
+await until(() => bobRoom.getUnreadNotificationCount(sdk.NotificationCountType.Total) === 0 &&
+                  bobRoom.getUnreadNotificationCount(sdk.NotificationCountType.Highlight) === 0,
+            "bob's counts reset by his receipt");
+log("notification counts ok");
+
+// typing: alice's client sees bob typing, then stopping
 await bob.sendTyping(roomId, true, 5000);
-// profile
+await until(() => aliceRoom.getMember(bob.getUserId())?.typing === true, "alice sees bob typing");
+await bob.sendTyping(roomId, false);
+await until(() => aliceRoom.getMember(bob.getUserId())?.typing === false, "alice sees bob stop typing");
+log("typing ok");
+
+// presence: bob sets a status, alice's client gets it through /sync
+await bob.setPresence({ presence: "online", status_msg: "chatting" });
+await until(() => alice.getUser(bob.getUserId())?.presenceStatusMsg === "chatting", "alice sees bob's status");
+const pres = await alice.getPresence(bob.getUserId());
+assert.equal(pres.presence, "online");
+assert.equal(pres.status_msg, "chatting");
+log("presence ok");
+
+// profile: the new display name shows on the profile and in the room's member event
 await alice.setDisplayName("Alice A.");
 const prof = await bob.getProfileInfo(alice.getUserId());
 assert.equal(prof.displayname, "Alice A.");
+await until(() => bobRoom.getMember(alice.getUserId())?.name === "Alice A.", "member name updated");
 log("profile ok");
+
+// user directory: bob finds alice (they share a room) by her new display name
+const dir = await bob.searchUserDirectory({ term: "Alice A" });
+assert.ok(dir.results.some((u) => u.user_id === alice.getUserId() && u.display_name === "Alice A."), dir);
+log("directory ok");
 
 alice.stopClient(); bob.stopClient();
 log("OK");

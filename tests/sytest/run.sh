@@ -65,7 +65,9 @@ for a in "${areas[@]}"; do
   # A server that died after the harness's SIGINT crashed while shutting
   # down; one that died before it crashed mid-run (worse: later tests fail).
   note=""
-  for n in $(grep -oP 'ess-\K[0-9]+(?= process failed)' "$dir/sytest.stderr" 2>/dev/null); do
+  # "code=N" is the signal that killed it; 2 (SIGINT before our handler was
+  # installed, i.e. stopped while still starting) and 9 are not crashes.
+  for n in $(grep -oP 'ess-\K[0-9]+(?= process failed - code=(?![29]$))' "$dir/sytest.stderr" 2>/dev/null); do
     if grep -q 'SIGINT: stopping' "$dir/work/server-$n/homeserver.log" 2>/dev/null; then
       note="$note server-$n crashed on shutdown;"
     else

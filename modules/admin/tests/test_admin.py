@@ -20,7 +20,10 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import engines
+
+def engines():
+    # as tests/integration/conftest.py (not imported: two conftest modules)
+    return ["sqlite"] + (["postgres"] if os.environ.get("MXSTACK_TEST_PG") else [])
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"

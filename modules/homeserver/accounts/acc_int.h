@@ -125,6 +125,8 @@ void acc_cache_evict_ids(const json_t *ids);
 /* Registers the `auth.token` service unless one exists; subscribes to the
  * invalidation topic. */
 int acc_tokens_start(void);
+/* Registers the `homeserver.users` service (acc_service.c, users_iface.h). */
+int acc_users_service_start(void);
 /* Writes pending last-seen figures (timer). */
 void acc_seen_flush(void);
 /* Adds in-memory last-seen figures of the user's devices to `devices` (array

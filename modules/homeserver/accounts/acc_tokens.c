@@ -477,6 +477,12 @@ static const mx_auth_token_iface_t acc_token_iface = { .validate = acc_validate 
 
 int acc_tokens_start(void)
 {
+    /* The homeserver's own tokens stay checkable under their own name, so
+     * an `auth.token` provider (the auth module) can fall back to them;
+     * `homeserver.users` is registered alongside (acc_service.c). */
+    int lrc = mx_service_register("homeserver.legacy_token", &acc_token_iface);
+    if ((lrc < 0 && lrc != -EEXIST) || (lrc = acc_users_service_start()) < 0)
+        return lrc;
     if (!mx_service_get("auth.token")) {
         int rc = mx_service_register("auth.token", &acc_token_iface);
         if (rc < 0 && rc != -EEXIST)

@@ -43,6 +43,13 @@ int64_t cl_ad_add(mx_sql_batch_t *b, const char *user_id, const char *room_id,
     return pos;
 }
 
+int hs_account_data_select(mx_sql_batch_t *b, const char *user_id, const char *room_id,
+                           const char *type)
+{
+    return mx_sql_add(b, "SELECT content FROM account_data WHERE user_id = ? AND room_id = ?"
+                         " AND type = ?", "sss", user_id, room_id ? room_id : "", type);
+}
+
 void cl_ad_written(const char *user_id, int64_t pos, bool ok)
 {
     hs_stream_persisted(HS_STREAM_ACCOUNT_DATA, pos);

@@ -39,6 +39,14 @@ typedef void (*hs_profile_fn)(int status, bool found, const char *displayname,
  * later) or a negative code (it will not run). */
 int hs_profile_get(const char *user_id, hs_profile_fn cb, void *ud);
 
+/* Adds to `b` (a read or write batch) one statement selecting the content
+ * of one of the user's account data items: column 0 is the JSON text, no
+ * row when unset.  `room_id` "" for a global item.  For parts that need
+ * account data inside their own batch (m.ignored_user_list, relations/).
+ * Returns mx_sql_add's result. */
+int hs_account_data_select(mx_sql_batch_t *b, const char *user_id, const char *room_id,
+                           const char *type);
+
 /* Frees the part's in-memory state and closes its timers.  Safe to call
  * more than once.  (homeserver.c's stop should call it; the timers are
  * unref'd so they never keep the loop alive on their own.) */

@@ -5,8 +5,11 @@
  *          one) with its device_data and its keys, uploaded like /keys/upload
  *   GET    dehydrated_device                 {device_id, device_data}
  *   DELETE dehydrated_device                 {device_id}
- *   POST   dehydrated_device/{id}/events     its to-device messages, 100 at a
- *          time; `next_batch` given back acknowledges (deletes) the earlier ones
+ *   GET    dehydrated_device/{id}/events     its to-device messages, 100 at a
+ *          time, paged with `?from=` (the current MSC3814 and matrix-js-sdk);
+ *          reading does not consume, `next_batch` is absent on the last page
+ *   POST   dehydrated_device/{id}/events     the earlier draft: `next_batch`
+ *          in the body, given back acknowledges (deletes) the earlier ones
  * A user has at most one.  The device is not an accounts device (nobody
  * logs in with it): its keys live in e2e_device_keys like any device's, so
  * /keys/query shows it, and "*" to-device messages reach it.
@@ -28,6 +31,7 @@ typedef struct dh_req {
     char *data_json;         /* malloc'd */
     int64_t since;
     int64_t dl_pos;
+    bool get;                /* GET .../events: pages without consuming */
     e2_upload_t up;
 } dh_req_t;
 
@@ -252,24 +256,35 @@ static void dh_events_read(int status, mx_sql_res_t *res, void *ud)
             json_array_append_new(events, m);
         last = mx_sql_int(res, 1, i, 0);
     }
+    const char *next = mx_psprintf(mx_req_pool(d->req), "%" PRId64, last);
+    if (d->get) {
+        json_t *reply = json_pack("{s:o}", "events", events);
+        if (mx_sql_nrows(res, 1) >= E2_TO_DEVICE_LIMIT)
+            json_object_set_new(reply, "next_batch", json_string(next));
+        mx_req_reply_json(d->req, 200, reply);
+        return;
+    }
     if (d->since > 0)
         e2_inbox_ack(d->who->user_id, d->device_id, d->since);
-    mx_req_reply_json(d->req, 200,
-                      json_pack("{s:o, s:s}", "events", events, "next_batch",
-                                mx_psprintf(mx_req_pool(d->req), "%" PRId64, last)));
+    mx_req_reply_json(d->req, 200, json_pack("{s:o, s:s}", "events", events, "next_batch", next));
 }
 
 static void dh_events_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 {
     (void)ud;
-    json_t *body = e2_body(req);
-    if (!body)
+    bool get = strcmp(mx_req_method(req), "GET") == 0;
+    json_t *body = get ? NULL : e2_body(req);
+    if (!get && !body)
         return;
     dh_req_t *d = dh_new(req, who);
     if (!d)
         return;
+    d->get = get;
     d->device_id = mx_req_param(req, "deviceId");
-    const char *nb = json_string_value(json_object_get(body, "next_batch"));
+    const char *nb = get ? mx_req_query(req, "from")
+                         : json_string_value(json_object_get(body, "next_batch"));
+    if (get && !nb)
+        nb = mx_req_query(req, "next_batch"); /* Synapse's interim spelling */
     if (nb) {
         char *end;
         long long v = strtoll(nb, &end, 10);
@@ -305,7 +320,8 @@ int e2_dehydrated_routes(void)
         (rc = e2_route("GET", DH_PREFIX, dh_h, 0, E2_UNSTABLE)) < 0 ||
         (rc = e2_route("DELETE", DH_PREFIX, dh_h, 0, E2_UNSTABLE)) < 0 ||
         (rc = e2_route("POST", DH_PREFIX "/{deviceId}/events", dh_events_h, MX_ROUTE_JSON_BODY,
-                       E2_UNSTABLE)) < 0)
+                       E2_UNSTABLE)) < 0 ||
+        (rc = e2_route("GET", DH_PREFIX "/{deviceId}/events", dh_events_h, 0, E2_UNSTABLE)) < 0)
         return rc;
     hs_versions_set_unstable("org.matrix.msc3814", true);
     hs_versions_set_unstable("org.matrix.e2e_cross_signing", true);

@@ -1,0 +1,61 @@
+/*
+ * au_passwords.c: password checks and the password policy.
+ *
+ * Accounts live in the homeserver for now: the check goes through its
+ * `homeserver.users` service (argon2id there, off the loop, with the same
+ * work for unknown users so timing does not reveal who exists).  The policy
+ * for new passwords is ours: 8 to 512 bytes.
+ */
+#include "auth.h"
+#include "../homeserver/accounts/users_iface.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AU_PW_MIN 8
+#define AU_PW_MAX 512
+
+typedef struct au_pwq {
+    au_pw_fn cb;
+    void *ud;
+} au_pwq_t;
+
+static void au_pw_done(int status, const hs_users_info_t *u, void *ud)
+{
+    au_pwq_t *q = ud;
+    if (status == -ENOENT)
+        status = -EACCES;
+    q->cb(status, u ? u->user_id : NULL, u ? u->is_admin : false, q->ud);
+    free(q);
+}
+
+int au_password_check(const char *user, const char *password, au_pw_fn cb, void *ud)
+{
+    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
+    if (!users)
+        return -ENOSYS;
+    if (!user || !*user || !password || strlen(password) > AU_PW_MAX)
+        return -EACCES;
+    au_pwq_t *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->cb = cb;
+    q->ud = ud;
+    int rc = users->check_password(user, password, au_pw_done, q);
+    if (rc < 0) {
+        free(q);
+        return rc == -ENOENT ? -EACCES : rc;
+    }
+    return 0;
+}
+
+const char *au_password_policy(const char *password)
+{
+    size_t n = password ? strlen(password) : 0;
+    if (n < AU_PW_MIN)
+        return "err_password_short";
+    if (n > AU_PW_MAX)
+        return "err_password_long";
+    return NULL;
+}

@@ -1,0 +1,312 @@
+/*
+ * auth.h: what the files of the auth module share.
+ *
+ * The auth module is the OAuth 2.0 / OpenID Connect provider Matrix clients
+ * log in through (MSC3861 and its parts, what MAS does in ESS).  For now the
+ * accounts themselves stay in the homeserver (passwords are checked through
+ * its `homeserver.users` service); this module keeps OAuth clients,
+ * authorization grants, browser sessions, OAuth sessions and their tokens
+ * (only sha256 hashes) and consents in its own tables (au_schema.c).
+ *
+ * Files: auth.c (descriptor, config, start), au_util.c (forms, URLs,
+ * random IDs, hashing, HTTP replies), au_jwks.c (signing keys, JWKS, JWS),
+ * au_oidc_discovery.c, au_clients.c (registration, client auth),
+ * au_authorize.c (/authorize, consent), au_session.c (cookies, CSRF, login
+ * and registration pages), au_pages.c (templates), au_passwords.c
+ * (password checks through the homeserver), au_token.c (token endpoint,
+ * revocation, userinfo, id_token), au_introspect.c (token lookup, cache,
+ * introspection), au_compat.c (the `auth.token` service and the
+ * homeserver-facing endpoints), au_manage.c (`mxstack manage`).
+ *
+ * All state hangs off `au` (set in init); everything runs on the loop.
+ */
+#ifndef AUTH_H
+#define AUTH_H
+
+#include "mx.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define AU_LOG "auth"
+
+typedef struct au_conf {
+    char *issuer;                 /* NULL: the endpoints' base */
+    char *public_base;            /* NULL: server public_baseurl */
+    int delegate_homeserver;      /* provide auth.token + auth_metadata */
+    uint64_t access_token_ttl_ms;
+    uint64_t code_ttl_ms;
+    uint64_t grant_ttl_ms;        /* a pending authorization request */
+    uint64_t session_ttl_ms;      /* browser sessions */
+    uint64_t id_token_ttl_ms;
+    char *rsa_key_path, *ec_key_path, *cookie_key_path;
+    char *templates_path;
+    char *service_name;
+    int password_registration_enabled;
+    int64_t token_cache_max;
+} au_conf_t;
+
+typedef struct au_keys au_keys_t;     /* au_jwks.c */
+typedef struct au_pages au_pages_t;   /* au_pages.c */
+typedef struct au_cache au_cache_t;   /* au_introspect.c */
+
+typedef struct au_state {
+    au_conf_t *conf;
+    mx_db_t *db;
+    char *base;                   /* endpoints' base URL, ends with '/' (malloc) */
+    char *issuer;                 /* (malloc) */
+    bool secure_cookies;          /* base is https */
+    unsigned char cookie_key[32];
+    au_keys_t *keys;
+    au_pages_t *pages;
+    au_cache_t *cache;
+    json_t *discovery;            /* the openid-configuration document */
+    mx_counter_t *m_logins, *m_tokens, *m_validations;
+} au_state_t;
+
+extern au_state_t au;
+
+/* ---------------------------------------------------------------- util --- */
+
+#define AU_HASH_HEX 65
+
+/* sha256 of `s` as lower-case hex. */
+void au_hash_hex(const char *s, char out[AU_HASH_HEX]);
+/* A random token "<prefix>_<n url-safe chars>" from the pool. */
+char *au_token_new(mx_pool_t *pool, const char *prefix, size_t n);
+/* A ULID (26 chars, Crockford base32, time-ordered) from the pool. */
+char *au_ulid(mx_pool_t *pool);
+/* base64url without padding of `len` bytes, from the pool. */
+char *au_b64url(mx_pool_t *pool, const void *data, size_t len);
+
+/* application/x-www-form-urlencoded body (or query) parsed into a JSON
+ * object of strings (new reference; later duplicates are ignored).  NULL on
+ * malformed input. */
+json_t *au_form_parse(const char *s, size_t len);
+/* Decodes one form component ('+' is a space) into the pool; NULL when
+ * malformed. */
+char *au_pct_decode(mx_pool_t *pool, const char *s);
+/* Percent-encodes `s` for a query component, from the pool. */
+char *au_urlencode(mx_pool_t *pool, const char *s);
+/* Request parameter for form POSTs and GETs: the form field, else the query
+ * parameter.  `form` may be NULL. */
+const char *au_param(mx_req_t *req, const json_t *form, const char *name);
+
+/* A URL split in parts (strings from the pool; absent parts NULL). */
+typedef struct au_url {
+    const char *scheme;           /* lower-cased */
+    bool has_authority;           /* "//" after the scheme */
+    const char *userinfo, *host;  /* host lower-cased, IPv6 kept in [] */
+    int port;                     /* -1 when absent */
+    const char *path, *query;
+    bool has_fragment;
+} au_url_t;
+/* 0, or -EINVAL when `s` is not an absolute URL we accept. */
+int au_url_parse(mx_pool_t *pool, const char *s, au_url_t *u);
+bool au_host_is_loopback(const char *host);
+/* `host` equals `parent` or is a subdomain of it. */
+bool au_host_within(const char *host, const char *parent);
+
+/* The OAuth error JSON {error, error_description}; finishes the request. */
+void au_oauth_error(mx_req_t *req, int status, const char *error, const char *desc);
+/* A JSON reply with Cache-Control: no-store (token responses). */
+void au_reply_json_nostore(mx_req_t *req, int status, json_t *body);
+/* CORS headers for the /oauth2/ endpoints (outside the core's CORS paths). */
+void au_cors(mx_req_t *req);
+/* 302/303 redirect to `location`. */
+void au_redirect(mx_req_t *req, int status, const char *location);
+/* Adds `pattern` for `method` on resource "auth" (no core CORS), plus an
+ * OPTIONS preflight answer when `preflight` (once per path). */
+int au_route_oauth(const char *method, const char *pattern, mx_handler_fn fn, bool preflight);
+/* Logs and replies 500 (OAuth shape). */
+void au_storage_error(mx_req_t *req, int status, const char *what);
+
+/* ---------------------------------------------------------------- keys --- */
+
+/* Loads (creating when missing) the RS256 and ES256 keys. */
+int au_keys_init(char *err, size_t errlen);
+void au_keys_fini(void);
+/* The public JWKS {"keys": [...]} (new reference). */
+json_t *au_jwks(void);
+/* Signed compact JWS of `claims` with `alg` ("RS256" or "ES256"), from the
+ * pool; NULL on failure. */
+char *au_jws_sign(mx_pool_t *pool, const char *alg, const json_t *claims);
+/* The algorithms the keys allow (new reference, array of strings). */
+json_t *au_jws_algs(void);
+
+/* ------------------------------------------------------------ schema --- */
+int au_schema_migrate(char *err, size_t errlen);
+
+/* ------------------------------------------------------------ routes --- */
+int au_discovery_routes(void);
+int au_clients_routes(void);
+int au_authorize_routes(void);
+int au_session_routes(void);
+int au_token_routes(void);
+int au_introspect_routes(void);
+int au_compat_routes(void);
+int au_pages_routes(void);
+
+/* Builds au.discovery (au_oidc_discovery.c). */
+int au_discovery_build(void);
+
+/* ------------------------------------------------------------ clients --- */
+
+/* A registered client (strings owned by `pool` of the lookup). */
+typedef struct au_client {
+    const char *client_id;
+    const char *auth_method;      /* none | client_secret_basic | client_secret_post */
+    const char *application_type; /* web | native */
+    const char *secret_hash;      /* NULL for public clients */
+    json_t *metadata;             /* registered metadata (owned by the pool's cleanup) */
+} au_client_t;
+/* `c` NULL: unknown client.  Borrowed until the callback returns. */
+typedef void (*au_client_fn)(int status, const au_client_t *c, void *ud);
+int au_client_get(mx_pool_t *pool, const char *client_id, au_client_fn cb, void *ud);
+/* Authenticates the client of a token/revocation/introspection request
+ * from `form` and the Authorization header.  On failure the request is
+ * answered (401 invalid_client) and `cb` is not called. */
+typedef void (*au_client_req_fn)(mx_req_t *req, const au_client_t *c, void *ud);
+void au_client_authenticate(mx_req_t *req, const json_t *form, au_client_req_fn cb, void *ud);
+bool au_client_has_grant(const au_client_t *c, const char *grant);
+/* Whether `uri` is one of the client's redirect URIs (exact, or a loopback
+ * URI of a native client with any port). */
+bool au_client_redirect_ok(mx_pool_t *pool, const au_client_t *c, const char *uri);
+/* Checks client metadata (RFC 7591 + MSC2966); NULL when fine, else an
+ * error code ("invalid_redirect_uri", "invalid_client_metadata") with the
+ * description in *desc (static or pool string). */
+const char *au_client_metadata_check(mx_pool_t *pool, json_t *md, const char **desc);
+
+/* ------------------------------------------------------------- scopes --- */
+
+#define AU_SCOPE_API "urn:matrix:client:api:*"
+#define AU_SCOPE_API_UNSTABLE "urn:matrix:org.matrix.msc2967.client:api:*"
+#define AU_SCOPE_DEVICE "urn:matrix:client:device:"
+#define AU_SCOPE_DEVICE_UNSTABLE "urn:matrix:org.matrix.msc2967.client:device:"
+#define AU_SCOPE_SYNAPSE_ADMIN "urn:synapse:admin:*"
+
+/* Parsed scope set. */
+typedef struct au_scope {
+    bool api, openid, synapse_admin, mas_admin;
+    const char *device_id;        /* pool string, or NULL */
+    int ndevices;
+    json_t *list;                 /* array of the scope tokens as given (new reference) */
+} au_scope_t;
+/* 0, or -EINVAL (bad syntax, unknown scope, several device scopes); *bad
+ * names the offending token.  `sc->list` must be released with
+ * json_decref. */
+int au_scope_parse(mx_pool_t *pool, const char *scope, au_scope_t *sc, const char **bad);
+/* `scope` with the stable and unstable forms of Matrix scopes both present
+ * (MAS normalises introspection answers the same way), from the pool. */
+char *au_scope_normalise(mx_pool_t *pool, const char *scope);
+bool au_scope_has(const char *scope, const char *token);
+/* The device ID in a scope string (either form), from the pool, or NULL. */
+char *au_scope_device(mx_pool_t *pool, const char *scope);
+
+/* --------------------------------------------------------- sessions --- */
+
+/* The browser session of the request: `user_id` NULL when not logged in.
+ * `sid` is the cookie value (NULL when the browser sent none). */
+typedef struct au_browser {
+    const char *sid;
+    const char *user_id;
+    int64_t auth_ts;
+} au_browser_t;
+typedef void (*au_browser_fn)(mx_req_t *req, const au_browser_t *b, void *ud);
+/* Loads the browser session (cookie → row).  Errors are answered. */
+void au_browser_load(mx_req_t *req, au_browser_fn cb, void *ud);
+/* The session ID for a page about to render a form: the existing cookie,
+ * or a new one set on the response. */
+const char *au_browser_sid(mx_req_t *req, const au_browser_t *b);
+/* CSRF token bound to `sid` (pool string). */
+char *au_csrf_token(mx_pool_t *pool, const char *sid);
+/* Whether the form's csrf field matches the cookie (constant time). */
+bool au_csrf_ok(mx_req_t *req, const json_t *form);
+/* The session cookie's value from the Cookie header (pool), or NULL. */
+char *au_cookie_sid(mx_req_t *req);
+
+/* ------------------------------------------------------------- grants --- */
+
+/* A pending or completed authorization request (au_authorize.c). */
+typedef struct au_grant {
+    const char *id, *client_id, *redirect_uri, *scope, *state, *nonce;
+    const char *code_challenge, *response_mode, *prompt, *login_hint;
+    const char *user_id;          /* NULL until consent */
+    int status;                   /* 0 pending, 1 code issued, 2 exchanged, 3 denied */
+    int64_t created_ts, code_expires_ts, auth_ts;
+    const char *session_id;       /* the OAuth session the code became */
+} au_grant_t;
+typedef void (*au_grant_fn)(int status, const au_grant_t *g, void *ud);
+int au_grant_get(mx_pool_t *pool, const char *id, au_grant_fn cb, void *ud);
+/* The page a logged-in browser goes to for this grant. */
+char *au_grant_continue_url(mx_pool_t *pool, const char *grant_id);
+/* Redirect back to the client with `params` (array of key, value, NULL). */
+char *au_client_redirect_url(mx_pool_t *pool, const char *redirect_uri, const char *mode,
+                             const char *const *params);
+/* The origin of a redirect URI for CSP form-action (pool), or NULL. */
+char *au_redirect_origin(mx_pool_t *pool, const char *uri);
+
+/* ------------------------------------------------------------- pages --- */
+
+/* Loads templates and strings (au_pages.c). */
+int au_pages_init(char *err, size_t errlen);
+void au_pages_fini(void);
+/* Renders page `name` ("login", "consent", ...) with `vars` (borrowed) and
+ * replies with the page headers (CSP allowing forms to post to 'self' and
+ * `form_origin` when not NULL). */
+void au_page_reply(mx_req_t *req, int status, const char *name, json_t *vars,
+                   const char *form_origin);
+/* Renders the error page with message string `key` (strings file) and an
+ * optional detail. */
+void au_page_error(mx_req_t *req, int status, const char *key, const char *detail);
+/* Renders `tmpl` (template text) with `vars` into a malloc'd string
+ * (exported for the unit tests).  `strings` maps {{t:key}}. */
+char *au_template_render(const char *tmpl, const json_t *vars, const json_t *strings);
+/* HTML-escapes into a malloc'd string. */
+char *au_html_escape(const char *s);
+
+/* --------------------------------------------------------- passwords --- */
+
+/* Checks a password through the homeserver.  `status` 0: ok, `user_id`
+ * set; -EACCES wrong; -EKEYREVOKED locked; other: error. */
+typedef void (*au_pw_fn)(int status, const char *user_id, bool is_admin, void *ud);
+int au_password_check(const char *user, const char *password, au_pw_fn cb, void *ud);
+/* The password policy for new passwords: NULL when fine, else the strings
+ * key of the reason. */
+const char *au_password_policy(const char *password);
+
+/* ------------------------------------------------------------- tokens --- */
+
+/* What a token lookup found (strings in the pool of the lookup). */
+typedef struct au_tokinfo {
+    bool active;
+    bool is_refresh;
+    const char *session_id, *client_id, *user_id, *device_id, *scope;
+    int64_t created_ts, expires_ts;  /* expires_ts 0: none */
+} au_tokinfo_t;
+typedef void (*au_tok_fn)(int status, const au_tokinfo_t *t, void *ud);
+/* Looks an access (or, with `refresh`, refresh) token up by value. */
+int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn cb, void *ud);
+/* Ends an OAuth session: revokes its tokens, drops cached entries, deletes
+ * the homeserver device when delegating.  `cb` may be NULL. */
+typedef void (*au_done_fn)(int status, void *ud);
+int au_session_finish(const char *session_id, au_done_fn cb, void *ud);
+
+/* ------------------------------------------------------------- cache --- */
+
+int au_cache_init(void);
+void au_cache_fini(void);
+void au_cache_evict_session(const char *session_id);
+void au_cache_evict_user(const char *user_id, const char *device_id);
+
+/* The `auth.token` validate function (au_compat.c), exported for bench. */
+typedef struct hs_token_info hs_token_info_t;
+int au_validate_token(const char *token, void (*cb)(int, const hs_token_info_t *, void *),
+                      void *ud);
+/* Registers `auth.token` when delegating (called from init). */
+int au_compat_register(void);
+
+/* -------------------------------------------------------------- manage --- */
+extern const mx_manage_cmd_t au_manage_cmds[];
+
+#endif /* AUTH_H */
