@@ -283,7 +283,7 @@ static const char *conf_path(void)
 static int add_site(mx__listener_t *l, const mx_listener_conf_t *lc, char *err, size_t errlen)
 {
     mx__vgroup_t *g = l->group;
-    const mx_listener_conf_t *first = g->sites[0].conf;
+    const mx_listener_conf_t *first = g->nsites ? g->sites[0].conf : lc;
     if (lc->tls != first->tls ||
         (lc->tls && (strcmp(lc->tls_certificate_path ? lc->tls_certificate_path : "",
                             first->tls_certificate_path ? first->tls_certificate_path : "") ||

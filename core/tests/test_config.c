@@ -894,7 +894,7 @@ static void test_conf_files(void **state)
         if (i == 0) {
             assert_string_equal(c->server.server_name, "localhost");
             assert_string_equal(c->server.public_baseurl, "http://127.0.0.1:8008/");
-            assert_int_equal(c->listeners[0].nresources, 9);
+            assert_int_equal(c->listeners[0].nresources, 8);
             assert_int_equal(c->nmodules, -1);
         } else if (i == 1) {
             assert_string_equal(c->db.sqlite_path, "/var/lib/mxstack/homeserver.db");
