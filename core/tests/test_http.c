@@ -19,11 +19,14 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -144,6 +147,167 @@ static int h_web(mx_req_t *r, void *ud)
     return MX_DONE;
 }
 
+/* ------------------------------------------------- file replies (1) --- */
+
+#define BIG_FILE (8u * 1024 * 1024)
+static char big_path[64];
+
+static unsigned char big_byte(size_t i)
+{
+    return (unsigned char)((i * 7 + i / 4096) % 251);
+}
+
+/* GET /file/{off}/{len}: that range of the big file. */
+static int h_file(mx_req_t *r, void *ud)
+{
+    int fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    mx_req_reply_file(r, 200, "application/octet-stream", fd,
+                      (off_t)atol(mx_req_param(r, "off")), (size_t)atol(mx_req_param(r, "len")));
+    return MX_DONE;
+}
+
+/* Replies from a file later, after {ms}. */
+typedef struct later_file {
+    uv_timer_t t;
+    mx_req_t *req;
+} later_file_t;
+
+static void later_file_fire(uv_timer_t *t)
+{
+    later_file_t *l = (later_file_t *)t;
+    mx_req_reply_file(l->req, 200, "application/octet-stream", open(big_path, O_RDONLY), 0, 100000);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static int h_file_later(mx_req_t *r, void *ud)
+{
+    later_file_t *l = calloc(1, sizeof(*l));
+    l->req = r;
+    uv_timer_init(mx_loop(), &l->t);
+    uv_timer_start(&l->t, later_file_fire, 20, 0);
+    return MX_ASYNC;
+}
+
+/* 304 / 204 with a body offered: neither may carry one. */
+static int h_status(mx_req_t *r, void *ud)
+{
+    mx_req_set_header(r, "ETag", "\"x\"");
+    mx_req_reply(r, atoi(mx_req_param(r, "code")), "text/plain", "body!", 5);
+    return MX_DONE;
+}
+
+/* ---------------------------------------------- streamed bodies (4) --- */
+
+static volatile int stream_ends, stream_toobig, stream_reset;
+
+typedef struct sctx {
+    mx_req_t *req;
+    size_t len;
+    uint32_t sum;
+    int pieces;
+    uv_timer_t t;             /* resumes after a pause */
+    bool timer_open;
+} sctx_t;
+
+static void sctx_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void sctx_free(sctx_t *s)
+{
+    if (s->timer_open) {
+        s->t.data = s;
+        uv_close((uv_handle_t *)&s->t, sctx_closed);
+    } else {
+        free(s);
+    }
+}
+
+static void s_resume(uv_timer_t *t)
+{
+    sctx_t *s = t->data;
+    mx_req_body_resume(s->req);
+}
+
+static int s_chunk(mx_req_t *r, const char *data, size_t len, void *ud)
+{
+    sctx_t *s = ud;
+    for (size_t i = 0; i < len; i++)
+        s->sum = s->sum * 31 + (unsigned char)data[i];
+    s->len += len;
+    /* Every other piece: "my write is in flight", resume in 5 ms. */
+    if (s->pieces++ % 2 == 0) {
+        if (!s->timer_open) {
+            uv_timer_init(mx_loop(), &s->t);
+            s->timer_open = true;
+        }
+        s->t.data = s;
+        uv_timer_start(&s->t, s_resume, 5, 0);
+        return 1;
+    }
+    return 0;
+}
+
+static void s_end(mx_req_t *r, int status, void *ud)
+{
+    sctx_t *s = ud;
+    if (s->timer_open)
+        uv_timer_stop(&s->t);
+    if (status == 0) {
+        stream_ends++;
+        char buf[64];
+        int n = snprintf(buf, sizeof(buf), "%zu:%08x", s->len, s->sum);
+        mx_req_reply(r, 200, "text/plain", buf, (size_t)n);
+    } else {
+        if (status == MX_ETOOBIG)
+            stream_toobig++;
+        else
+            stream_reset++;
+        mx_req_reply(r, 500, "text/plain", "x", 1);   /* only frees */
+    }
+    sctx_free(s);
+}
+
+static void s_begin(mx_req_t *r)
+{
+    sctx_t *s = calloc(1, sizeof(*s));
+    s->req = r;
+    assert_int_equal(mx_req_body_stream(r, s_chunk, s_end, s), 0);
+}
+
+typedef struct defer {
+    uv_timer_t t;
+    mx_req_t *req;
+} defer_t;
+
+static void defer_fire(uv_timer_t *t)
+{
+    defer_t *d = (defer_t *)t;
+    s_begin(d->req);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+/* PUT /stream: takes the body at once; PUT /stream/later: after 30 ms (an
+ * auth lookup); PUT /stream/deny: 401 without reading it. */
+static int h_stream(mx_req_t *r, void *ud)
+{
+    const char *how = ud;
+    if (!strcmp(how, "deny")) {
+        mx_req_error(r, 401, "M_MISSING_TOKEN", "no");
+        return MX_DONE;
+    }
+    if (!strcmp(how, "later")) {
+        defer_t *d = calloc(1, sizeof(*d));
+        d->req = r;
+        uv_timer_init(mx_loop(), &d->t);
+        uv_timer_start(&d->t, defer_fire, 30, 0);
+        return MX_ASYNC;
+    }
+    s_begin(r);
+    return MX_ASYNC;
+}
+
 /* -------------------------------------------------------------- server --- */
 
 static void on_stop(uv_async_t *a)
@@ -205,6 +369,26 @@ static int group_setup(void **state)
     mx_route_add("client", "GET", "/_matrix/client/v3/fast", h_fast, NULL, 0);
     mx_route_add("media", "POST", "/_matrix/media/v3/upload", h_upload, NULL, MX_ROUTE_LARGE_BODY);
     mx_route_add("web", "GET", "/{path*}", h_web, NULL, 0);   /* not on this listener */
+    mx_route_add("client", "GET", "/_matrix/client/v3/file/{off}/{len}", h_file, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/filelater", h_file_later, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/status/{code}", h_status, NULL, 0);
+    mx_route_add("media", "PUT", "/_matrix/media/v3/stream", h_stream, "now", MX_ROUTE_STREAM_BODY);
+    mx_route_add("media", "PUT", "/_matrix/media/v3/stream/later", h_stream, "later",
+                 MX_ROUTE_STREAM_BODY);
+    mx_route_add("media", "PUT", "/_matrix/media/v3/stream/deny", h_stream, "deny",
+                 MX_ROUTE_STREAM_BODY);
+
+    snprintf(big_path, sizeof(big_path), "/tmp/test_http_big.XXXXXX");
+    int bfd = mkstemp(big_path);
+    if (bfd < 0)
+        return -1;
+    unsigned char *content = malloc(BIG_FILE);
+    for (size_t i = 0; i < BIG_FILE; i++)
+        content[i] = big_byte(i);
+    if (write(bfd, content, BIG_FILE) != (ssize_t)BIG_FILE)
+        return -1;
+    free(content);
+    close(bfd);
 
     char err[256] = "";
     if (mx__http_listen_all(err, sizeof(err)) < 0) {
@@ -223,6 +407,7 @@ static int group_teardown(void **state)
 {
     uv_async_send(&stop_async);
     pthread_join(loop_thread, NULL);
+    unlink(big_path);
     mx__router_fini();
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
@@ -701,6 +886,299 @@ static void test_connection_limit(void **state)
     assert_int_equal(r.status, 200);
 }
 
+/* ------------------------------------------------------- file replies --- */
+
+/* Reads a response header block byte by byte (so nothing of the body is
+ * taken), then `want` body bytes (Content-Length when want is -1) into a
+ * malloc'd buffer.  Returns the body length read, -1 on EOF before the
+ * headers. */
+static long read_file_resp(int fd, resp_t *r, unsigned char **body, long want)
+{
+    memset(r, 0, sizeof(*r));
+    size_t n = 0;
+    while (!strstr(r->head, "\r\n\r\n")) {
+        if (n == sizeof(r->head) - 1 || recv(fd, r->head + n, 1, 0) != 1)
+            return -1;
+        n++;
+    }
+    r->status = atoi(r->head + 9);
+    const char *cl = strcasestr(r->head, "\r\nContent-Length: ");
+    if (want < 0)
+        want = cl ? atol(cl + 18) : 0;
+    *body = malloc((size_t)want + 1);
+    long got = 0;
+    while (got < want) {
+        ssize_t k = recv(fd, *body + got, (size_t)(want - got), 0);
+        if (k <= 0)
+            break;
+        got += k;
+    }
+    return got;
+}
+
+static bool big_matches(const unsigned char *b, size_t off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != big_byte(off + i))
+            return false;
+    return true;
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void test_file_reply(void **state)
+{
+    wait_no_connections();
+    int fds_before = open_fds();
+    resp_t r;
+    unsigned char *b;
+    /* The whole 8 MB file, then a range, then a pipelined pair where the
+     * file must come out before the small answer behind it. */
+    int fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/v3/file/0/8388608 HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), BIG_FILE);
+    assert_int_equal(r.status, 200);
+    assert_true(has_header(&r, "Content-Length: 8388608\r\n"));
+    assert_true(has_header(&r, "Content-Type: application/octet-stream\r\n"));
+    assert_true(big_matches(b, 0, BIG_FILE));
+    free(b);
+    send_str(fd, "GET /_matrix/client/v3/file/12345/70000 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/filelater HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 70000);
+    assert_true(big_matches(b, 12345, 70000));
+    free(b);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 4);
+    assert_memory_equal(b, "fast", 4);
+    free(b);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 100000);
+    assert_true(big_matches(b, 0, 100000));
+    free(b);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 4);
+    free(b);
+    /* HEAD: the length, no body; an empty range; then still in step. */
+    send_str(fd, "HEAD /_matrix/client/v3/file/0/5000 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/file/0/0 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, 0), 0);
+    free(b);
+    assert_true(has_header(&r, "Content-Length: 5000\r\n"));
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 0);
+    free(b);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 4);
+    assert_memory_equal(b, "fast", 4);
+    free(b);
+    close(fd);
+
+    /* A slow reader with a small window still gets every byte. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 8192;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    send_str(fd, "GET /_matrix/client/v3/file/100/1000000 HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, 0), 0);
+    free(b);
+    unsigned char *all = malloc(1000000);
+    size_t got = 0;
+    while (got < 1000000) {
+        ssize_t k = recv(fd, all + got, got % 3 ? 3000 : 1000000 - got, 0);
+        assert_true(k > 0);
+        got += (size_t)k;
+        if (got < 100000)
+            usleep(2000);
+    }
+    assert_true(big_matches(all, 100, 1000000));
+    free(all);
+    close(fd);
+
+    /* A client that leaves midway: the file is closed, nothing leaks. */
+    for (int i = 0; i < 3; i++) {
+        fd = connect_srv();
+        send_str(fd, "GET /_matrix/client/v3/file/0/8388608 HTTP/1.1\r\n\r\n");
+        char buf[1000];
+        assert_true(recv(fd, buf, sizeof(buf), 0) > 0);
+        close(fd);
+    }
+    wait_no_connections();
+    assert_int_equal(mx__http_open_connections(), 0);
+    usleep(50000);
+    assert_int_equal(open_fds(), fds_before);
+}
+
+static void test_write_timeout(void **state)
+{
+    /* A client that asks for 8 MB and reads nothing is closed after about
+     * http.idle_timeout (600 ms here) without progress. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = { .tv_sec = 3 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    send_str(fd, "GET /_matrix/client/v3/file/0/8388608 HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 300 && mx__http_open_connections() == 0; i++)
+        usleep(1000);
+    assert_int_equal(mx__http_open_connections(), 1);
+    for (int i = 0; i < 250 && mx__http_open_connections() > 0; i++)
+        usleep(10000);
+    assert_int_equal(mx__http_open_connections(), 0);
+    /* What arrives is a truncated body, then the end. */
+    size_t total = 0;
+    char buf[65536];
+    ssize_t k;
+    while ((k = recv(fd, buf, sizeof(buf), 0)) > 0)
+        total += (size_t)k;
+    assert_true(total < BIG_FILE);
+    close(fd);
+}
+
+static void test_bodyless_status(void **state)
+{
+    int fd = connect_srv();
+    resp_t r;
+    unsigned char *b;
+    send_str(fd, "GET /_matrix/client/v3/status/304 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/status/204 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/status/200 HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 0);
+    free(b);
+    assert_int_equal(r.status, 304);
+    assert_false(has_header(&r, "Content-Length"));
+    assert_false(has_header(&r, "\r\nContent-Type:"));
+    assert_true(has_header(&r, "ETag: \"x\"\r\n"));
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 0);
+    free(b);
+    assert_int_equal(r.status, 204);
+    assert_false(has_header(&r, "Content-Length"));
+    /* The next answer starts right after: nothing of "body!" came before. */
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 5);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(b, "body!", 5);
+    free(b);
+    close(fd);
+    /* The CORS preflight is a 204 too. */
+    assert_int_equal(request("OPTIONS /_matrix/client/x HTTP/1.1\r\n\r\n", &r), 0);
+    assert_int_equal(r.status, 204);
+    assert_false(has_header(&r, "Content-Length"));
+}
+
+/* ---------------------------------------------------- streamed bodies --- */
+
+static uint32_t sum_of(const char *d, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s = s * 31 + (unsigned char)d[i];
+    return s;
+}
+
+static void test_stream_body(void **state)
+{
+    resp_t r;
+    char body[4800];
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (char)('a' + i % 26);
+    char want[64];
+    snprintf(want, sizeof(want), "%zu:%08x", sizeof(body), sum_of(body, sizeof(body)));
+    int ends = stream_ends;
+
+    /* Content-Length, in small pieces with pauses, then a pipelined
+     * request on the same connection. */
+    int fd = connect_srv();
+    char hdr[128];
+    snprintf(hdr, sizeof(hdr), "PUT /_matrix/media/v3/stream HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+             sizeof(body));
+    send_str(fd, hdr);
+    for (size_t off = 0; off < sizeof(body); off += 1200) {
+        assert_int_equal(send(fd, body + off, 1200, MSG_NOSIGNAL), 1200);
+        usleep(3000);
+    }
+    send_str(fd, "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, want);
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_string_equal(r.body, "fast");
+    close(fd);
+    assert_int_equal(stream_ends, ends + 1);
+
+    /* Chunked, all at once, to a handler that asks for the body later. */
+    fd = connect_srv();
+    send_str(fd, "PUT /_matrix/media/v3/stream/later HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (size_t off = 0; off < sizeof(body); off += 1600) {
+        snprintf(hdr, sizeof(hdr), "%x\r\n", 1600);
+        send_str(fd, hdr);
+        assert_int_equal(send(fd, body + off, 1600, MSG_NOSIGNAL), 1600);
+        send_str(fd, "\r\n");
+    }
+    send_str(fd, "0\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, want);
+    close(fd);
+
+    /* No body at all. */
+    assert_int_equal(request("PUT /_matrix/media/v3/stream/later HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                             &r), 0);
+    assert_string_equal(r.body, "0:00000000");
+
+    /* Past max_upload_size (5000): by the declared length, before the
+     * handler; chunked midway: 413, closed, and the module hears of it. */
+    assert_int_equal(request("PUT /_matrix/media/v3/stream HTTP/1.1\r\nContent-Length: 6000\r\n\r\n",
+                             &r), 0);
+    assert_int_equal(r.status, 413);
+    int toobig = stream_toobig;
+    fd = connect_srv();
+    send_str(fd, "PUT /_matrix/media/v3/stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 4; i++) {
+        send_str(fd, "640\r\n");
+        assert_int_equal(send(fd, body, 1600, MSG_NOSIGNAL), 1600);
+        send_str(fd, "\r\n");
+        usleep(10000);
+    }
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "M_TOO_LARGE"));
+    assert_true(has_header(&r, "Connection: close"));
+    assert_true(closed_by_server(fd));
+    close(fd);
+    assert_int_equal(stream_toobig, toobig + 1);
+
+    /* The client leaves midway: the module's on_end hears -ECONNRESET. */
+    int resets = stream_reset;
+    fd = connect_srv();
+    send_str(fd, "PUT /_matrix/media/v3/stream HTTP/1.1\r\nContent-Length: 4000\r\n\r\n");
+    assert_int_equal(send(fd, body, 1000, MSG_NOSIGNAL), 1000);
+    usleep(30000);
+    close(fd);
+    for (int i = 0; i < 100 && stream_reset == resets; i++)
+        usleep(5000);
+    assert_int_equal(stream_reset, resets + 1);
+
+    /* A handler that answers without reading: the connection ends. */
+    fd = connect_srv();
+    send_str(fd, "PUT /_matrix/media/v3/stream/deny HTTP/1.1\r\nContent-Length: 4000\r\n\r\n");
+    assert_int_equal(read_resp(fd, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_true(has_header(&r, "Connection: close"));
+    close(fd);
+    wait_no_connections();
+}
+
 /* ------------------------------------------------------- memory mode --- */
 
 typedef struct sinkbuf {
@@ -738,6 +1216,7 @@ static void test_memory_mode(void **state)
 
 int main(void)
 {
+    signal(SIGPIPE, SIG_IGN);   /* as the server does: peers hang up */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keepalive),
         cmocka_unit_test(test_pipelining),
@@ -750,6 +1229,10 @@ int main(void)
         cmocka_unit_test(test_async_abort),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_file_reply),
+        cmocka_unit_test(test_write_timeout),
+        cmocka_unit_test(test_bodyless_status),
+        cmocka_unit_test(test_stream_body),
     };
     const struct CMUnitTest mem_tests[] = {
         cmocka_unit_test(test_memory_mode),

@@ -342,15 +342,16 @@ int ad_console_start(void)
     }
     char origin[256];
     ac_origin(origin, sizeof(origin));
-    const char *csp_fmt = "default-src 'self'; connect-src 'self'%s%s; img-src 'self' data:; "
-                          "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-    size_t cl = strlen(csp_fmt) + strlen(origin) + 2;
+#define AC_CSP "default-src 'self'; connect-src 'self'%s%s; img-src 'self' data:; " \
+               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    size_t cl = sizeof(AC_CSP) + strlen(origin) + 1;
     st->csp = malloc(cl);
     if (!st->csp) {
         ac_free(st);
         return -ENOMEM;
     }
-    snprintf(st->csp, cl, csp_fmt, origin[0] ? " " : "", origin);
+    snprintf(st->csp, cl, AC_CSP, origin[0] ? " " : "", origin);
+#undef AC_CSP
 
     const char *dir = ac_dir(sect);
     int rc = ac_load_dir(st, dir);

@@ -336,7 +336,6 @@ static int au_post_registration(mx_req_t *req, void *ud)
     free(text);
     int rc = mx_sql_run(b, au_reg_written, r);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         au_storage_error(req, rc, "client registration");
         return MX_DONE;
     }
@@ -393,10 +392,7 @@ int au_client_get(mx_pool_t *pool, const char *client_id, au_client_fn cb, void 
     q->ud = ud;
     mx_sql_add(b, "SELECT client_id, secret_hash, metadata FROM auth_clients WHERE client_id = ?",
                "s", client_id);
-    int rc = mx_sql_run(b, au_client_read, q);
-    if (rc < 0)
-        mx_sql_batch_free(b);
-    return rc;
+    return mx_sql_run(b, au_client_read, q);
 }
 
 bool au_client_has_grant(const au_client_t *c, const char *grant)

@@ -393,7 +393,8 @@ void au_page_reply(mx_req_t *req, int status, const char *name, json_t *vars,
     snprintf(key, sizeof(key), "title_%s", name);
     const char *title = json_string_value(json_object_get(p->strings, key));
     json_object_set_new(v, "title", json_string(title ? title : ""));
-    json_object_set_new(v, "service_name", json_string(au.conf->service_name));
+    json_object_set_new(v, "service_name", json_string(au.conf->service_name ? au.conf->service_name
+                                                                : mx_server_conf()->server_name));
     json_object_set_new(v, "base", json_string(au.base));
     char *body = tmpl ? au_template_render(tmpl, v, p->strings) : NULL;
     char *page = NULL;
@@ -411,6 +412,12 @@ void au_page_reply(mx_req_t *req, int status, const char *name, json_t *vars,
     }
     mx_req_reply(req, status, "text/html; charset=utf-8", page, strlen(page));
     free(page);
+}
+
+const char *au_string(const char *key)
+{
+    const char *s = au.pages ? json_string_value(json_object_get(au.pages->strings, key)) : NULL;
+    return s ? s : key;
 }
 
 void au_page_error(mx_req_t *req, int status, const char *key, const char *detail)

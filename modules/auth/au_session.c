@@ -155,7 +155,6 @@ void au_browser_load(mx_req_t *req, au_browser_fn cb, void *ud)
                "si", h, (int64_t)mx_now_ms());
     int rc = mx_sql_run(b, au_browser_read, l);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         au_page_error(req, 500, "err_internal", NULL);
     }
 }
@@ -175,23 +174,6 @@ typedef struct au_login {
 static void au_json_free(void *p)
 {
     json_decref(p);
-}
-
-static void au_login_page(mx_req_t *req, const char *sid, const char *grant,
-                          const char *username, const char *error_key, int status)
-{
-    mx_pool_t *pool = mx_req_pool(req);
-    json_t *v = json_object();
-    json_object_set_new(v, "csrf", json_string(au_csrf_token(pool, sid)));
-    json_object_set_new(v, "grant", json_string(grant ? grant : ""));
-    json_object_set_new(v, "username", json_string(username ? username : ""));
-    if (error_key) {
-        const char *msg = json_string_value(json_object_get(
-            json_object_get(json_object(), ""), ""));   /* placeholder, replaced below */
-        (void)msg;
-    }
-    json_decref(v);
-    (void)status;
 }
 
 /* Sets the page vars common to the login and register forms. */
@@ -217,12 +199,8 @@ static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant,
 static void au_form_reply(mx_req_t *req, const char *page, json_t *v, int status)
 {
     const char *ek = json_string_value(json_object_get(v, "error_key"));
-    if (ek) {
-        char *t = au_template_render(mx_psprintf(mx_req_pool(req), "{{t:%s}}", ek), v, NULL);
-        /* Strings are looked up by the renderer: render the key through it. */
-        free(t);
-        json_object_set_new(v, "error", json_string(ek));
-    }
+    if (ek)
+        json_object_set_new(v, "error", json_string(au_string(ek)));
     au_page_reply(req, status, page, v, NULL);
 }
 
@@ -274,7 +252,6 @@ static void au_login_start_session(au_login_t *l)
                (int64_t)(now + au.conf->session_ttl_ms));
     int rc = mx_sql_run(b, au_login_written, l);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         au_page_error(l->req, 500, "err_internal", NULL);
     }
 }
@@ -468,7 +445,6 @@ static int au_post_logout(mx_req_t *req, void *ud)
                (int64_t)mx_now_ms(), h);
     int rc = mx_sql_run(b, au_logout_done, req);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         au_page_error(req, 500, "err_internal", NULL);
     }
     return MX_ASYNC;

@@ -238,6 +238,8 @@ typedef struct au_grant {
 } au_grant_t;
 typedef void (*au_grant_fn)(int status, const au_grant_t *g, void *ud);
 int au_grant_get(mx_pool_t *pool, const char *id, au_grant_fn cb, void *ud);
+/* The grant whose code hashes to `code_hash` (sha256 hex). */
+int au_grant_by_code(mx_pool_t *pool, const char *code_hash, au_grant_fn cb, void *ud);
 /* The page a logged-in browser goes to for this grant. */
 char *au_grant_continue_url(mx_pool_t *pool, const char *grant_id);
 /* Redirect back to the client with `params` (array of key, value, NULL). */
@@ -262,6 +264,8 @@ void au_page_error(mx_req_t *req, int status, const char *key, const char *detai
 /* Renders `tmpl` (template text) with `vars` into a malloc'd string
  * (exported for the unit tests).  `strings` maps {{t:key}}. */
 char *au_template_render(const char *tmpl, const json_t *vars, const json_t *strings);
+/* The text of strings key `key` (borrowed; the key itself when missing). */
+const char *au_string(const char *key);
 /* HTML-escapes into a malloc'd string. */
 char *au_html_escape(const char *s);
 
@@ -294,7 +298,22 @@ int au_session_finish(const char *session_id, au_done_fn cb, void *ud);
 
 /* ------------------------------------------------------------- cache --- */
 
+/* One cached valid access token (user tokens only). */
+typedef struct au_centry {
+    struct au_centry *next;
+    unsigned char key[32];        /* sha256 of the token */
+    char session_id[32];
+    char user_id[256];
+    char device_id[256];
+    char *scope;                  /* malloc */
+    uint64_t expires_ms, cached_ms;
+} au_centry_t;
 int au_cache_init(void);
+/* Subscribes to the eviction topic of other processes. */
+int au_cache_subscribe(void);
+/* The entry for a token hash, or NULL (stale entries are dropped). */
+const au_centry_t *au_cache_get(const unsigned char key[32]);
+void au_cache_put(const unsigned char key[32], const au_tokinfo_t *t);
 void au_cache_fini(void);
 void au_cache_evict_session(const char *session_id);
 void au_cache_evict_user(const char *user_id, const char *device_id);

@@ -2,7 +2,10 @@
 # tests/clients/run.sh: real clients against the real binary, on SQLite and
 # (when MXSTACK_TEST_PG is set) PostgreSQL:
 #   js_chat.mjs   matrix-js-sdk (npm), the SDK Element Web is built on
+#   js_e2ee.mjs   matrix-js-sdk with its Rust crypto: encrypted room, cross-signing,
+#                 secret storage, key backup, device lists, dehydrated devices
 #   nio_chat.py   matrix-nio (Debian python3-matrix-nio), r0 paths
+# MX_VERBOSE=1 keeps the SDK's own logging.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="${MXSTACK_BIN:?set MXSTACK_BIN}"
@@ -31,17 +34,24 @@ homeserver: {rc_message_per_second: 1000, rc_message_burst: 1000, rc_login_per_s
              argon2_opslimit: 1, argon2_memlimit_kib: 64}
 YAML
   "$BIN" serve -c "$dir/c.yaml" & local pid=$!
-  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break; sleep 0.05; done
+  local up=0
+  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && { up=1; break; }; sleep 0.05; done
   local rc=0
+  [ $up -eq 1 ] || { echo "server did not start"; rc=1; }
   echo "-- $engine: matrix-js-sdk"
   ( cd "$HERE" && timeout 120 node js_chat.mjs "http://127.0.0.1:$port" ) || rc=1
+  echo "-- $engine: matrix-js-sdk, rust crypto"
+  ( cd "$HERE" && timeout 120 node js_e2ee.mjs "http://127.0.0.1:$port" ) || rc=1
   echo "-- $engine: matrix-nio"
   timeout 120 /usr/bin/python3 "$HERE/nio_chat.py" "http://127.0.0.1:$port" || rc=1
   kill -TERM $pid; wait $pid || rc=1
   [ $rc -eq 0 ] || tail -n 30 "$dir/server.log"
   rm -rf "$dir"
+  [ "$engine" = postgres ] && psql "$MXSTACK_TEST_PG dbname=postgres" -qc "DROP DATABASE $name" >/dev/null
   return $rc
 }
-run_on sqlite
-[ -n "${MXSTACK_TEST_PG:-}" ] && run_on postgres
+rc=0
+run_on sqlite || rc=1
+if [ -n "${MXSTACK_TEST_PG:-}" ]; then run_on postgres || rc=1; fi
+[ $rc -eq 0 ] || { echo "real clients: FAILED"; exit 1; }
 echo "real clients: OK"

@@ -736,3 +736,15 @@ def test_synadm(hs, tmp_path):
     assert adm(hs, "GET", f"{V1}/rooms/{q(rid)}").status_code == 404
     out = synadm(hs, cfg, "media", "list", "-u", alice["user_id"])
     assert '"total": 0' in out or '"total":0' in out
+
+
+def test_blocked_room_refuses_joins(hs):
+    owner = hs.register()
+    rid = make_room(hs, owner["access_token"], preset="public_chat")
+    other = hs.register()
+    assert adm(hs, "PUT", f"{V1}/rooms/{q(rid)}/block", {"block": True}).json() == {"block": True}
+    r = hs.api("POST", f"/_matrix/client/v3/join/{q(rid)}", other["access_token"], {})
+    assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN"
+    adm(hs, "PUT", f"{V1}/rooms/{q(rid)}/block", {"block": False})
+    r = hs.api("POST", f"/_matrix/client/v3/join/{q(rid)}", other["access_token"], {})
+    assert r.status_code == 200, r.text

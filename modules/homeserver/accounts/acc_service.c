@@ -54,7 +54,6 @@ static int acc_job_run(acc_job_t *j, mx_sql_batch_t *b, mx_sql_done_fn fn)
 {
     int rc = mx_sql_run(b, fn, j);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         j->cb = NULL;
         acc_job_end(j, rc, NULL);
     }
@@ -210,7 +209,6 @@ static void acc_svc_create_hashed(int status, const char *hash, void *ud)
                "ssii", j->user_id, hash, (int64_t)j->admin, (int64_t)(mx_now_ms() / 1000));
     int rc = mx_sql_run(b, acc_svc_created, j);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         acc_job_end(j, rc, NULL);
     }
 }
@@ -272,7 +270,6 @@ static void acc_svc_pw_hashed(int status, const char *hash, void *ud)
                "ss", hash, j->user_id);
     int rc = mx_sql_run(b, acc_svc_updated, j);
     if (rc < 0) {
-        mx_sql_batch_free(b);
         acc_job_end(j, rc, NULL);
     }
 }

@@ -11,6 +11,7 @@
  * already-joined user's join is answered without a new event.
  */
 #include "rooms.h"
+#include "../admin_service/svc.h"
 #include "../client/client.h"
 
 #include <errno.h>
@@ -193,6 +194,12 @@ int rm_do_membership(mx_req_t *req, const hs_user_t *who, const char *room_id,
                      json_t *extra)
 {
     mx_pool_t *pool = mx_req_pool(req);
+    /* Rooms an admin blocked take no new members (Synapse's block_room). */
+    if ((strcmp(membership, "join") == 0 || strcmp(membership, "invite") == 0 ||
+         strcmp(membership, "knock") == 0) && svc_room_is_blocked(room_id)) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "This room has been blocked on this server");
+        return MX_DONE;
+    }
     mb_ctx_t *c = mx_palloc(pool, sizeof(*c));
     if (!c) {
         mx_req_error(req, 500, "M_UNKNOWN", "out of memory");

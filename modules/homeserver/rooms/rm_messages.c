@@ -11,6 +11,7 @@
  * page is one statement.
  */
 #include "rooms.h"
+#include "../relations/relations.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -31,11 +32,15 @@ typedef struct ms_ctx {
     char dir;
     int64_t from, to;
     bool has_to;
+    json_t *out;           /* owned: the reply while bundles are added */
+    json_t *wrap;          /* owned: the event lists given to the bundler */
 } ms_ctx_t;
 
 static void ms_free(void *p)
 {
     ms_ctx_t *c = p;
+    json_decref(c->out);
+    json_decref(c->wrap);
     json_decref(c->filter);
     if (c->room)
         rm_room_unref(c->room);
@@ -141,6 +146,18 @@ static json_t *ms_member_state(rm_room_t *room, json_t *events)
 
 /* ------------------------------------------------------------ /messages --- */
 
+/* After bundled aggregations (and ignored senders dropped): reply. */
+static void ms_page_bundled(int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    (void)status;
+    json_t *out = c->out;
+    c->out = NULL;
+    if (json_is_true(json_object_get(c->filter, "lazy_load_members")))
+        json_object_set_new(out, "state", ms_member_state(c->room, json_object_get(out, "chunk")));
+    mx_req_reply_json(c->req, 200, out);
+}
+
 static void ms_page(int status, mx_sql_res_t *res, void *ud)
 {
     ms_ctx_t *c = ud;
@@ -170,10 +187,9 @@ static void ms_page(int status, mx_sql_res_t *res, void *ud)
     if (more)
         json_object_set_new(out, "end", json_string(rm_make_token(pool, c->dir == 'b' ? last - 1
                                                                                       : last)));
-    if (json_is_true(json_object_get(c->filter, "lazy_load_members")))
-        json_object_set_new(out, "state", ms_member_state(c->room, chunk));
     json_object_set_new(out, "chunk", chunk);
-    mx_req_reply_json(c->req, 200, out);
+    c->out = out;
+    hs_relations_bundle(chunk, c->who->user_id, HS_REL_DROP_IGNORED, ms_page_bundled, c);
 }
 
 static void ms_messages_room(rm_room_t *room, int status, void *ud)
@@ -248,6 +264,9 @@ static void ms_messages_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 
 /* ------------------------------------------------------- /event, /context --- */
 
+static void ms_event_bundled(int status, void *ud);
+static void ms_context_bundled(int status, void *ud);
+
 static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
 {
     ms_ctx_t *c = ud;
@@ -261,7 +280,9 @@ static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
     }
     json_t *ev = rm_row_event(res, 0, 0, 0, c->dev, RM_CE_ROOM_ID);
     if (c->dir != 'c') {
-        mx_req_reply_json(c->req, 200, ev);
+        c->out = ev;
+        c->wrap = json_pack("[O]", ev);
+        hs_relations_bundle(c->wrap, c->who->user_id, 0, ms_event_bundled, c);
         return;
     }
     /* /context: statements 1 (before, newest first) and 2 (after) */
@@ -277,6 +298,33 @@ static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
         end = mx_sql_int(res, 2, i, 5);
     }
     mx_pool_t *pool = mx_req_pool(c->req);
+    c->out = json_pack("{s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before,
+                       "events_after", after, "start", rm_make_token(pool, start - 1), "end",
+                       rm_make_token(pool, end));
+    c->wrap = json_pack("[O, O, O]", ev, before, after);
+    hs_relations_bundle(c->wrap, c->who->user_id, HS_REL_DROP_IGNORED, ms_context_bundled, c);
+}
+
+/* /event after its bundle. */
+static void ms_event_bundled(int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    (void)status;
+    json_t *ev = c->out;
+    c->out = NULL;
+    mx_req_reply_json(c->req, 200, ev);
+}
+
+/* /context after the bundles: the state, then the reply. */
+static void ms_context_bundled(int status, void *ud)
+{
+    ms_ctx_t *c = ud;
+    (void)status;
+    json_t *out = c->out;
+    c->out = NULL;
+    json_t *ev = json_object_get(out, "event");
+    json_t *before = json_object_get(out, "events_before");
+    json_t *after = json_object_get(out, "events_after");
     json_t *state;
     if (json_is_true(json_object_get(c->filter, "lazy_load_members"))) {
         json_t *all = json_array();
@@ -295,10 +343,8 @@ static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
                                                              c->room->state_ids, k)),
                                                          NULL, NULL, NULL, NULL, RM_CE_ROOM_ID));
     }
-    mx_req_reply_json(c->req, 200,
-                      json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before",
-                                before, "events_after", after, "state", state, "start",
-                                rm_make_token(pool, start - 1), "end", rm_make_token(pool, end)));
+    json_object_set_new(out, "state", state);
+    mx_req_reply_json(c->req, 200, out);
 }
 
 static void ms_event_room(rm_room_t *room, int status, void *ud)

@@ -20,6 +20,7 @@
  */
 #include "sync.h"
 #include "../client/client.h"
+#include "../relations/relations.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -454,6 +455,15 @@ static void sy_fill_summary(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, 
                                   (json_int_t)invited));
 }
 
+static void sy_bundled(int status, void *ud)
+{
+    sy_ctx_t *c = ud;
+    (void)status; /* best effort: the timelines stay as they were */
+    if (sy_gone(c))
+        return;
+    sy_run_parts(c);
+}
+
 static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
 {
     sy_ctx_t *c = ud;
@@ -508,7 +518,9 @@ static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
             json_object_set_new(leave, r->room_id, out);
         }
     }
-    sy_run_parts(c);
+    /* Bundled aggregations and ignored users (relations/), then providers. */
+    c->busy = true;
+    hs_relations_bundle_sync(c->resp, c->user_id, sy_bundled, c);
 }
 
 static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)

@@ -1,0 +1,223 @@
+/*
+ * au_compat.c: the auth module as the homeserver's token authority
+ * (MSC3861), when `auth.delegate_homeserver` is true.
+ *
+ * It provides the `auth.token` service (hs.h) the homeserver checks every
+ * request with: OAuth access tokens ("mat_...") are ours; any other token
+ * is handed to the homeserver's own check (`homeserver.legacy_token`), so
+ * the legacy /login, /register and shared-secret registration keep
+ * working while clients move over.  An OAuth token is valid when it is
+ * active, carries the Matrix API scope (stable or unstable name), and its
+ * user exists unlocked; its device (the device scope) is created in the
+ * homeserver on first use.  urn:synapse:admin:* in the scope makes the
+ * requester a server admin, as Synapse decides it in delegated mode.
+ *
+ * The service is registered in init, before the homeserver's start looks
+ * for an `auth.token` provider.  Devices the homeserver deletes (logout,
+ * DELETE /devices) end the OAuth sessions on them: we follow its eviction
+ * topic.
+ */
+#include "auth.h"
+#include "../homeserver/hs.h"
+#include "../homeserver/accounts/users_iface.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AU_HS_EVICT_TOPIC "homeserver.accounts.evict"
+
+typedef struct au_vq {
+    mx_pool_t *pool;
+    hs_token_done_fn cb;
+    void *ud;
+    unsigned char key[32];
+    const au_tokinfo_t *t;
+    hs_token_info_t info;
+} au_vq_t;
+
+static const mx_auth_token_iface_t au_token_iface;
+
+static void au_info_fill(hs_token_info_t *info, const char *user_id, const char *device_id,
+                         const char *scope)
+{
+    memset(info, 0, sizeof(*info));
+    snprintf(info->user_id, sizeof(info->user_id), "%s", user_id);
+    snprintf(info->device_id, sizeof(info->device_id), "%s", device_id ? device_id : "");
+    snprintf(info->scope, sizeof(info->scope), "%s", scope ? scope : "");
+    info->is_admin = scope && au_scope_has(scope, AU_SCOPE_SYNAPSE_ADMIN);
+}
+
+static void au_vq_end(au_vq_t *q, int status, const hs_token_info_t *info)
+{
+    q->cb(status, info, q->ud);
+    mx_pool_free(q->pool);
+    free(q);
+}
+
+static void au_v_device(int status, const hs_users_info_t *u, void *ud)
+{
+    (void)u;
+    au_vq_t *q = ud;
+    if (status < 0) {
+        au_vq_end(q, status, NULL);
+        return;
+    }
+    au_cache_put(q->key, q->t);
+    au_vq_end(q, 0, &q->info);
+}
+
+static void au_v_user(int status, const hs_users_info_t *u, void *ud)
+{
+    au_vq_t *q = ud;
+    if (status == -ENOENT || (status == 0 && (!u || u->deactivated))) {
+        au_vq_end(q, -ENOENT, NULL);
+        return;
+    }
+    if (status < 0) {
+        au_vq_end(q, status, NULL);
+        return;
+    }
+    if (u->locked) {
+        au_vq_end(q, -EKEYREVOKED, &q->info);   /* soft logout, as for legacy tokens */
+        return;
+    }
+    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
+    if (!q->t->device_id) {
+        au_cache_put(q->key, q->t);
+        au_vq_end(q, 0, &q->info);
+        return;
+    }
+    int rc = users->upsert_device(q->t->user_id, q->t->device_id, NULL, au_v_device, q);
+    if (rc < 0)
+        au_vq_end(q, rc, NULL);
+}
+
+static void au_v_found(int status, const au_tokinfo_t *t, void *ud)
+{
+    au_vq_t *q = ud;
+    if (status < 0) {
+        au_vq_end(q, status, NULL);
+        return;
+    }
+    if (!t || !t->user_id) {
+        au_vq_end(q, -ENOENT, NULL);
+        return;
+    }
+    au_info_fill(&q->info, t->user_id, t->device_id, t->scope);
+    if (!t->active) {
+        bool expired = t->expires_ts && (uint64_t)t->expires_ts <= mx_now_ms();
+        au_vq_end(q, expired ? -EKEYEXPIRED : -ENOENT, expired ? &q->info : NULL);
+        return;
+    }
+    if (!au_scope_has(t->scope, AU_SCOPE_API) && !au_scope_has(t->scope, AU_SCOPE_API_UNSTABLE)) {
+        au_vq_end(q, -ENOENT, NULL);   /* the token does not grant API access */
+        return;
+    }
+    q->t = t;
+    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
+    int rc = users ? users->get(t->user_id, au_v_user, q) : -ENOSYS;
+    if (rc < 0)
+        au_vq_end(q, rc == -ENOENT ? -ENOENT : rc, NULL);
+}
+
+int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
+{
+    if (!token || !cb)
+        return -EINVAL;
+    if (strncmp(token, "mat_", 4) != 0) {
+        const mx_auth_token_iface_t *legacy = mx_service_get(HS_LEGACY_TOKEN_SERVICE);
+        if (!legacy || legacy == &au_token_iface || !legacy->validate) {
+            cb(-ENOENT, NULL, ud);
+            return 0;
+        }
+        return legacy->validate(token, cb, ud);
+    }
+    if (au.m_validations)
+        mx_counter_add(au.m_validations, 1);
+    unsigned char key[32];
+    mx_sha256(token, strlen(token), key);
+    const au_centry_t *e = au_cache_get(key);
+    if (e) {
+        hs_token_info_t info;
+        au_info_fill(&info, e->user_id, e->device_id[0] ? e->device_id : NULL, e->scope);
+        cb(e->expires_ms && mx_now_ms() >= e->expires_ms ? -EKEYEXPIRED : 0, &info, ud);
+        return 0;
+    }
+    au_vq_t *q = calloc(1, sizeof(*q));
+    if (!q || !(q->pool = mx_pool_new())) {
+        free(q);
+        return -ENOMEM;
+    }
+    q->cb = cb;
+    q->ud = ud;
+    memcpy(q->key, key, sizeof(key));
+    int rc = au_token_lookup(q->pool, token, false, au_v_found, q);
+    if (rc < 0) {
+        mx_pool_free(q->pool);
+        free(q);
+    }
+    return rc;
+}
+
+static const mx_auth_token_iface_t au_token_iface = { .validate = au_validate_token };
+
+int au_compat_register(void)
+{
+    if (!au.conf->delegate_homeserver)
+        return 0;
+    int rc = mx_service_register("auth.token", &au_token_iface);
+    if (rc == -EEXIST) {
+        mx_log(AU_LOG, MX_LOG_ERROR,
+               "auth.token is already provided: the homeserver will not use OAuth tokens");
+        return 0;
+    }
+    return rc;
+}
+
+/* ------------------------------------------------ homeserver devices --- */
+
+static void au_dev_sessions_ended(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    (void)ud;
+    if (status < 0)
+        mx_log(AU_LOG, MX_LOG_WARN, "ending the sessions of a deleted device failed (%d)",
+               status);
+}
+
+static void au_hs_evict(const char *topic, const json_t *msg, void *ud)
+{
+    (void)topic;
+    (void)ud;
+    const char *user = json_string_value(json_object_get(msg, "user_id"));
+    const char *dev = json_string_value(json_object_get(msg, "device_id"));
+    if (!user)
+        return;
+    au_cache_evict_user(user, dev);
+    if (!dev)
+        return;   /* a lock, a password change...: only re-check */
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    if (!b)
+        return;
+#define AU_LIVE_SESSIONS                                                             \
+    "(SELECT id FROM auth_oauth_sessions WHERE user_id = ? AND device_id = ?"        \
+    " AND finished_ts IS NULL)"
+    mx_sql_add(b, "UPDATE auth_access_tokens SET revoked = 1 WHERE session_id IN " AU_LIVE_SESSIONS,
+               "ss", user, dev);
+    mx_sql_add(b, "UPDATE auth_refresh_tokens SET revoked = 1 WHERE session_id IN " AU_LIVE_SESSIONS,
+               "ss", user, dev);
+    mx_sql_add(b,
+               "UPDATE auth_oauth_sessions SET finished_ts = ? WHERE user_id = ? AND device_id = ?"
+               " AND finished_ts IS NULL",
+               "iss", (int64_t)mx_now_ms(), user, dev);
+    mx_sql_run(b, au_dev_sessions_ended, NULL);   /* consumes the batch, even on failure */
+}
+
+int au_compat_routes(void)
+{
+    if (!au.conf->delegate_homeserver)
+        return 0;
+    return mx_bus_subscribe(AU_HS_EVICT_TOPIC, au_hs_evict, NULL);
+}
