@@ -591,11 +591,14 @@ void mx__conn_close(mx__conn_t *c)
     c->tls = NULL;
     if (c->sink)
         return;
-    mx__http_conn_closed(c);
+    /* Close the handles before telling the server: for the last
+     * connection of a drain, that call ends the shutdown, whose final walk
+     * closes every handle still open (they must already be closing). */
     if (c->wpoll)
         uv_close((uv_handle_t *)c->wpoll, on_wpoll_closed);
     uv_close((uv_handle_t *)&c->tcp, mx__conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, mx__conn_handle_closed);
+    mx__http_conn_closed(c);
 }
 
 void mx__conn_close_if_idle(mx__conn_t *c)

@@ -44,6 +44,8 @@ static void finish(mx__conn_t *c, int status)
     if (status < 0 && status != UV_EPIPE && status != UV_ECONNRESET)
         mx_log("http", MX_LOG_WARN, "sending the body of %s failed: %s", r->path,
                status == -EIO ? "file shorter than announced" : uv_strerror(status));
+    if (status < 0 && c->cur == r)
+        c->cur = NULL;    /* released here, not again by the close */
     mx__req_written(r);   /* closes the file with the pool */
     if (status < 0)
         mx__conn_close(c);
@@ -83,8 +85,11 @@ static void pump(mx__conn_t *c)
         if (n > 0) {
             r->file_left -= (size_t)n;
             turn += (size_t)n;
-            if (turn >= TURN && r->file_left)
-                break;   /* let other connections have the loop */
+            /* Short: the socket buffer is full (no need for an EAGAIN
+             * call to learn it).  Long: let other connections have the
+             * loop. */
+            if ((size_t)n < want || (turn >= TURN && r->file_left))
+                break;
             continue;
         }
         if (n == 0) {

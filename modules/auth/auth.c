@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 MX_MODULE_API_DEFINE;
@@ -128,6 +129,14 @@ static int au_start(char *err, size_t errlen)
     if (!au.db) {
         snprintf(err, errlen, "auth: no database");
         return -EINVAL;
+    }
+    /* With a config file nobody may have created the data directory yet
+     * (zero-config and init-secrets do); our keys live there. */
+    const char *dir = mx_server_conf()->data_dir;
+    if (dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "auth: cannot create the data directory %s: %s", dir,
+                 strerror(errno));
+        return -errno;
     }
     int rc;
     if ((rc = au_schema_migrate(err, errlen)) < 0 || (rc = au_cookie_key(err, errlen)) < 0 ||

@@ -1,10 +1,15 @@
 // tests/clients/console.spec.mjs: the built-in admin console (web/admin,
 // served by the admin module) driven in headless Debian Chromium through
 // npm playwright-core.  It starts its own mxstack (modules homeserver +
-// admin, SQLite), makes an admin with shared-secret registration, then in
-// the browser: signs in, creates a user, finds it in the list, makes it an
-// admin, creates and deletes a registration token, deletes a room made
-// through the client API and waits for the deletion to reach "complete".
+// admin, SQLite), makes an admin with shared-secret registration and a
+// room with a reported message through the client API, then in the
+// browser: a non-admin is refused; the admin signs in, sees the dashboard,
+// creates a user, finds it in the list, makes it an admin, resets its
+// password, locks and deactivates it, creates and deletes a registration
+// token, opens and deletes the event report, opens the federation view,
+// deletes the room and waits for the deletion to reach "complete", signs
+// out.  Any script or CSP error in the page fails the run, and so does an
+// unclean server exit.
 // Screenshots go to tests/artifacts/console/ (gitignored).
 //
 //   MXSTACK_BIN=/path/to/mxstack node tests/clients/console.spec.mjs
@@ -178,6 +183,12 @@ async function main() {
       { name: roomName, preset: 'private_chat' }, owner.access_token);
     assert(created.status === 200, `createRoom: ${created.status} ${created.text}`);
     const roomId = created.json.room_id;
+    const sent = await call(srv, 'PUT', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t1`,
+      { msgtype: 'm.text', body: 'please report me' }, owner.access_token);
+    assert(sent.status === 200, `send: ${sent.status} ${sent.text}`);
+    const reported = await call(srv, 'POST',
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/report/${encodeURIComponent(sent.json.event_id)}`,
+      { reason: `console report ${suffix}`, score: -100 }, owner.access_token);
 
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -259,6 +270,27 @@ async function main() {
       assert(r.status === 200 && r.json.admin === true, `admin flag via API: ${r.status} ${r.text}`);
     });
 
+    await step('reset password, lock and deactivate the user', async () => {
+      const uri = `/_synapse/admin/v2/users/${encodeURIComponent(newId)}`;
+      const form = page.locator('#user-password-form');
+      await form.getByLabel('New password').fill('changed-pw-2');
+      await form.getByRole('button', { name: 'Reset password' }).click();
+      await page.locator('#status').filter({ hasText: `Password reset: ${newId}` }).waitFor();
+      const login = await call(srv, 'POST', '/_matrix/client/v3/login', {
+        type: 'm.login.password', identifier: { type: 'm.id.user', user: newId }, password: 'changed-pw-2',
+      });
+      assert(login.status === 200, `login with the new password: ${login.status} ${login.text}`);
+      await page.getByRole('button', { name: 'Lock', exact: true }).click();
+      await page.getByRole('button', { name: 'Unlock', exact: true }).waitFor();
+      let r = await call(srv, 'GET', uri, undefined, admin.access_token);
+      assert(r.json?.locked === true, `locked via API: ${r.text}`);
+      await page.getByRole('button', { name: 'Deactivate', exact: true }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Deactivate' }).click();
+      await page.locator('#user-detail-kv dd').nth(3).filter({ hasText: 'yes' }).waitFor();
+      r = await call(srv, 'GET', uri, undefined, admin.access_token);
+      assert(r.json?.deactivated === true, `deactivated via API: ${r.text}`);
+    });
+
     await step('create and delete a registration token', async () => {
       const tok = `tok${suffix}`;
       await page.getByRole('link', { name: 'Registration tokens' }).click();
@@ -273,9 +305,20 @@ async function main() {
       await row.waitFor({ state: 'detached' });
     });
 
-    await step('event reports and federation views load', async () => {
+    await step('event reports: list, details, delete', async () => {
+      assert(reported.status === 200, `reporting through the client API: ${reported.status} ${reported.text}`);
       await page.getByRole('link', { name: 'Event reports' }).click();
-      await page.locator('#reports-table tbody tr').first().waitFor();
+      const row = page.locator('#reports-table tbody tr[data-report]').filter({ hasText: `console report ${suffix}` });
+      await row.waitFor();
+      const id = await row.getAttribute('data-report');
+      await page.getByRole('button', { name: `Details of report ${id}` }).click();
+      await page.locator('#report-detail-json').filter({ hasText: sent.json.event_id }).waitFor();
+      await page.getByRole('button', { name: `Delete report ${id}` }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Delete report' }).click();
+      await row.waitFor({ state: 'detached' });
+    });
+
+    await step('federation view loads', async () => {
       await page.getByRole('link', { name: 'Federation' }).click();
       await page.locator('#federation-table tbody tr').first().waitFor();
     });

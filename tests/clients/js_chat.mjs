@@ -6,6 +6,7 @@
 import * as sdk from "matrix-js-sdk";
 import assert from "node:assert/strict";
 import { mkLog, rnd, register, waitFor, until, synced, membership } from "./common.mjs";
+import { makeImage, imageSize } from "./media.mjs";
 
 const base = process.argv[2];
 const log = mkLog("js");
@@ -152,6 +153,40 @@ log("profile ok");
 const dir = await bob.searchUserDirectory({ term: "Alice A" });
 assert.ok(dir.results.some((u) => u.user_id === alice.getUserId() && u.display_name === "Alice A."), dir);
 log("directory ok");
+
+// media: alice uploads a PNG and a JPEG, posts them as m.image; bob downloads
+// both (authenticated and legacy paths) and gets scaled/cropped thumbnails
+const mcfg = await bob.getMediaConfig(true);
+assert.ok(mcfg["m.upload.size"] > 0, JSON.stringify(mcfg));
+for (const [fmt, mime] of [["PNG", "image/png"], ["JPEG", "image/jpeg"]]) {
+  const bytes = makeImage(fmt, 640, 480);
+  const up = await alice.uploadContent(bytes, { type: mime, name: "pic." + fmt.toLowerCase() });
+  assert.match(up.content_uri, /^mxc:\/\/[^/]+\/[A-Za-z0-9_-]+$/);
+  const img = await alice.sendEvent(roomId, "m.room.message", { msgtype: "m.image", body: "pic",
+    url: up.content_uri, info: { mimetype: mime, w: 640, h: 480, size: bytes.length } });
+  const seen = await until(() => bobRoom.findEventById(img.event_id), "bob has the image event");
+  const mxc = seen.getContent().url;
+  const get = async (url, auth) => {
+    const r = await fetch(url, auth ? { headers: { Authorization: "Bearer " + bob.getAccessToken() } } : {});
+    assert.equal(r.status, 200, url);
+    return [r, Buffer.from(await r.arrayBuffer())];
+  };
+  const [r1, full] = await get(bob.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true), true);
+  assert.ok(full.equals(bytes), fmt + ": authenticated download differs");
+  assert.equal(r1.headers.get("content-type"), mime);
+  const [, legacy] = await get(bob.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, false), false);
+  assert.ok(legacy.equals(bytes), fmt + ": legacy download differs");
+  const noauth = await fetch(bob.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true));
+  assert.equal(noauth.status, 401);
+  const [rt, thumb] = await get(bob.mxcUrlToHttp(mxc, 96, 96, "scale", false, true, true), true);
+  const [tw, th] = imageSize(thumb) ?? [];
+  assert.ok(rt.headers.get("content-type").startsWith("image/"), rt.headers.get("content-type"));
+  assert.ok(tw <= 640 / 2 && th <= 480 / 2 && Math.abs(tw / th - 640 / 480) < 0.1, `scale thumb ${tw}x${th}`);
+  const [, crop] = await get(bob.mxcUrlToHttp(mxc, 96, 96, "crop", false, true, true), true);
+  const [cw, ch] = imageSize(crop) ?? [];
+  assert.ok(cw === ch && cw >= 96 && cw < 640, `crop thumb ${cw}x${ch}`);
+}
+log("media ok");
 
 alice.stopClient(); bob.stopClient();
 log("OK");

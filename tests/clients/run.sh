@@ -5,11 +5,14 @@
 #   js_e2ee.mjs   matrix-js-sdk with its Rust crypto: encrypted room, cross-signing,
 #                 secret storage, key backup, device lists, dehydrated devices
 #   nio_chat.py   matrix-nio (Debian python3-matrix-nio), r0 paths
+#   console.spec.mjs  the admin console in headless Debian chromium (npm
+#                 playwright-core); starts its own server (SQLite)
 # MX_VERBOSE=1 keeps the SDK's own logging.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="${MXSTACK_BIN:?set MXSTACK_BIN}"
-( cd "$HERE" && [ -d node_modules/matrix-js-sdk ] || npm install --no-audit --no-fund --loglevel=error >/dev/null )
+( cd "$HERE" && [ -d node_modules/matrix-js-sdk ] && [ -d node_modules/playwright-core ] ||
+  npm install --no-audit --no-fund --loglevel=error >/dev/null )
 
 run_on() {
   local engine="$1" dir port
@@ -53,5 +56,7 @@ YAML
 rc=0
 run_on sqlite || rc=1
 if [ -n "${MXSTACK_TEST_PG:-}" ]; then run_on postgres || rc=1; fi
+echo "-- admin console: chromium + playwright-core"
+( cd "$HERE" && MXSTACK_BIN="$BIN" timeout 300 node console.spec.mjs ) || rc=1
 [ $rc -eq 0 ] || { echo "real clients: FAILED"; exit 1; }
 echo "real clients: OK"

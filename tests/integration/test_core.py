@@ -314,7 +314,20 @@ def test_unknown_module_refused(make_server):
 
 def test_sigterm_graceful_exit_zero(server):
     assert requests.get(server.url + "/health").status_code == 200
+    # an idle keep-alive connection must not stop a clean exit
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(100).startswith(b"HTTP/1.1 200")
     assert server.stop(signal.SIGTERM) == 0
+    idle.close()
+
+
+def test_sigint_with_idle_keepalive_exit_zero(server):
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    idle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(100).startswith(b"HTTP/1.1 200")
+    assert server.stop(signal.SIGINT) == 0
+    idle.close()
 
 
 def test_sighup_keeps_serving(server):

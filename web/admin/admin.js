@@ -277,12 +277,17 @@ async function onLogin(ev) {
         initial_device_display_name: 'mxstack admin console',
       },
     });
-    const probe = { hs, token: res.access_token };
+    // Any admin route tells whether the token is an admin's.
     try {
-      await request('GET', `${hs}${A2}/users${query({ limit: 1 })}`, { token: probe.token });
+      await request('GET', `${hs}${A2}/users${query({ limit: 1 })}`, { token: res.access_token });
     } catch (e) {
-      await request('POST', `${hs}/_matrix/client/v3/logout`, { body: {}, token: probe.token }).catch(() => {});
-      throw e.status === 403 ? new ApiError(403, 'M_FORBIDDEN', 'This account is not a server admin') : e;
+      await request('POST', `${hs}/_matrix/client/v3/logout`, { body: {}, token: res.access_token })
+        .catch(() => {});
+      if (e.status === 403) {
+        err.textContent = 'This account is not a server admin.';
+        return;
+      }
+      throw e;
     }
     state.hs = hs;
     state.token = res.access_token;
@@ -294,9 +299,7 @@ async function onLogin(ev) {
     if (!location.hash) location.hash = '#dashboard';
     showApp();
   } catch (e) {
-    err.textContent = e.status === 403 && e.errcode === 'M_FORBIDDEN' && e.message.includes('admin')
-      ? e.message
-      : `Sign-in failed: ${e.message}`;
+    err.textContent = `Sign-in failed: ${e.message}`;
   } finally {
     btn.disabled = false;
   }
@@ -607,6 +610,7 @@ async function showRoom(roomId) {
     $('room-members').replaceChildren(...(members.length
       ? members.map((id) => h('li', { class: 'mono' }, typeof id === 'string' ? id : JSON.stringify(id)))
       : [h('li', { class: 'empty' }, 'No members.')]));
+    $('room-detail').dataset.room = d.room_id;
     $('room-detail').hidden = false;
     $('room-detail-title').tabIndex = -1;
     $('room-detail-title').focus();
@@ -673,7 +677,9 @@ function pollDeletion(deleteId, roomId, label, progress, stateText, misses) {
     stateText.className = `state ${status}`;
     if (status === 'complete') {
       const kicked = st.shutdown_room?.kicked_users?.length;
-      say(`Room ${label} deleted${kicked != null ? ` (${kicked} members removed)` : ''}.`);
+      const removed = kicked == null ? '' : ` (${kicked} member${kicked === 1 ? '' : 's'} removed)`;
+      say(`Room ${label} deleted${removed}.`);
+      if ($('room-detail').dataset.room === roomId) $('room-detail').hidden = true;
       if (currentView() === 'rooms') loadRooms();
     } else if (status === 'failed') {
       say(`Deleting ${label} failed: ${st.error || 'unknown error'}`, 'error');

@@ -1,16 +1,12 @@
 /*
  * rel_schema.c: the relations part's tables ("homeserver.relations"), its
- * start, and the small helpers its files share (routes, the ignored-users
- * set).  The tables are described in relations.h and README.md; the
+ * start, and the route helpers its files share.  The tables are described in relations.h and README.md; the
  * full-text index differs per engine (FTS5 on SQLite, tsvector + GIN on
  * PostgreSQL), the rest is the same SQL.
  */
 #include "relations.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,74 +67,6 @@ int rel_route_v3(const char *method, const char *suffix, mx_handler_fn fn, unsig
             return rc;
     }
     return 0;
-}
-
-json_t *rel_ignored_parse(const char *content)
-{
-    json_t *set = json_object();
-    json_t *v = content ? json_loads(content, 0, NULL) : NULL;
-    json_t *iu = json_object_get(v, "ignored_users");
-    const char *k;
-    json_t *x;
-    json_object_foreach(iu, k, x)
-        json_object_set_new(set, k, json_true());
-    json_decref(v);
-    return set;
-}
-
-char *rel_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *out = malloc((size_t)n + 1);
-    if (!out)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(out, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return out;
-}
-
-char *rel_sql_in_list(const json_t *strings)
-{
-    size_t len = 1, n = 0, i;
-    json_t *v;
-    json_array_foreach(strings, i, v) {
-        const char *s = json_string_value(v);
-        if (!s)
-            continue;
-        len += 3;
-        for (const char *p = s; *p; p++)
-            len += *p == '\'' ? 2 : 1;
-        n++;
-    }
-    if (!n)
-        return NULL;
-    char *out = malloc(len), *o = out;
-    if (!out)
-        return NULL;
-    bool first = true;
-    json_array_foreach(strings, i, v) {
-        const char *s = json_string_value(v);
-        if (!s)
-            continue;
-        if (!first)
-            *o++ = ',';
-        first = false;
-        *o++ = '\'';
-        for (const char *p = s; *p; p++) {
-            if (*p == '\'')
-                *o++ = '\'';
-            *o++ = *p;
-        }
-        *o++ = '\'';
-    }
-    *o = '\0';
-    return out;
 }
 
 int hs_relations_start(char *err, size_t errlen)

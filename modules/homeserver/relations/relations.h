@@ -91,6 +91,13 @@ char *rel_sql_in_list(const json_t *strings);
 /* printf into a malloc'd string (NULL on ENOMEM), for SQL with IN lists. */
 char *rel_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The words of a search term (runs of ASCII letters and digits, and of
+ * non-ASCII bytes; lowercased; at most 32): new array reference. */
+json_t *rel_search_tokens(const char *term);
+/* An FTS5 MATCH query requiring every word (each quoted, so no FTS5
+ * operator can appear): malloc'd, "" for no words, NULL on ENOMEM. */
+char *rel_fts5_query(const json_t *tokens);
+
 /* SQL: the position up to which `?` (user) sees room `?`: everything while
  * joined, up to the leave afterwards, -1 never.  Parameters: big, room_id,
  * user_id.  REL_ALL is the "everything" value. */

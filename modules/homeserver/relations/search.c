@@ -20,7 +20,6 @@
 #include "relations.h"
 #include "../rooms/rooms.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,48 +50,6 @@ static void se_free(void *p)
     json_decref(c->events);
     json_decref(c->ranks);
     json_decref(c->pos);
-}
-
-/* Words of the search term: runs of ASCII letters/digits and non-ASCII
- * bytes, lowercased. */
-static json_t *se_tokens(const char *term)
-{
-    json_t *out = json_array();
-    const unsigned char *p = (const unsigned char *)term;
-    while (*p) {
-        while (*p && *p < 0x80 && !isalnum(*p))
-            p++;
-        const unsigned char *s = p;
-        while (*p && (*p >= 0x80 || isalnum(*p)))
-            p++;
-        if (p > s && json_array_size(out) < 32) {
-            char *w = strndup((const char *)s, (size_t)(p - s));
-            if (!w)
-                break;
-            for (char *q = w; *q; q++)
-                *q = (char)tolower((unsigned char)*q);
-            json_array_append_new(out, json_string(w));
-            free(w);
-        }
-    }
-    return out;
-}
-
-/* FTS5 query: every word quoted (no operators), all required. */
-static char *se_fts5_query(const json_t *tokens)
-{
-    size_t len = 1, i;
-    json_t *v;
-    json_array_foreach(tokens, i, v)
-        len += strlen(json_string_value(v)) + 3;
-    char *q = malloc(len), *o = q;
-    if (!q)
-        return NULL;
-    json_array_foreach(tokens, i, v) {
-        o += sprintf(o, "%s\"%s\"", i ? " " : "", json_string_value(v));
-    }
-    *o = '\0';
-    return q;
 }
 
 /* " AND <col> [NOT] IN (...)" for a filter list, or "" (malloc'd). */
@@ -373,7 +330,7 @@ static int se_run(se_ctx_t *c, const char *term, const json_t *keys, const json_
                    c->recent ? "e.stream_ordering DESC" : "score DESC, e.stream_ordering DESC",
                    c->limit + 1, c->recent ? 0LL : (long long)c->offset);
     count = rel_fmt("SELECT COUNT(*)%s%s", from, where);
-    match = pg ? strdup(term) : se_fts5_query(c->tokens);
+    match = pg ? strdup(term) : rel_fts5_query(c->tokens);
     if (!page || !count || !match)
         goto out;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
@@ -449,7 +406,7 @@ static void se_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     mx_pool_on_free(pool, se_free, c);
     c->req = req;
     c->who = rm_who_copy(req, who);
-    c->tokens = se_tokens(term);
+    c->tokens = rel_search_tokens(term);
 
     json_t *keys = json_object_get(re, "keys");
     json_t *dkeys = NULL;
