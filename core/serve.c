@@ -147,17 +147,17 @@ static void ctx_destroy(void)
     mx__ctx = NULL;
 }
 
-/* Secrets and the signing key: zero-config creates what is missing in the
- * data dir; with a config file, a missing signing key is generated at the
- * configured path (Synapse's --generate-missing-configs behaviour). */
+/* Secrets and the signing key: what is missing in the data dir is created;
+ * a missing signing key is generated at the configured path (Synapse's
+ * --generate-missing-configs behaviour). */
 static int setup_keys(const mx_cli_opts_t *o, char *err, size_t errlen)
 {
     const mx_conf_t *conf = mx__ctx->conf;
-    if (!o->config_path) {
-        int rc = mx__secrets_init(conf->server.data_dir, 0, err, errlen);
-        if (rc)
-            return rc;
-    }
+    /* Missing secrets are created in the data dir on first start (never
+     * overwritten); a deployment's init-secrets hook may have made them. */
+    int src = mx__secrets_init(conf->server.data_dir, 0, err, errlen);
+    if (src)
+        return src;
     const char *kp = conf->server.signing_key_path;
     if (access(kp, F_OK) != 0) {
         mx_signing_key_t k;
