@@ -512,9 +512,12 @@ void mx__http_drain(uint64_t deadline_ms, void (*done)(void))
         c = next;
     }
     if (st->nconns == 0) {
+        /* Closing the last idle connection above may already have ended
+         * the drain (mx__http_conn_closed calls drain_done): call once. */
+        void (*d)(void) = st->drain_done;
         st->drain_done = NULL;
-        if (done)
-            done();
+        if (d)
+            d();
         return;
     }
     st->drain_timer = malloc(sizeof(uv_timer_t));

@@ -42,8 +42,13 @@ echo "== unit tests (make check)"
 
 # ---------------------------------------------------------- integration
 echo "== integration tests (pytest, SQLite + PostgreSQL)"
-/usr/bin/python3 -m pytest -q -x ${PYTEST_ARGS:-} tests/integration $(ls -d modules/*/tests 2>/dev/null | \
-  while read -r d; do ls "$d"/test_*.py >/dev/null 2>&1 && echo "$d"; done)
+# One pytest run per test directory: each has its own conftest.py, and
+# test files import helpers from theirs by name.
+for d in tests/integration $(ls -d modules/*/tests 2>/dev/null); do
+  ls "$d"/test_*.py >/dev/null 2>&1 || continue
+  echo "-- $d"
+  ( cd "$d" && /usr/bin/python3 -m pytest -q -x -p no:cacheprovider ${PYTEST_ARGS:-} . )
+done
 
 # ---------------------------------------------------------- real clients
 if [ -z "${MX_SKIP_CLIENTS:-}" ] && [ -x tests/clients/run.sh ]; then

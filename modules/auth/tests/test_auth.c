@@ -14,6 +14,7 @@
 
 #include "../auth.h"
 #include "../../homeserver/hs.h"
+#include "core.h"
 
 #include <mbedtls/ecdsa.h>
 #include <mbedtls/pk.h>
@@ -22,6 +23,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* The core's context: none here (no loop, no store); what the tested code
+ * reaches copes with its absence. */
+mx_ctx_t *mx__ctx;
 
 static au_conf_t conf;
 
@@ -260,7 +265,7 @@ static void test_keys_and_jws(void **state)
 }
 
 static int seen_status;
-static char seen_device[64];
+static char seen_device[256];
 static void on_valid(int status, const hs_token_info_t *info, void *ud)
 {
     (void)ud;

@@ -124,6 +124,12 @@ typedef struct sy_ctx {
     size_t part;
     hs_waiter_t *waiter;
     bool busy, aborted, replied;
+    hs_sync_result_fn result_fn; /* hs_sync_run: hand the body over */
+    void *result_ud;
+    bool legacy_stream, peek, capped;
+    int64_t events_cap;
+    int opt_limit;            /* hs_sync_run's limit, -1: the filter's */
+    char *only_room;          /* owned or NULL */
 } sy_ctx_t;
 
 static void sy_free(sy_ctx_t *c)
@@ -136,6 +142,7 @@ static void sy_free(sy_ctx_t *c)
         mx_pool_free(c->scratch);
     free(c->user_id);
     free(c->device_id);
+    free(c->only_room);
     free(c);
 }
 
@@ -223,7 +230,8 @@ static void sy_finish(sy_ctx_t *c)
 {
     bool moved = false;
     for (int s = 0; s < HS_STREAM_COUNT; s++)
-        if (hs_stream_current((hs_stream_t)s) != c->upto[s])
+        if (hs_stream_current((hs_stream_t)s) != c->upto[s] &&
+            !(s == HS_STREAM_EVENTS && c->capped))
             moved = true;
     uint64_t now = mx_now_ms();
     if (!c->initial && !c->full_state && now < c->deadline && !sy_has_data(c->resp)) {
@@ -237,9 +245,16 @@ static void sy_finish(sy_ctx_t *c)
     }
     /* Providers may cover less than was asked (to_device sends at most
      * 100 messages): the token says what this response really covers. */
-    json_object_set_new(c->resp, "next_batch",
-                        json_string(hs_sync_token_make(c->scratch, c->sc.upto)));
+    const char *next = hs_sync_token_make(c->scratch, c->sc.upto);
     c->replied = true;
+    if (c->result_fn) {
+        json_t *resp = c->resp;
+        c->resp = NULL;
+        c->result_fn(c->req, resp, next, c->result_ud);
+        sy_free(c);
+        return;
+    }
+    json_object_set_new(c->resp, "next_batch", json_string(next));
     mx_req_reply_json(c->req, 200, c->resp);
     c->resp = NULL;
     sy_free(c);
@@ -499,8 +514,13 @@ static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
             json_decref(pdu);
             json_decref(uns);
             const char *key = r->kind == SY_INVITE ? "invite_state" : "knock_state";
-            json_object_set_new(r->kind == SY_INVITE ? invite : knock, r->room_id,
-                                json_pack("{s:{s:o}}", key, "events", arr));
+            json_t *ir = json_pack("{s:{s:o}}", key, "events", arr);
+            if (c->legacy_stream || c->result_fn) {
+                json_t *full = rm_row_event(res, r->st_ev, 0, 0, c->dev_key, RM_CE_ROOM_ID);
+                if (full)
+                    json_object_set_new(ir, "event", full);
+            }
+            json_object_set_new(r->kind == SY_INVITE ? invite : knock, r->room_id, ir);
             continue;
         }
         json_t *out = json_object();
@@ -525,6 +545,8 @@ static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
 
 static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)
 {
+    if (c->only_room && strcmp(c->only_room, room_id) != 0)
+        return false;
     json_t *rf = json_object_get(c->filter, "room");
     json_t *rooms = json_object_get(rf, "rooms");
     json_t *not_rooms = json_object_get(rf, "not_rooms");
@@ -539,6 +561,39 @@ static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)
         if (json_string_value(v) && strcmp(json_string_value(v), room_id) == 0)
             return true;
     return false;
+}
+
+/* Adds the reads of one joined/left room (timeline, state, counts);
+ * returns the next statement index. */
+static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int st)
+{
+    const char *rid = r->room_id;
+    /* timeline: RM_EV_COLS then type, sender */
+    mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
+                  " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
+                  " ORDER BY e.stream_ordering DESC LIMIT ?",
+               "siii", rid, r->lo, r->hi, (int64_t)c->limit + 1);
+    r->st_tl = st++;
+    if (c->limit > 0)
+        mx_sql_add(b, sy_sql_state_start, "ssiii", rid, rid, r->lo, r->hi, (int64_t)c->limit);
+    else /* no timeline: the state at its end */
+        mx_sql_add(b, sy_sql_state_at, "si", rid, r->hi);
+    r->st_start = st++;
+    if (!r->full) {
+        mx_sql_add(b, sy_sql_state_at, "si", rid, c->since[HS_STREAM_EVENTS]);
+        r->st_since = st++;
+    }
+    r->st_counts = r->st_heroes = -1;
+    if (r->kind == SY_JOIN && !rm_room_cached(rid)) {
+        mx_sql_add(b, "SELECT membership, COUNT(*) FROM room_memberships WHERE room_id = ?"
+                      " GROUP BY membership", "s", rid);
+        r->st_counts = st++;
+        mx_sql_add(b, "SELECT user_id FROM room_memberships WHERE room_id = ?"
+                      " AND membership IN ('join', 'invite') AND user_id <> ?"
+                      " ORDER BY stream_ordering LIMIT 5", "ss", rid, c->user_id);
+        r->st_heroes = st++;
+    }
+    return st;
 }
 
 static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
@@ -567,6 +622,14 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     int st = 0;
+    bool seen_only = false;
+    /* room initialSync of a world-readable room the user never joined:
+     * one extra slot for it */
+    if (c->peek && c->only_room) {
+        sy_room_t *more = mx_palloc(c->scratch, sizeof(sy_room_t) * (size_t)(nm + 1));
+        if (more)
+            c->rooms = more;
+    }
     for (int i = 0; i < nm; i++) {
         const char *rid = mx_sql_text(res, 0, i, 0);
         const char *m = mx_sql_text(res, 0, i, 1);
@@ -575,6 +638,8 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             json_array_append_new(c->joined, json_string(rid));
         if (mso > upto || !sy_room_allowed(c, rid))
             continue; /* changed after our snapshot of the streams */
+        if (c->only_room)
+            seen_only = true;
         sy_room_t *r = &c->rooms[c->nrooms];
         memset(r, 0, sizeof(*r));
         r->room_id = mx_pstrdup(c->scratch, rid);
@@ -589,6 +654,11 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->full = fresh || c->full_state;
             r->lo = r->full && fresh ? 0 : since;
             r->hi = upto;
+            if (c->legacy_stream && !c->initial) {
+                /* /events: only what happened after `from` */
+                r->full = false;
+                r->lo = since;
+            }
         } else if (strcmp(m, "invite") == 0 || strcmp(m, "knock") == 0) {
             if (!fresh)
                 continue;
@@ -608,28 +678,20 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->lo = c->initial ? 0 : since;
             r->hi = mso;
         }
-        /* timeline: RM_EV_COLS then type, sender */
-        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
-                      " ORDER BY e.stream_ordering DESC LIMIT ?",
-                   "siii", rid, r->lo, r->hi, (int64_t)c->limit + 1);
-        r->st_tl = st++;
-        mx_sql_add(b, sy_sql_state_start, "ssiii", rid, rid, r->lo, r->hi, (int64_t)c->limit);
-        r->st_start = st++;
-        if (!r->full) {
-            mx_sql_add(b, sy_sql_state_at, "si", rid, since);
-            r->st_since = st++;
-        }
-        r->st_counts = r->st_heroes = -1;
-        if (r->kind == SY_JOIN && !rm_room_cached(rid)) {
-            mx_sql_add(b, "SELECT membership, COUNT(*) FROM room_memberships WHERE room_id = ?"
-                          " GROUP BY membership", "s", rid);
-            r->st_counts = st++;
-            mx_sql_add(b, "SELECT user_id FROM room_memberships WHERE room_id = ?"
-                          " AND membership IN ('join', 'invite') AND user_id <> ?"
-                          " ORDER BY stream_ordering LIMIT 5", "ss", rid, c->user_id);
-            r->st_heroes = st++;
-        }
+        st = sy_add_room_reads(c, b, r, st);
+        c->nrooms++;
+    }
+    if (c->peek && c->only_room && !seen_only) {
+        sy_room_t *r = &c->rooms[c->nrooms];
+        memset(r, 0, sizeof(*r));
+        r->room_id = mx_pstrdup(c->scratch, c->only_room);
+        r->kind = SY_JOIN;
+        r->st_since = -1;
+        r->full = true;
+        r->lo = c->initial ? 0 : since;
+        r->hi = upto;
+        json_array_append_new(c->joined, json_string(c->only_room));
+        st = sy_add_room_reads(c, b, r, st);
         c->nrooms++;
     }
     json_decref(changed);
@@ -656,6 +718,12 @@ static void sy_compute(sy_ctx_t *c)
     c->resp = json_object();
     for (int s = 0; s < HS_STREAM_COUNT; s++)
         c->upto[s] = hs_stream_current((hs_stream_t)s);
+    c->capped = false;
+    if (c->legacy_stream && c->events_cap > c->since[HS_STREAM_EVENTS] &&
+        c->events_cap < c->upto[HS_STREAM_EVENTS]) {
+        c->upto[HS_STREAM_EVENTS] = c->events_cap;
+        c->capped = true;
+    }
     /* A token from the future (e.g. a wiped database) counts as initial. */
     if (c->since[HS_STREAM_EVENTS] > c->upto[HS_STREAM_EVENTS]) {
         memset(c->since, 0, sizeof(c->since));
@@ -690,7 +758,7 @@ static void sy_apply_filter(sy_ctx_t *c)
     json_t *rf = json_object_get(c->filter, "room");
     json_t *lim = json_object_get(json_object_get(rf, "timeline"), "limit");
     c->limit = SY_DEFAULT_LIMIT;
-    if (json_is_integer(lim) && json_integer_value(lim) > 0)
+    if (json_is_integer(lim) && json_integer_value(lim) >= 0)
         c->limit = json_integer_value(lim) > SY_MAX_LIMIT ? SY_MAX_LIMIT
                                                           : (int)json_integer_value(lim);
     c->lazy_members =
@@ -713,23 +781,58 @@ static void sy_filter_loaded(json_t *filter, int status, void *ud)
     }
     c->filter = filter ? json_incref(filter) : NULL;
     sy_apply_filter(c);
+    if (c->opt_limit >= 0)
+        c->limit = c->opt_limit > SY_MAX_LIMIT ? SY_MAX_LIMIT : c->opt_limit;
     sy_compute(c);
 }
 
-static void sy_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+static sy_ctx_t *sy_new(mx_req_t *req, const hs_user_t *who)
 {
-    (void)ud;
     sy_ctx_t *c = calloc(1, sizeof(*c));
     if (!c || !(c->user_id = strdup(who->user_id))) {
         free(c);
         mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
-        return;
+        return NULL;
     }
     c->req = req;
     c->who = *who;
     c->device_id = who->device_id ? strdup(who->device_id) : NULL;
     c->who.user_id = c->user_id;
     c->who.device_id = c->device_id;
+    c->opt_limit = -1;
+    return c;
+}
+
+void hs_sync_run(mx_req_t *req, const hs_user_t *who, const hs_sync_opts_t *o,
+                 hs_sync_result_fn fn, void *ud)
+{
+    sy_ctx_t *c = sy_new(req, who);
+    if (!c)
+        return;
+    c->result_fn = fn;
+    c->result_ud = ud;
+    c->initial = !(o->since && *o->since && hs_sync_token_parse(o->since, c->since) == 0);
+    c->deadline = mx_now_ms() + (o->timeout_ms > SY_MAX_TIMEOUT_MS ? SY_MAX_TIMEOUT_MS
+                                                                    : o->timeout_ms);
+    c->opt_limit = o->limit;
+    c->legacy_stream = o->legacy_stream;
+    c->events_cap = o->events_cap;
+    c->peek = o->peek;
+    c->only_room = o->only_room ? strdup(o->only_room) : NULL;
+    mx_req_on_abort(req, sy_abort, c);
+    sy_apply_filter(c);
+    if (c->opt_limit >= 0)
+        c->limit = c->opt_limit > SY_MAX_LIMIT ? SY_MAX_LIMIT : c->opt_limit;
+    c->include_leave = o->include_leave;
+    sy_compute(c);
+}
+
+static void sy_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)ud;
+    sy_ctx_t *c = sy_new(req, who);
+    if (!c)
+        return;
 
     const char *since = mx_req_query(req, "since");
     if (since && *since && hs_sync_token_parse(since, c->since) == 0)
@@ -768,6 +871,10 @@ int hs_sync_start(char *err, size_t errlen)
     }
     if ((rc = hs_filters_start(err, errlen)) < 0)
         return rc;
+    if ((rc = hs_legacy_events_start()) < 0) {
+        snprintf(err, errlen, "sync: cannot add legacy routes (%d)", rc);
+        return rc;
+    }
     if ((rc = rm_route("GET", "/sync", sy_handler, 0)) < 0) {
         snprintf(err, errlen, "sync: cannot add routes (%d)", rc);
         return rc;

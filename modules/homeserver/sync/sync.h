@@ -31,6 +31,31 @@ void hs_notifier_stop(void);
 int hs_sync_token_parse(const char *tok, int64_t pos[HS_STREAM_COUNT]);
 char *hs_sync_token_make(mx_pool_t *pool, const int64_t pos[HS_STREAM_COUNT]);
 
+/* ---------------------------------------------------------- runner ---
+ * Runs one /sync computation for another endpoint (the legacy /events and
+ * /initialSync, legacy_events.c) and hands its body over instead of
+ * replying.  The caller still owns `req` and must reply in `fn`.  If the
+ * client goes away, `fn` is not called. */
+typedef struct hs_sync_opts {
+    const char *since;        /* sync token or NULL (initial) */
+    uint64_t timeout_ms;      /* long-poll when the result is empty */
+    int limit;                /* timeline limit, -1: default */
+    bool include_leave;
+    bool legacy_stream;       /* /events: newly joined rooms carry only their
+                                 new events; invites carry the full event
+                                 under "event"; upto[events] capped */
+    int64_t events_cap;       /* legacy_stream: highest event position, 0: none */
+    const char *only_room;    /* restrict to this room (copied) or NULL */
+    bool peek;                /* only_room: include it as joined when the user
+                                 has no membership (world_readable) */
+} hs_sync_opts_t;
+/* `resp` stolen; `next_batch` valid during the call. */
+typedef void (*hs_sync_result_fn)(mx_req_t *req, json_t *resp, const char *next_batch,
+                                  void *ud);
+void hs_sync_run(mx_req_t *req, const hs_user_t *who, const hs_sync_opts_t *o,
+                 hs_sync_result_fn fn, void *ud);
+int hs_legacy_events_start(void);
+
 /* -------------------------------------------------------------- filters --- */
 int hs_filters_start(char *err, size_t errlen);
 
