@@ -44,11 +44,13 @@ echo "== unit tests (make check)"
 echo "== integration tests (pytest, SQLite + PostgreSQL)"
 # One pytest run per test directory: each has its own conftest.py, and
 # test files import helpers from theirs by name.
+failed=""
 for d in tests/integration $(ls -d modules/*/tests 2>/dev/null); do
   ls "$d"/test_*.py >/dev/null 2>&1 || continue
   echo "-- $d"
-  ( cd "$d" && /usr/bin/python3 -m pytest -q -x -p no:cacheprovider ${PYTEST_ARGS:-} . )
+  ( cd "$d" && /usr/bin/python3 -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} . ) || failed="$failed $d"
 done
+[ -z "$failed" ] || { echo "integration tests failed in:$failed"; exit 1; }
 
 # ---------------------------------------------------------- real clients
 if [ -z "${MX_SKIP_CLIENTS:-}" ] && [ -x tests/clients/run.sh ]; then
