@@ -4,11 +4,16 @@
  * are copied into a per-connection scratch buffer, and at the end of the
  * header block http_req.c builds the request.  Parsing pauses at the end of
  * every request and resumes only once its response is queued, so pipelined
- * requests are answered in order.  Responses leave with one uv_write.
+ * requests are answered in order.  Responses leave with one uv_write;
+ * file bodies follow their header block (http_sendfile.c) before parsing
+ * resumes.  Streamed request bodies (MX_ROUTE_STREAM_BODY) hand each piece
+ * to the module as parsed and hold the parser (body_hold) while the module
+ * has not asked for the body or has paused it, so the socket is not read.
  *
  * Timers (one per connection): idle between requests, a hard deadline for
- * the whole header block (slowloris), and a gap limit between body reads.
- * None runs while a handler holds the request (long-polls are legitimate).
+ * the whole header block (slowloris), a gap limit between body reads, and
+ * a write timeout (output that has not moved for idle_timeout).  None runs
+ * while a handler holds the request (long-polls are legitimate).
  *
  * The same code runs in "memory mode" (no socket: input fed from a buffer,
  * output to a function) for the fuzz target.

@@ -85,8 +85,8 @@ typedef void (*mx_req_abort_fn)(mx_req_t *req, void *ud);
  * returns; pieces are at most ~16 KiB).  It returns 0 for "more", 1 for
  * "pause" (as mx_req_body_pause: no more pieces until mx_req_body_resume,
  * e.g. while the module's own write of this piece is in flight), or a
- * negative code to stop: the body is then dropped and the connection closes
- * after the module's reply.
+ * negative code to stop: no more callbacks (on_end neither); the module
+ * replies and the connection closes after that reply.
  *
  * on_end runs once: status 0 when the whole body has been delivered (the
  * module then replies as usual); or a negative code when the body cannot
@@ -115,6 +115,10 @@ typedef void (*mx_req_body_end_fn)(mx_req_t *req, int status, void *ud);
  * Parameters are given by a type string: 'i' int64_t, 's' const char *
  * (NULL binds NULL), 'b' (const void *, size_t) blob, 'n' NULL, 'd' double.
  * Parameter data is copied at mx_sql_add time.
+ * Ownership: mx_sql_run always takes the batch.  On success the callback
+ * runs exactly once; on error it never runs, and calling mx_sql_batch_free
+ * on the batch right after the failed run is allowed and does nothing.
+ * mx_sql_run_sync always consumes the batch.
  */
 typedef struct mx_db mx_db_t;
 typedef struct mx_sql_batch mx_sql_batch_t;

@@ -30,6 +30,7 @@ struct mx_store_state {
     struct mx_named_db *named;
     uv_mutex_t mu;            /* guards the completion queue */
     mx_sql_batch_t *done_head, *done_tail;
+    mx_sql_batch_t *failed;   /* runs that failed, freed on the next loop turn (loop thread) */
     uv_async_t async;
     bool async_init;
     int outstanding;          /* async batches submitted, not yet delivered (loop thread) */
@@ -395,7 +396,7 @@ static void stmt_free(mx__sql_stmt_t *s)
 
 void mx_sql_batch_free(mx_sql_batch_t *b)
 {
-    if (!b)
+    if (!b || b->magic == MX__BATCH_FAILED_MAGIC)
         return;
     for (int i = 0; i < b->nstmts; i++)
         stmt_free(&b->stmts[i]);
@@ -559,6 +560,7 @@ static void deliver_all(struct mx_store_state *st)
 
 static void on_async(uv_async_t *h)
 {
+    free_failed(h->data);
     deliver_all(h->data);
 }
 
@@ -613,8 +615,28 @@ int mx_sql_run(mx_sql_batch_t *b, mx_sql_done_fn cb, void *ud)
         uv_ref((uv_handle_t *)&st->async);
     return 0;
 fail:
-    mx_sql_batch_free(b);
+    /* Not submitted.  Callers either free the batch after a failed run or
+     * leave it: both are safe, because the store frees it on the next loop
+     * turn and mx_sql_batch_free ignores it until then. */
+    mx_sql_res_free(b->res);
+    b->res = NULL;
+    if (st->async_init) {
+        b->magic = MX__BATCH_FAILED_MAGIC;
+        b->next = st->failed;
+        st->failed = b;
+        uv_async_send(&st->async);
+    }
     return rc;
+}
+
+static void free_failed(struct mx_store_state *st)
+{
+    while (st->failed) {
+        mx_sql_batch_t *b = st->failed;
+        st->failed = b->next;
+        b->magic = MX__BATCH_MAGIC;
+        mx_sql_batch_free(b);
+    }
 }
 
 int mx_sql_run_sync(mx_sql_batch_t *b, mx_sql_res_t **out)
@@ -793,6 +815,7 @@ void mx__store_close(void)
     for (mx_db_t *d = st->dbs; d; d = d->next)
         d->eng->close(d);
     deliver_all(st);
+    free_failed(st);
     while (st->dbs) {
         mx_db_t *d = st->dbs;
         st->dbs = d->next;

@@ -7,7 +7,8 @@
  * uv_async_t through which every completion reaches the loop thread, and
  * the list of open databases.  Each engine implements mx__store_engine_t.
  *
- * Ownership: a batch belongs to its creator until mx_sql_run/run_sync,
+ * Ownership: a batch belongs to its creator until mx_sql_run/run_sync
+ * (a failed mx_sql_run parks it on a list freed on the next loop turn),
  * then to the engine, then (on completion) to store.c, which calls the
  * callback and frees batch and result.  Results are built by whichever
  * thread executes the batch and are only read once it has completed.
@@ -36,6 +37,9 @@ typedef struct mx__sql_stmt {
 } mx__sql_stmt_t;
 
 #define MX__BATCH_MAGIC 0x5b47c4e1u
+/* A batch whose mx_sql_run failed: the store frees it on the next loop
+ * turn; mx_sql_batch_free on it meanwhile is a no-op (see mx_sql_run). */
+#define MX__BATCH_FAILED_MAGIC 0x5b47c4e2u
 
 struct mx_sql_batch {
     uint32_t magic;

@@ -1,11 +1,16 @@
 /*
- * ev_auth.c: the authorization rules of room versions 10, 11 and 12, and
- * the power-level helpers handlers share with them.
+ * ev_auth.c: the authorization rules of room versions 1 to 12, and the
+ * power-level helpers handlers share with them.
  *
  * The rules are applied in the spec's order; each rejection says which rule
  * fired.  Rule numbers in comments are those of rooms/v12.md; v10/v11 number
  * the same rules one lower from rule 2 on (v12 inserted the room-ID rule).
- * Spec: rooms/v10.md, v11.md, v12.md "Authorisation rules"; server-server
+ * Older versions differ by flags of the version table: v1..v5 have the
+ * m.room.aliases rule, v1/v2 the redaction rule, v1..v9 accept stringy
+ * (v1..v5 also float) power levels and validate only `users`, v6+ check
+ * `notifications`, v7+ knock, v8+ restricted, v10+ knock_restricted.
+ * Spec: rooms/fragments/v1-auth-rules.md, v3-auth-rules.md, rooms/v6.md,
+ * v7.md, v8-auth-rules.md, v10.md, v11.md, v12.md; server-server
  * API "Auth events selection".  Edge cases cross-checked against Synapse's
  * event_auth.py (facts only).
  */
@@ -40,12 +45,13 @@ int hs_is_creator(const hs_room_version_t *rv, const json_t *create, const char 
     return 0;
 }
 
-/* An integer PL value, or `def` when absent or not an integer (v10+ PL
- * events with non-integers never pass auth, so this only matters for
- * malformed input). */
+/* A PL value in any form old versions allow (integer, integer string,
+ * float), or `def` when absent or malformed.  v10+ PL events with
+ * non-integers never pass auth, so leniency only matters for v1..v9. */
 static int64_t int_or(const json_t *v, int64_t def)
 {
-    return json_is_integer(v) ? (int64_t)json_integer_value(v) : def;
+    int64_t x;
+    return v && hs_pl_value(NULL, v, &x) == 0 ? x : def;
 }
 
 int64_t hs_user_power(const hs_room_version_t *rv, const json_t *create, const json_t *pl,
@@ -58,8 +64,9 @@ int64_t hs_user_power(const hs_room_version_t *rv, const json_t *create, const j
     if (pl) {
         const json_t *c = json_object_get(pl, "content");
         const json_t *u = json_object_get(json_object_get(c, "users"), user_id);
-        if (json_is_integer(u))
-            return json_integer_value(u);
+        int64_t x;
+        if (u && hs_pl_value(NULL, u, &x) == 0)
+            return x;
         return int_or(json_object_get(c, "users_default"), 0);
     }
     /* No PL event: the creator has 100, everyone else 0. */
@@ -75,8 +82,9 @@ int64_t hs_event_required_power(const json_t *pl, const char *type, int is_state
 {
     const json_t *c = json_object_get(pl, "content");
     const json_t *v = json_object_get(json_object_get(c, "events"), type);
-    if (json_is_integer(v))
-        return json_integer_value(v);
+    int64_t x;
+    if (v && hs_pl_value(NULL, v, &x) == 0)
+        return x;
     return is_state ? int_or(json_object_get(c, "state_default"), 50)
                     : int_or(json_object_get(c, "events_default"), 0);
 }
@@ -239,7 +247,7 @@ static int only_prev_is_create(actx_t *a)
     const json_t *prev = json_object_get(a->ev, "prev_events");
     if (!json_is_array(prev) || json_array_size(prev) != 1 || !a->create)
         return 0;
-    const char *p = json_string_value(json_array_get(prev, 0));
+    const char *p = hs_ev_ref_id(json_array_get(prev, 0));
     if (!p)
         return 0;
     if (a->create_id)
@@ -373,14 +381,15 @@ static const char *const pl_named[] = {
     "users_default", "events_default", "state_default", "ban", "redact", "kick", "invite", NULL,
 };
 
-static int int_map_ok(const json_t *m, int keys_are_users)
+static int int_map_ok(const hs_room_version_t *rv, const json_t *m, int keys_are_users)
 {
     const char *k;
     json_t *v;
+    int64_t x;
     if (!json_is_object(m))
         return 0;
     json_object_foreach((json_t *)m, k, v) {
-        if (!json_is_integer(v))
+        if (hs_pl_value(rv, v, &x) != 0)
             return 0;
         if (keys_are_users && !hs_user_id_valid(k))
             return 0;
@@ -438,17 +447,21 @@ static int check_power_levels(actx_t *a)
     const json_t *users = json_object_get(c, "users");
     int rc;
 
-    for (const char *const *k = pl_named; *k; k++) {
-        const json_t *v = json_object_get(c, *k);
-        if (v && !json_is_integer(v))
-            return deny(a, "power_levels.%s is not an integer", *k);
+    /* v10+: every named level and the events/notifications maps must be
+     * integers; before, only `users` is validated (strings allowed). */
+    if (a->rv->int_power_levels) {
+        for (const char *const *k = pl_named; *k; k++) {
+            const json_t *v = json_object_get(c, *k);
+            if (v && !json_is_integer(v))
+                return deny(a, "power_levels.%s is not an integer", *k);
+        }
+        if (json_object_get(c, "events") && !int_map_ok(a->rv, json_object_get(c, "events"), 0))
+            return deny(a, "power_levels.events is not an object of integers");
+        if (json_object_get(c, "notifications") &&
+            !int_map_ok(a->rv, json_object_get(c, "notifications"), 0))
+            return deny(a, "power_levels.notifications is not an object of integers");
     }
-    if (json_object_get(c, "events") && !int_map_ok(json_object_get(c, "events"), 0))
-        return deny(a, "power_levels.events is not an object of integers");
-    if (json_object_get(c, "notifications") &&
-        !int_map_ok(json_object_get(c, "notifications"), 0))
-        return deny(a, "power_levels.notifications is not an object of integers");
-    if (users && !int_map_ok(users, 1))
+    if (users && !int_map_ok(a->rv, users, 1))
         return deny(a, "power_levels.users is not an object of user IDs to integers");
     if (a->rv->creators_infinite_power && users) {
         const char *u;
@@ -520,6 +533,16 @@ int hs_auth_check(const hs_room_version_t *rv, const json_t *ev, hs_state_lookup
     if (json_is_false(fed) && !domain_eq(a.sender, hs_ev_sender(a.create)))
         return deny(&a, "room is not federated and the sender is on another server");
 
+    /* v1..v5 rule 4: m.room.aliases is owned by the server in state_key. */
+    if (rv->aliases_rule && strcmp(type, "m.room.aliases") == 0) {
+        const char *ask = hs_ev_state_key(ev);
+        if (!ask)
+            return deny(&a, "m.room.aliases event has no state_key");
+        if (!streq(hs_user_domain(a.sender), ask))
+            return deny(&a, "m.room.aliases state_key is not the sender's server");
+        return allow(&a);
+    }
+
     /* 5. membership */
     if (strcmp(type, "m.room.member") == 0)
         return check_member(&a);
@@ -555,6 +578,18 @@ int hs_auth_check(const hs_room_version_t *rv, const json_t *ev, hs_state_lookup
         return check_power_levels(&a);
     }
 
+    /* v1/v2 rule 11: redactions need the redact level, or an event ID of
+     * the same domain as the redacted one (v3+: "Handling redactions"). */
+    if (rv->redaction_rule && strcmp(type, "m.room.redaction") == 0) {
+        if (spl >= hs_named_power(a.pl, "redact", 50))
+            return allow(&a);
+        const char *eid = hs_ev_str(ev, "event_id"), *red = hs_ev_str(ev, "redacts");
+        const char *d1 = eid ? strchr(eid, ':') : NULL, *d2 = red ? strchr(red, ':') : NULL;
+        if (d1 && d2 && strcmp(d1, d2) == 0)
+            return allow(&a);
+        return deny(&a, "sender's power level is below the redact level");
+    }
+
     /* 11. */
     return allow(&a);
 }
@@ -585,7 +620,7 @@ int hs_auth_check_auth_events(const hs_room_version_t *rv, const json_t *ev,
     size_t nk = hs_auth_types(rv, type, hs_ev_sender(ev), hs_ev_state_key(ev),
                               json_object_get(ev, "content"), keys);
     json_array_foreach(ae, i, idv) {
-        const char *id = json_string_value(idv);
+        const char *id = hs_ev_ref_id(idv);
         int rejected = 0;
         if (!id)
             return deny(&a, "auth_events[%zu] is not a string", i);

@@ -4,13 +4,16 @@
  *
  * Spec: server-server API "Signing Events" (adding hashes and signatures,
  * validating them, calculating the reference hash and the content hash),
- * rooms/fragments/v4-event-ids.md and rooms/v12.md (room ID = create hash).
+ * rooms/fragments/v1-event-ids.md (v1/v2: the ID is a field of the event),
+ * rooms/v3.md (standard base64), rooms/fragments/v4-event-ids.md (URL-safe)
+ * and rooms/v12.md (room ID = create hash).
  * The canonical JSON, SHA-256, base64 and ed25519 primitives are the core's
  * (core/json.c, core/crypto.c).
  */
 #include "events.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +65,7 @@ static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigi
     unsigned char h[32];
     if (hs_event_reference_hash(rv, ev, h) != 0)
         return NULL;
-    char *b = mx_b64_encode(h, sizeof(h), 1);
+    char *b = mx_b64_encode(h, sizeof(h), rv->event_format != HS_EVFMT_V3);
     if (!b)
         return NULL;
     size_t n = strlen(b);
@@ -77,7 +80,31 @@ static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigi
 
 char *hs_event_id(const hs_room_version_t *rv, const json_t *ev)
 {
-    return sigil_hash(rv, ev, '$');
+    if (rv && rv->event_format == HS_EVFMT_V1) {
+        const char *id = hs_ev_str(ev, "event_id");
+        return id ? strdup(id) : NULL;
+    }
+    return rv ? sigil_hash(rv, ev, '$') : NULL;
+}
+
+/* v1/v2: "$" + 18 random URL-safe characters + ":" + server_name. */
+static int set_v1_event_id(json_t *ev, const char *server_name)
+{
+    unsigned char rnd[18];
+    char *b, *id;
+    int rc = -ENOMEM;
+
+    mx_random_bytes(rnd, sizeof(rnd));
+    if (!(b = mx_b64_encode(rnd, sizeof(rnd), 1)))
+        return -ENOMEM;
+    size_t n = strlen(b) + strlen(server_name) + 3;
+    if ((id = malloc(n)) != NULL) {
+        snprintf(id, n, "$%s:%s", b, server_name);
+        rc = json_object_set_new(ev, "event_id", json_string(id)) == 0 ? 0 : -ENOMEM;
+        free(id);
+    }
+    free(b);
+    return rc;
 }
 
 char *hs_room_id_for_create(const hs_room_version_t *rv, const json_t *create)
@@ -101,6 +128,10 @@ int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_
         return -EINVAL;
     if (!rv->supported)
         return -ENOTSUP;
+    /* v1/v2: the ID is chosen by the sending server and is hashed and
+     * signed with the rest of the event. */
+    if (rv->event_format == HS_EVFMT_V1 && (rc = set_v1_event_id(ev, server_name)) != 0)
+        return rc;
     if ((rc = hs_event_content_hash(ev, h)) != 0)
         return rc;
     if (!(b = mx_b64_encode(h, sizeof(h), 0)))
@@ -174,6 +205,13 @@ json_t *hs_event_signers(const hs_room_version_t *rv, const json_t *ev)
         return NULL;
     if (add_unique(out, dom) != 0)
         goto fail;
+    /* v1/v2: the server named by the event ID signs too (rooms/v3.md). */
+    if (rv->event_format == HS_EVFMT_V1) {
+        const char *eid = hs_ev_str(ev, "event_id");
+        const char *edom = eid ? strchr(eid, ':') : NULL;
+        if (edom && edom[1] && add_unique(out, edom + 1) != 0)
+            goto fail;
+    }
     /* Rule 5.2 applies to any membership carrying the key, not only joins. */
     const char *ty = hs_ev_type(ev);
     if (rv->restricted && ty && strcmp(ty, "m.room.member") == 0) {

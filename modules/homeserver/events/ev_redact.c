@@ -4,8 +4,9 @@
  * Redaction keeps a fixed list of top-level keys and, for a few event types,
  * a list of content keys.  The redacted form is what event signatures and
  * reference hashes (event IDs) cover, so it must be byte-exact with every
- * other server.  Spec: rooms/fragments/v9-redactions.md (v9, v10) and
- * v11-redactions.md (v11, v12).
+ * other server.  Spec: rooms/fragments/v1-redactions.md (v1..v5),
+ * v6-redactions.md (v6, v7), rooms/v8.md "Redactions", v9-redactions.md
+ * (v9, v10) and v11-redactions.md (v11, v12).
  */
 #include "events.h"
 
@@ -22,11 +23,14 @@ static const char *const top_v11[] = {
     "signatures", "depth", "prev_events", "auth_events", "origin_server_ts", NULL,
 };
 
-static const char *const member_keys[] = {
+static const char *const member_v1[] = { "membership", NULL };
+static const char *const member_v9[] = {
     "membership", "join_authorised_via_users_server", NULL,
 };
 static const char *const create_v9[] = { "creator", NULL };
-static const char *const join_rules_keys[] = { "join_rule", "allow", NULL };
+static const char *const join_rules_v1[] = { "join_rule", NULL };
+static const char *const join_rules_v8[] = { "join_rule", "allow", NULL };
+static const char *const aliases_v1[] = { "aliases", NULL };
 static const char *const pl_v9[] = {
     "ban", "events", "events_default", "kick", "redact", "state_default", "users",
     "users_default", NULL,
@@ -76,7 +80,7 @@ static json_t *redact_content(const hs_room_version_t *rv, const char *type,
     if (!type)
         return json_object();
     if (strcmp(type, "m.room.member") == 0) {
-        json_t *out = keep_keys(content, member_keys);
+        json_t *out = keep_keys(content, rv->redaction >= HS_REDACT_V9 ? member_v9 : member_v1);
         /* v11: third_party_invite survives, reduced to its `signed` key. */
         const json_t *tpi = json_object_get(content, "third_party_invite");
         if (out && v11 && json_is_object(tpi)) {
@@ -95,13 +99,15 @@ static json_t *redact_content(const hs_room_version_t *rv, const char *type,
             return json_is_object(content) ? json_deep_copy(content) : json_object();
         keys = create_v9;
     } else if (strcmp(type, "m.room.join_rules") == 0) {
-        keys = join_rules_keys;
+        keys = rv->redaction >= HS_REDACT_V8 ? join_rules_v8 : join_rules_v1;
     } else if (strcmp(type, "m.room.power_levels") == 0) {
         keys = v11 ? pl_v11 : pl_v9;
     } else if (strcmp(type, "m.room.history_visibility") == 0) {
         keys = hist_vis_keys;
     } else if (strcmp(type, "m.room.redaction") == 0 && v11) {
         keys = redaction_v11;
+    } else if (strcmp(type, "m.room.aliases") == 0 && rv->redaction == HS_REDACT_V1) {
+        keys = aliases_v1;
     }
     return keep_keys(content, keys);
 }

@@ -4,7 +4,8 @@
  *
  * Spec: server-server API "Auth events selection" (v1.16: the create event
  * is selected only in room versions before 12) and rooms/v12.md (the create
- * event is implied by the room ID and MUST NOT be cited).
+ * event is implied by the room ID and MUST NOT be cited).  v1/v2 cite
+ * [event_id, {hashes}] pairs, later versions plain IDs.
  */
 #include "events.h"
 
@@ -81,7 +82,7 @@ json_t *hs_auth_events_select(const hs_room_version_t *rv, const char *type,
         char *own = NULL;
         if (!id && !(id = own = hs_event_id(rv, ev)))
             goto fail;
-        int rc = json_array_append_new(out, json_string(id));
+        int rc = json_array_append_new(out, hs_ev_ref_new(rv, id, ev));
         free(own);
         if (rc != 0)
             goto fail;

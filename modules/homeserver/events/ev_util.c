@@ -1,10 +1,16 @@
 /*
  * ev_util.c: small helpers shared by the event library — typed accessors
- * for PDU fields, user-ID checks, the flat "type\x1fstate_key" key format
- * and a ready-made state lookup over a JSON object.
+ * for PDU fields, user-ID checks, the flat "type\x1fstate_key" key format,
+ * a ready-made state lookup over a JSON object, prev/auth event references
+ * in both formats (v1/v2 pairs, v3+ IDs) and power-level values in the
+ * forms old room versions allow (rooms/fragments/v1-stringy-power-levels.md,
+ * v1-floaty-power-levels.md).
  */
 #include "events.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,4 +92,68 @@ const json_t *hs_state_lookup_json(void *ud, const char *type, const char *state
     if (event_id)
         *event_id = NULL;
     return ev;
+}
+
+const char *hs_ev_ref_id(const json_t *entry)
+{
+    if (json_is_array(entry))
+        return json_string_value(json_array_get(entry, 0));
+    return json_string_value(entry);
+}
+
+json_t *hs_ev_ref_new(const hs_room_version_t *rv, const char *id, const json_t *ev)
+{
+    if (!rv || !id)
+        return NULL;
+    if (rv->event_format != HS_EVFMT_V1)
+        return json_string(id);
+    json_t *h = json_object();
+    const json_t *sha = json_object_get(json_object_get(ev, "hashes"), "sha256");
+    if (h && json_is_string(sha))
+        json_object_set(h, "sha256", (json_t *)sha);
+    return h ? json_pack("[s,o]", id, h) : NULL;
+}
+
+/* " +0050 " -> 50: optional whitespace, one optional sign, base-10 digits,
+ * optional whitespace (the stringy power-level grammar). */
+static int parse_pl_string(const char *s, int64_t *out)
+{
+    int neg = 0, digits = 0;
+    int64_t v = 0;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '+' || *s == '-')
+        neg = *s++ == '-';
+    for (; *s >= '0' && *s <= '9'; s++, digits++) {
+        if (v > (INT64_MAX - (*s - '0')) / 10)
+            return -EINVAL;
+        v = v * 10 + (*s - '0');
+    }
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!digits || *s)
+        return -EINVAL;
+    *out = neg ? -v : v;
+    return 0;
+}
+
+int hs_pl_value(const hs_room_version_t *rv, const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    if (rv && rv->int_power_levels)
+        return -EINVAL;
+    if (json_is_string(v))
+        return parse_pl_string(json_string_value(v), out);
+    if (json_is_real(v) && !(rv && rv->strict_canonical_json)) {
+        double d = json_real_value(v);
+        if (!isfinite(d) || d >= 9.2e18 || d <= -9.2e18)
+            return -EINVAL;
+        *out = (int64_t)d; /* C conversion truncates toward zero */
+        return 0;
+    }
+    return -EINVAL;
 }

@@ -1,7 +1,7 @@
 /*
  * events.h: the homeserver's pure event library — room versions, content
  * and reference hashes, event IDs, redaction, signing, auth-event selection
- * and the authorization rules of room versions 10, 11 and 12.
+ * and the authorization rules of room versions 1 to 12.
  *
  * Everything here is a function over jansson values: no I/O, no storage, no
  * loop, no global state, so it may be called from any thread.  Events are
@@ -36,31 +36,49 @@
 #define HS_STATE_KEY_SEP '\x1f'
 
 /* ---------------------------------------------------------- room versions
- * One constant descriptor per room version.  Only the flags our supported
- * versions (10, 11, 12) differ in are modelled. */
+ * One constant descriptor per room version (1..12): the flags the versions
+ * differ in, as listed on the spec's rooms/v1.md .. v12.md pages. */
 typedef enum {
-    HS_REDACT_V9 = 9,   /* v9/v10 rules: origin, membership, prev_state kept */
+    HS_REDACT_V1 = 1,   /* v1..v5: m.room.aliases keeps content.aliases */
+    HS_REDACT_V6 = 6,   /* v6, v7: aliases no longer protected */
+    HS_REDACT_V8 = 8,   /* v8: join_rules also keeps allow */
+    HS_REDACT_V9 = 9,   /* v9/v10: member keeps join_authorised_via_users_server */
     HS_REDACT_V11 = 11, /* v11/v12 rules (create keeps all content, ...) */
 } hs_redact_rules_t;
 
 typedef enum {
+    HS_STATERES_V1 = 10,  /* room v1 (state/stateres_v1.c) */
     HS_STATERES_V2 = 20,  /* rooms v2..v11 */
     HS_STATERES_V21 = 21, /* rooms v12: conflicted subgraph, empty start */
 } hs_stateres_algo_t;
 
+typedef enum {
+    HS_EVFMT_V1 = 1, /* v1, v2: event_id is a field "$opaque:server" (hashed and
+                        signed); prev_events/auth_events are [id, {hashes}] pairs */
+    HS_EVFMT_V3 = 3, /* v3: ID = "$" + standard unpadded base64 reference hash */
+    HS_EVFMT_V4 = 4, /* v4+: ID = "$" + URL-safe unpadded base64 reference hash */
+} hs_event_format_t;
+
 typedef struct hs_room_version {
-    const char *id;              /* "10", "11", "12" */
+    const char *id;              /* "1" .. "12" */
     int supported;               /* 1: we create/join/process this version */
+    hs_event_format_t event_format;
     hs_redact_rules_t redaction;
     int implicit_creator;        /* v11+: creator = create sender (no content.creator) */
     int redacts_in_content;      /* v11+: m.room.redaction carries content.redacts */
     int room_id_is_create_hash;  /* v12: room ID "!"+create ref hash, create has no room_id */
-    int create_in_auth_events;   /* v10/11: must cite m.room.create; v12: must not */
+    int create_in_auth_events;   /* v1..v11: must cite m.room.create; v12: must not */
     int creators_infinite_power; /* v12: sender + content.additional_creators, PL = inf */
+    int aliases_rule;            /* v1..v5: auth rule for m.room.aliases (state_key = domain) */
+    int redaction_rule;          /* v1, v2: auth rule 11 (redact level or same event-ID domain) */
+    int strict_canonical_json;   /* v6+: no floats, integers in [-(2^53)+1, 2^53-1] */
+    int key_validity;            /* v5+: signing keys must be valid at origin_server_ts
+                                    (federation key checks; nothing here) */
     int knock;                   /* knock membership / join rule (v7+) */
     int restricted;              /* restricted join rule (v8+) */
     int knock_restricted;        /* knock_restricted join rule (v10+) */
-    int int_power_levels;        /* PL values must be JSON integers (v10+) */
+    int int_power_levels;        /* PL values must be JSON integers (v10+); before,
+                                    strings ("+50", " 050 ") and, v1..v5, floats count */
     int notifications_pl;        /* PL `notifications` checked by auth (v6+) */
     hs_stateres_algo_t stateres;
 } hs_room_version_t;
@@ -74,6 +92,20 @@ const hs_room_version_t *hs_room_version_get(const char *id);
 int hs_room_version_known(const char *id);
 /* The supported versions, oldest first; `*n` gets the count.  Static. */
 const hs_room_version_t *const *hs_room_versions(size_t *n);
+
+/* ------------------------------------------- event references (v1/v2) ---
+ * prev_events / auth_events entries are plain event IDs from v3 on and
+ * [event_id, {"sha256": content hash}] pairs in v1/v2. */
+/* The event ID of one entry of either format (borrowed), or NULL. */
+const char *hs_ev_ref_id(const json_t *entry);
+/* An entry in the room version's format for event `id` (its PDU `ev` gives
+ * the hashes in v1/v2; `ev` may be NULL there, giving an empty hashes
+ * object).  New reference; NULL on error. */
+json_t *hs_ev_ref_new(const hs_room_version_t *rv, const char *id, const json_t *ev);
+/* A power-level value: a JSON integer; before v10 also an integer string
+ * ("+50", " 0050 ") and, v1..v5, a finite real (truncated).  Pass rv NULL to
+ * accept every form.  0 with *out set, or -EINVAL. */
+int hs_pl_value(const hs_room_version_t *rv, const json_t *v, int64_t *out);
 
 /* ------------------------------------------------------- small accessors
  * Borrowed strings inside `ev`, NULL when absent or not a string. */
@@ -100,8 +132,11 @@ int hs_event_content_hash(const json_t *ev, unsigned char out[32]);
  * and unsigned ("reference hash"). */
 int hs_event_reference_hash(const hs_room_version_t *rv, const json_t *ev,
                             unsigned char out[32]);
-/* "$" + URL-safe unpadded base64 of the reference hash (v4+ event IDs).
- * Malloc'd; NULL on error.  Never trust an `event_id` carried in the PDU. */
+/* The event's ID: "$" + URL-safe (v4+) or standard (v3) unpadded base64 of
+ * the reference hash; in v1/v2 a copy of the PDU's `event_id` field (the ID
+ * is not derived from the content there).  Malloc'd; NULL on error or when a
+ * v1/v2 PDU has no event_id.  From v3 on, never trust an `event_id` carried
+ * in the PDU. */
 char *hs_event_id(const hs_room_version_t *rv, const json_t *ev);
 /* v12: the room ID a create event defines ("!" + the same hash as its event
  * ID).  Malloc'd; NULL on error or for versions without hash room IDs. */
@@ -111,9 +146,12 @@ char *hs_room_id_for_create(const hs_room_version_t *rv, const json_t *create);
  * redacted form with `key` as `server_name` and copy the signature into
  * `ev` (modified; existing signatures of other servers are kept), then
  * compute the event ID into *event_id_out (malloc'd; may be NULL to skip).
+ * v1/v2: first sets `event_id` to a new "$<random>:<server_name>" (it is
+ * part of what is hashed and signed).
  * `ev` must already hold type, sender, room_id (not for a v12 create),
- * content, prev_events, auth_events, depth, origin_server_ts and, for state
- * events, state_key; it must not hold event_id. */
+ * content, prev_events, auth_events (in the version's format: see
+ * hs_ev_ref_new), depth, origin_server_ts and, for state events, state_key;
+ * it must not hold event_id. */
 int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_name,
                     const mx_signing_key_t *key, char **event_id_out);
 
@@ -126,8 +164,8 @@ int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_
 int hs_event_verify_hashes_and_sig(const hs_room_version_t *rv, const json_t *ev,
                                    const char *server_name, const char *key_id,
                                    const char *pk_b64);
-/* The servers whose signatures an inbound event needs: the sender's server
- * and, for a member event with content.join_authorised_via_users_server, the
+/* The servers whose signatures an inbound event needs: the sender's server,
+ * v1/v2: the server of the event ID, and, for a member event with content.join_authorised_via_users_server, the
  * authorising user's server (auth rule 5.2).  New reference: a JSON array of
  * distinct server-name strings. */
 json_t *hs_event_signers(const hs_room_version_t *rv, const json_t *ev);
@@ -180,8 +218,9 @@ size_t hs_auth_types(const hs_room_version_t *rv, const char *type, const char *
                      hs_auth_key_t out[HS_AUTH_KEYS_MAX]);
 /* The auth_events an event must cite: the IDs of the events found by
  * `lookup` for hs_auth_types(), without the create event in v12.  New
- * reference: a JSON array of event-ID strings (empty for a create event);
- * NULL on error. */
+ * reference: a JSON array of entries in the version's format (event-ID
+ * strings; v1/v2 [id, hashes] pairs), empty for a create event; NULL on
+ * error. */
 json_t *hs_auth_events_select(const hs_room_version_t *rv, const char *type,
                               const char *sender, const char *state_key,
                               const json_t *content, hs_state_lookup_fn lookup, void *ud);

@@ -167,7 +167,59 @@ static void al_put_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     al_run(c, b, al_put_exists);
 }
 
-/* ------------------------------------------------------------ DELETE --- */
+/* ------------------------------------------------------------ DELETE ---
+ * Like Synapse, a deleted alias is also taken out of the room's
+ * m.room.canonical_alias (alias and alt_aliases), sent as the deleting user
+ * when the auth rules allow it; the DELETE succeeds either way. */
+
+static void al_canon_sent(int status, rm_txn_t *t, void *ud)
+{
+    (void)status;
+    (void)t;
+    al_ctx_t *c = ud;
+    mx_req_reply_json(c->req, 200, json_object());
+}
+
+static void al_canon_room(rm_room_t *room, int status, void *ud)
+{
+    (void)status;
+    al_ctx_t *c = ud;
+    const json_t *ev = room ? rm_state_get(room, "m.room.canonical_alias", "") : NULL;
+    json_t *old = ev ? json_object_get(ev, "content") : NULL;
+    if (!json_is_object(old)) {
+        mx_req_reply_json(c->req, 200, json_object());
+        return;
+    }
+    json_t *content = json_deep_copy(old);
+    bool changed = false;
+    const char *a = json_string_value(json_object_get(content, "alias"));
+    if (a && strcmp(a, c->alias) == 0) {
+        json_object_del(content, "alias");
+        changed = true;
+    }
+    json_t *alt = json_object_get(content, "alt_aliases");
+    if (json_is_array(alt)) {
+        for (size_t i = json_array_size(alt); i-- > 0;) {
+            const char *x = json_string_value(json_array_get(alt, i));
+            if (x && strcmp(x, c->alias) == 0) {
+                json_array_remove(alt, i);
+                changed = true;
+            }
+        }
+    }
+    rm_txn_t *t = changed ? rm_txn_new(room) : NULL;
+    char why[256];
+    if (!t || rm_txn_add(t, "m.room.canonical_alias", "", c->who->user_id, content, NULL, NULL,
+                         why, sizeof(why)) != 0) {
+        if (t)
+            rm_txn_abort(t);
+        json_decref(content);
+        mx_req_reply_json(c->req, 200, json_object());
+        return;
+    }
+    json_decref(content);
+    rm_txn_commit(t, al_canon_sent, c);
+}
 
 static void al_deleted(int status, mx_sql_res_t *res, void *ud)
 {
@@ -175,6 +227,8 @@ static void al_deleted(int status, mx_sql_res_t *res, void *ud)
     al_ctx_t *c = ud;
     if (status < 0)
         hs_reply_storage_error(c->req, status, "deleting alias");
+    else if (c->room_id)
+        rm_room_get(c->room_id, al_canon_room, c);
     else
         mx_req_reply_json(c->req, 200, json_object());
 }
@@ -220,11 +274,11 @@ static void al_del_found(int status, mx_sql_res_t *res, void *ud)
         mx_req_error(c->req, 404, "M_NOT_FOUND", "room alias %s not found", c->alias);
         return;
     }
+    c->room_id = mx_pstrdup(mx_req_pool(c->req), mx_sql_text(res, 0, 0, 0));
     if (strcmp(mx_sql_text(res, 0, 0, 1), c->who->user_id) == 0 || c->who->is_admin) {
         al_del_do(c);
         return;
     }
-    c->room_id = mx_pstrdup(mx_req_pool(c->req), mx_sql_text(res, 0, 0, 0));
     rm_room_get(c->room_id, al_del_room, c);
 }
 

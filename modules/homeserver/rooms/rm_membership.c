@@ -238,6 +238,7 @@ typedef struct mb_alias {
     const hs_user_t *who;
     const char *membership;
     const char *reason;
+    json_t *extra;            /* borrowed: the request body (a join's content) */
 } mb_alias_t;
 
 static void mb_alias_resolved(int status, mx_sql_res_t *res, void *ud)
@@ -252,18 +253,21 @@ static void mb_alias_resolved(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     rm_do_membership(a->req, a->who, mx_sql_text(res, 0, 0, 0), a->who->user_id, a->membership,
-                     a->reason, NULL);
+                     a->reason, a->extra);
 }
 
-/* /join/{roomIdOrAlias} and /knock/{roomIdOrAlias}. */
+/* /join/{roomIdOrAlias} and /knock/{roomIdOrAlias}.  The body of a join
+ * becomes the member event's content (as in Synapse: custom keys, a
+ * per-room displayname...); a knock only takes the reason. */
 static void mb_join_any(mx_req_t *req, const hs_user_t *who, const char *membership)
 {
     json_t *body = rm_body(req);
     if (!body)
         return;
+    json_t *extra = strcmp(membership, "join") == 0 ? body : NULL;
     const char *id = mx_req_param(req, "roomIdOrAlias");
     if (id && id[0] == '!') {
-        rm_do_membership(req, who, id, who->user_id, membership, mb_reason(body), NULL);
+        rm_do_membership(req, who, id, who->user_id, membership, mb_reason(body), extra);
         return;
     }
     if (!id || id[0] != '#' || !strchr(id, ':')) {
@@ -280,6 +284,7 @@ static void mb_join_any(mx_req_t *req, const hs_user_t *who, const char *members
     a->req = req;
     a->who = rm_who_copy(req, who);
     a->membership = membership;
+    a->extra = extra;
     const char *r = mb_reason(body);
     a->reason = r ? mx_pstrdup(mx_req_pool(req), r) : NULL;
     mx_sql_add(b, "SELECT room_id FROM room_aliases WHERE alias = ?", "s", id);

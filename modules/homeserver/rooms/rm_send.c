@@ -1,6 +1,8 @@
 /*
  * rm_send.c: PUT /rooms/{roomId}/send/{eventType}/{txnId} and
- * PUT /rooms/{roomId}/redact/{eventId}/{txnId}.
+ * PUT /rooms/{roomId}/redact/{eventId}/{txnId}, and the legacy
+ * POST /rooms/{roomId}/send/{eventType} (no txn ID: not idempotent, as in
+ * Synapse).
  *
  * Both are idempotent per (user, device or token, txnId): the mapping is
  * written in the same batch as the event (event_txns), so a retransmit
@@ -82,6 +84,11 @@ static void sd_txn_checked(int status, mx_sql_res_t *res, void *ud)
     }
     if (c->redacts) {
         const char *js = mx_sql_nrows(res, 1) ? mx_sql_text(res, 1, 0, 0) : NULL;
+        if (js && strcmp(mx_sql_text(res, 1, 0, 1), c->room_id) != 0) {
+            mx_req_error(c->req, 400, "M_INVALID_PARAM",
+                         "cannot redact an event of a different room");
+            return;
+        }
         c->target = js ? json_loads(js, 0, NULL) : NULL;
         if (!c->target) {
             mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown event");
@@ -103,11 +110,12 @@ static void sd_start(sd_ctx_t *c)
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
+    /* A POST send has no txn ID: the lookup finds nothing. */
     mx_sql_add(b, "SELECT event_id FROM event_txns WHERE user_id = ? AND device_key = ?"
-                  " AND txn_id = ?", "sss", c->who->user_id, c->dev, c->txn_id);
+                  " AND txn_id = ?", "sss", c->who->user_id, c->dev,
+               c->txn_id ? c->txn_id : "");
     if (c->redacts)
-        mx_sql_add(b, "SELECT json FROM events WHERE event_id = ? AND room_id = ?", "ss",
-                   c->redacts, c->room_id);
+        mx_sql_add(b, "SELECT json, room_id FROM events WHERE event_id = ?", "s", c->redacts);
     if (mx_sql_run(b, sd_txn_checked, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "txn lookup");
@@ -142,7 +150,9 @@ static void sd_send_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     }
     c->type = mx_req_param(req, "eventType");
     c->txn_id = mx_req_param(req, "txnId");
-    if (!rm_room_id_ok(c->room_id) || !c->type || !*c->type || !c->txn_id || !*c->txn_id) {
+    bool post = strcmp(mx_req_method(req), "POST") == 0;
+    if (!rm_room_id_ok(c->room_id) || !c->type || !*c->type ||
+        (!post && (!c->txn_id || !*c->txn_id))) {
         mx_req_error(req, 400, "M_INVALID_PARAM", "bad room ID, event type or txn ID");
         return;
     }
@@ -192,6 +202,8 @@ int rm_send_routes(void)
 {
     int rc;
     if ((rc = rm_route("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", sd_send,
+                       MX_ROUTE_JSON_BODY)) < 0 ||
+        (rc = rm_route("POST", "/rooms/{roomId}/send/{eventType}", sd_send,
                        MX_ROUTE_JSON_BODY)) < 0 ||
         (rc = rm_route("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", sd_redact,
                        MX_ROUTE_JSON_BODY)) < 0)

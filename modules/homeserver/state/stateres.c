@@ -134,7 +134,7 @@ static int load(sr_t *s, const char *id, size_t *out)
             break;
         }
         for (size_t k = 0; k < cnt && rc == 0; k++) {
-            const char *aid = k < json_array_size(ae) ? json_string_value(json_array_get(ae, k))
+            const char *aid = k < json_array_size(ae) ? hs_ev_ref_id(json_array_get(ae, k))
                                                        : s->create_id;
             size_t j, dup = 0;
             if (!aid)
@@ -691,6 +691,8 @@ int hs_stateres(const hs_room_version_t *rv, const json_t *const *sets, size_t n
         return -EINVAL;
     if (!rv->supported)
         return -ENOTSUP;
+    if (rv->stateres == HS_STATERES_V1)
+        return hs_stateres_v1(rv, sets, nsets, fetch, ud, out, why, whylen);
     if (nsets == 0) {
         *out = json_object();
         return *out ? 0 : -ENOMEM;

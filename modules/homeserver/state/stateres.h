@@ -1,6 +1,7 @@
 /*
- * stateres.h: state resolution v2 (room versions 2..11) and v2.1 (room
- * version 12) — a pure function from N state maps to one.
+ * stateres.h: state resolution v1 (room version 1), v2 (room versions
+ * 2..11) and v2.1 (room version 12) — a pure function from N state maps to
+ * one.
  *
  * A state map is a JSON object {"type\x1fstate_key": "$event_id"}
  * (HS_STATE_KEY_SEP, see events/events.h).  Events are read through a
@@ -27,5 +28,12 @@
  * -ENOMEM.  `why` (may be NULL) says which event was missing or bad. */
 int hs_stateres(const hs_room_version_t *rv, const json_t *const *sets, size_t nsets,
                 hs_event_fetch_fn fetch, void *ud, json_t **out, char *why, size_t whylen);
+
+/* Room version 1's algorithm (rooms/v1.md "State resolution"), same
+ * contract; hs_stateres calls it for versions whose `stateres` is
+ * HS_STATERES_V1.  Auth chains are not walked: only the events the maps
+ * name are fetched. */
+int hs_stateres_v1(const hs_room_version_t *rv, const json_t *const *sets, size_t nsets,
+                   hs_event_fetch_fn fetch, void *ud, json_t **out, char *why, size_t whylen);
 
 #endif /* HS_STATERES_H */
