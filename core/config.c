@@ -611,7 +611,10 @@ static void load_listeners(ld_t *l)
                 continue;
             for (int x = 0; x < a->nbind; x++)
                 for (int y = 0; y < b->nbind; y++)
-                    if (strcmp(a->bind_addresses[x], b->bind_addresses[y]) == 0)
+                    if (strcmp(a->bind_addresses[x], b->bind_addresses[y]) == 0 &&
+                        /* listeners that differ by vhost share the socket */
+                        !((a->vhost || b->vhost) &&
+                          !(a->vhost && b->vhost && strcasecmp(a->vhost, b->vhost) == 0)))
                         mx__conf_errf(l->e, mx_psprintf(l->pool, "listeners.%d.port", i),
                                       "%s port %d is already used by listeners.%d",
                                       a->bind_addresses[x], a->port, j);

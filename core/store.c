@@ -558,6 +558,8 @@ static void deliver_all(struct mx_store_state *st)
     }
 }
 
+static void free_failed(struct mx_store_state *st);
+
 static void on_async(uv_async_t *h)
 {
     free_failed(h->data);

@@ -377,3 +377,46 @@ def test_module_abi_mismatch_refused(make_server, name, why):
     with pytest.raises(RuntimeError) as e:
         s.start(timeout=5)
     assert name in str(e.value) and why in str(e.value), str(e.value)
+
+
+# ------------------------------------------------------------ virtual hosts
+
+def test_virtual_hosts_share_a_port(tmp_path):
+    """Two listeners on one port, told apart by the Host header (the ESS
+    ingress layout: chat., matrix., admin. on :443)."""
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""server_name: localhost
+listeners:
+  - {{port: {port}, bind_addresses: ['127.0.0.1'], type: http, vhost: matrix.localhost,
+      resources: [{{names: [client]}}]}}
+  - {{port: {port}, bind_addresses: ['127.0.0.1'], type: http, vhost: admin.localhost,
+      resources: [{{names: [metrics]}}]}}
+database: {{name: sqlite3, args: {{database: {tmp_path}/hs.db}}}}
+signing_key_path: {tmp_path}/signing.key
+modules: [example]
+""")
+    p = subprocess.Popen([find_binary(), "serve", "-c", str(cfg)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                requests.get(url + "/health", headers={"Host": "matrix.localhost"}, timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        r = requests.get(url + "/_mxstack/example/hello", headers={"Host": "matrix.localhost"})
+        assert r.status_code == 200 and r.json()["greeting"] == "hello"
+        r = requests.get(url + "/_mxstack/example/hello", headers={"Host": "admin.localhost:443"})
+        assert r.status_code == 404
+        r = requests.get(url + "/metrics", headers={"Host": "ADMIN.localhost"})
+        assert r.status_code == 200 and "process_open_fds" in r.text
+        r = requests.get(url + "/metrics", headers={"Host": "matrix.localhost"})
+        assert r.status_code == 404
+        r = requests.get(url + "/_mxstack/example/hello", headers={"Host": "other.localhost"})
+        assert r.status_code == 404 and r.json()["errcode"] == "M_UNRECOGNIZED"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(15) == 0

@@ -9,6 +9,7 @@
  * through hs_versions_set_unstable (i.e. what is implemented).
  */
 #include "../accounts/acc_int.h"
+#include "../events/events.h"
 
 #include <errno.h>
 #include <string.h>
@@ -44,11 +45,17 @@ static void hs_capabilities_authed(mx_req_t *req, const hs_user_t *who, void *ud
     const char *def = mx_server_conf()->default_room_version;
     if (!def || !*def)
         def = "10";
+    /* Every room version of the event library's table is stable. */
+    json_t *avail = json_object();
+    size_t nrv = 0;
+    const hs_room_version_t *const *rvs = hs_room_versions(&nrv);
+    for (size_t i = 0; i < nrv; i++)
+        if (rvs[i]->supported)
+            json_object_set_new(avail, rvs[i]->id, json_string("stable"));
     json_t *caps = json_pack(
-        "{s:{s:b}, s:{s:s, s:{s:s, s:s, s:s}}, s:{s:b}, s:{s:b}, s:{s:b}}",
+        "{s:{s:b}, s:{s:s, s:o}, s:{s:b}, s:{s:b}, s:{s:b}}",
         "m.change_password", "enabled", 1,
-        "m.room_versions", "default", def, "available", "10", "stable", "11", "stable", "12",
-        "stable",
+        "m.room_versions", "default", def, "available", avail,
         "m.set_displayname", "enabled", 1,
         "m.set_avatar_url", "enabled", 1,
         "m.3pid_changes", "enabled", 0);

@@ -123,6 +123,8 @@ static char *ph_body_event(const pu_pusher_t *p, const char *event_id, const cha
                           "prio", high ? "high" : "low", "counts", "unread", (json_int_t)badge);
     if (!p->id_only && pdu) {
         const char *sender = hs_ev_sender(pdu), *sk = hs_ev_state_key(pdu);
+        /* the legacy copy of event_id that Synapse still sends */
+        json_object_set_new(n, "id", json_string(event_id));
         if (type)
             json_object_set_new(n, "type", json_string(type));
         if (sender)

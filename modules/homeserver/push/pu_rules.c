@@ -195,7 +195,10 @@ static void pr_get_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         return;
     json_t *set = pr_ruleset(who);
     if (!rid || !*rid) {
-        if (attr) {
+        /* ".../{kind}" without the trailing slash is not a listing */
+        const char *path = mx_req_path(req);
+        size_t plen = strlen(path);
+        if (attr || plen == 0 || path[plen - 1] != '/') {
             json_decref(set);
             mx_req_error(req, 400, "M_UNRECOGNIZED", "Unrecognized request");
             return;
@@ -413,10 +416,36 @@ static int pr_get_actions(mx_req_t *req, void *ud)
     return pr_get(req, "actions");
 }
 
+/* Paths under /pushrules that name no scope, template or attribute we know
+ * ("/pushrules/global", an unknown scope, an unknown attribute...): 400
+ * M_UNRECOGNIZED, as Synapse answers them. */
+static void pr_unrecognized_authed(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    (void)who;
+    (void)ud;
+    mx_req_error(req, 400, "M_UNRECOGNIZED", "Unrecognized request");
+}
+
+static int pr_unrecognized(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    return hs_require_auth(req, pr_unrecognized_authed, NULL);
+}
+
 static int pu_rules_routes(void)
 {
+    static const char *const bad[] = {
+        "/pushrules/global", "/pushrules/{scope}/", "/pushrules/{scope}/{kind}/{ruleId}",
+        "/pushrules/global/{kind}/{ruleId}/{attr}",
+    };
+    static const char *const methods[] = { "GET", "PUT", "DELETE" };
     int rc;
-    if ((rc = pu_route("GET", "/pushrules/", pr_get_all, 0)) < 0 ||
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
+            if ((rc = pu_route(methods[m], bad[i], pr_unrecognized, 0)) < 0)
+                return rc;
+    if ((rc = pu_route("PUT", "/pushrules/", pr_unrecognized, 0)) < 0 ||
+        (rc = pu_route("GET", "/pushrules/", pr_get_all, 0)) < 0 ||
         (rc = pu_route("GET", "/pushrules/global/", pr_get_global, 0)) < 0 ||
         (rc = pu_route("GET", "/pushrules/global/{kind}/{ruleId}", pr_get_rule, 0)) < 0 ||
         (rc = pu_route("PUT", "/pushrules/global/{kind}/{ruleId}", pr_put, MX_ROUTE_JSON_BODY)) < 0 ||

@@ -35,6 +35,8 @@ typedef struct rm_cache {
     rm_map_t *rooms;     /* room_id -> rm_room_t */
     rm_map_t *loading;   /* room_id -> rm_loader_t */
     int64_t sg_max;      /* highest state group ID handed out */
+    json_t *ext_hashes;  /* v1/v2 rooms: extremity event ID -> its `hashes`,
+                            for prev_events' [id, hashes] pairs */
 } rm_cache_t;
 
 static rm_cache_t rm_c;
@@ -44,6 +46,7 @@ static rm_cache_t *rm_cache(void)
     if (!rm_c.rooms) {
         rm_c.rooms = rm_map_new();
         rm_c.loading = rm_map_new();
+        rm_c.ext_hashes = json_object();
     }
     return &rm_c;
 }
@@ -155,8 +158,16 @@ static void rm_loaded(int status, mx_sql_res_t *res, void *ud)
                 }
                 free(k);
             }
-            for (int i = 0; i < mx_sql_nrows(res, 2); i++)
+            for (int i = 0; i < mx_sql_nrows(res, 2); i++) {
                 json_array_append_new(r->extremities, json_string(mx_sql_text(res, 2, i, 0)));
+                if (rv->event_format == HS_EVFMT_V1 && mx_sql_text(res, 2, i, 1)) {
+                    json_t *xe = json_loads(mx_sql_text(res, 2, i, 1), 0, NULL);
+                    json_t *xh = json_object_get(xe, "hashes");
+                    if (xh)
+                        json_object_set(c->ext_hashes, mx_sql_text(res, 2, i, 0), xh);
+                    json_decref(xe);
+                }
+            }
             r->depth = mx_sql_int(res, 3, 0, 0);
             r->last_stream = mx_sql_int(res, 3, 0, 1);
             /* A room loaded meanwhile by createRoom wins (it is newer). */
@@ -215,7 +226,8 @@ void rm_room_get(const char *room_id, rm_room_fn fn, void *ud)
         mx_sql_add(b, "SELECT c.type, c.state_key, c.event_id, e.json FROM current_state c"
                       " JOIN events e ON e.event_id = c.event_id WHERE c.room_id = ?",
                    "s", room_id);
-        mx_sql_add(b, "SELECT event_id FROM room_extremities WHERE room_id = ?", "s", room_id);
+        mx_sql_add(b, "SELECT x.event_id, e.json FROM room_extremities x LEFT JOIN events e"
+                      " ON e.event_id = x.event_id WHERE x.room_id = ?", "s", room_id);
         mx_sql_add(b, "SELECT COALESCE(MAX(depth), 0), COALESCE(MAX(stream_ordering), 0)"
                       " FROM events WHERE room_id = ?", "s", room_id);
         if (mx_sql_run(b, rm_loaded, l) < 0) {
@@ -258,6 +270,8 @@ void rm_cache_stop(void)
     }
     rm_map_free(rm_c.loading);
     rm_c.rooms = rm_c.loading = NULL;
+    json_decref(rm_c.ext_hashes);
+    rm_c.ext_hashes = NULL;
 }
 
 /* ------------------------------------------------------------- state --- */
@@ -491,6 +505,23 @@ static int rm_txn_push(rm_txn_t *t, const char *event_id, int64_t so, const char
     return 0;
 }
 
+/* prev_events for a new event: the extremities in the room version's
+ * format (v1/v2: [id, {hashes}] pairs).  New reference. */
+static json_t *rm_prev_refs(const rm_room_t *r)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(r->extremities, i, v) {
+        const char *id = json_string_value(v);
+        json_t *h = json_object_get(rm_cache()->ext_hashes, id);
+        json_t *fake = h ? json_pack("{s:O}", "hashes", h) : NULL;
+        json_array_append_new(out, hs_ev_ref_new(r->rv, id, fake));
+        json_decref(fake);
+    }
+    return out;
+}
+
 int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char *sender,
                const json_t *content, const rm_ev_opts_t *opts, const char **event_id,
                char *why, size_t whylen)
@@ -529,7 +560,7 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
         json_object_set_new(ev, "redacts", json_string(o->redacts));
     int64_t depth = is_create ? 1 : r->depth + 1;
     json_object_set_new(ev, "depth", json_integer(depth));
-    json_object_set_new(ev, "prev_events", is_create ? json_array() : json_deep_copy(r->extremities));
+    json_object_set_new(ev, "prev_events", is_create ? json_array() : rm_prev_refs(r));
     json_t *auth = hs_auth_events_select(rv, type, sender, state_key, content, rm_state_lookup, r);
     if (!auth) {
         rc = -ENOMEM;
@@ -633,6 +664,13 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
                    eid, (int64_t)mx_now_ms());
     if (o->redacts && o->redact_target)
         rm_apply_redaction(t, o, ev, eid);
+    if (rv->event_format == HS_EVFMT_V1) {
+        size_t xi;
+        json_t *xv;
+        json_array_foreach(r->extremities, xi, xv)
+            json_object_del(rm_cache()->ext_hashes, json_string_value(xv));
+        json_object_set(rm_cache()->ext_hashes, eid, json_object_get(ev, "hashes"));
+    }
     json_decref(r->extremities);
     r->extremities = json_pack("[s]", eid);
     r->depth = depth;

@@ -2,7 +2,9 @@
  * test_events.c: unit tests of the homeserver event library (events/):
  * room versions, content/reference hashes and event IDs (spec appendix
  * "Cryptographic Test Vectors"), redaction per version and event type,
- * auth events selection, and the authorization rules of v10, v11 and v12.
+ * auth events selection, and the authorization rules of v10, v11 and v12;
+ * per-version cases for v1..v9 (event-ID formats, (id, hash) pairs,
+ * redaction and auth-rule differences, state resolution v1).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,11 +12,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 
 #include "events/events.h"
+#include "state/stateres.h"
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -80,16 +85,42 @@ static void test_room_versions(void **state)
     assert_true(v12->creators_infinite_power);
     assert_int_equal(v11->stateres, HS_STATERES_V2);
     assert_int_equal(v12->stateres, HS_STATERES_V21);
-    assert_null(hs_room_version_get("9"));
+    assert_non_null(hs_room_version_get("9"));
     assert_null(hs_room_version_get("13"));
+    assert_null(hs_room_version_get("0"));
     assert_null(hs_room_version_get("org.matrix.hydra.11"));
     assert_true(hs_room_version_known("1"));
     assert_true(hs_room_version_known("9"));
     assert_false(hs_room_version_known("13"));
     size_t n;
     const hs_room_version_t *const *all = hs_room_versions(&n);
-    assert_int_equal(n, 3);
-    assert_string_equal(all[0]->id, "10");
+    assert_int_equal(n, 12);
+    assert_string_equal(all[0]->id, "1");
+    assert_string_equal(all[11]->id, "12");
+    for (size_t i = 0; i < n; i++) {
+        const hs_room_version_t *v = all[i];
+        int num = atoi(v->id);
+        assert_true(v->supported);
+        assert_int_equal(v->event_format,
+                         num <= 2 ? HS_EVFMT_V1 : num == 3 ? HS_EVFMT_V3 : HS_EVFMT_V4);
+        assert_int_equal(v->stateres, num == 1 ? HS_STATERES_V1
+                                      : num == 12 ? HS_STATERES_V21 : HS_STATERES_V2);
+        assert_int_equal(v->aliases_rule, num <= 5);
+        assert_int_equal(v->redaction_rule, num <= 2);
+        assert_int_equal(v->strict_canonical_json, num >= 6);
+        assert_int_equal(v->notifications_pl, num >= 6);
+        assert_int_equal(v->key_validity, num >= 5);
+        assert_int_equal(v->knock, num >= 7);
+        assert_int_equal(v->restricted, num >= 8);
+        assert_int_equal(v->knock_restricted, num >= 10);
+        assert_int_equal(v->int_power_levels, num >= 10);
+        assert_int_equal(v->implicit_creator, num >= 11);
+        assert_int_equal(v->create_in_auth_events, num <= 11);
+    }
+    assert_int_equal(hs_room_version_get("5")->redaction, HS_REDACT_V1);
+    assert_int_equal(hs_room_version_get("7")->redaction, HS_REDACT_V6);
+    assert_int_equal(hs_room_version_get("8")->redaction, HS_REDACT_V8);
+    assert_int_equal(hs_room_version_get("9")->redaction, HS_REDACT_V9);
 }
 
 /* ---------------------------------------------------- hashes and signing */
@@ -382,6 +413,12 @@ static json_t *mkev(room_t *r, const char *type, const char *sender, const char 
     json_t *ev = json_pack("{s:s,s:s,s:o,s:[],s:[],s:i,s:I}", "type", type, "sender", sender,
                            "content", J(content), "prev_events", "auth_events", "depth", 5,
                            "origin_server_ts", (json_int_t)r->ts++);
+    if (r->rv && r->rv->event_format == HS_EVFMT_V1) {
+        /* v1/v2: the ID is a field, "$opaque:domain" */
+        char id[96];
+        snprintf(id, sizeof(id), "$e%lld:%s", (long long)r->ts, hs_user_domain(sender));
+        json_object_set_new(ev, "event_id", json_string(id));
+    }
     if (r->room_id[0])
         json_object_set_new(ev, "room_id", json_string(r->room_id));
     if (sk)
@@ -951,6 +988,359 @@ static void test_auth_events_sanity(void **state)
     room_free(&r);
 }
 
+/* ------------------------------------------------ room versions 1 .. 9 --- */
+
+static void test_event_ids_by_version(void **state)
+{
+    (void)state;
+    const char *base = "{\"type\":\"m.room.message\",\"room_id\":\"!r:domain\","
+                       "\"sender\":\"@a:domain\",\"content\":{\"body\":\"hi\"},"
+                       "\"prev_events\":[],\"auth_events\":[],\"depth\":3,"
+                       "\"origin_server_ts\":1000}";
+    /* v1/v2: "$opaque:server", a field of the event, hashed and signed */
+    for (int v = 1; v <= 2; v++) {
+        const hs_room_version_t *rv = hs_room_version_get(v == 1 ? "1" : "2");
+        json_t *ev = J(base);
+        char *id = NULL;
+        assert_int_equal(hs_event_finish(rv, ev, "domain", &test_key, &id), 0);
+        assert_non_null(id);
+        assert_int_equal(id[0], '$');
+        assert_non_null(strstr(id, ":domain"));
+        assert_string_equal(sget(ev, "event_id", NULL), id);
+        char *again = hs_event_id(rv, ev);
+        assert_string_equal(again, id);
+        free(again);
+        /* the redacted form keeps event_id, so the signature covers it */
+        json_t *red = hs_event_redact(rv, ev);
+        assert_string_equal(sget(red, "event_id", NULL), id);
+        json_decref(red);
+        assert_int_equal(hs_event_verify_hashes_and_sig(rv, ev, "domain", "ed25519:1",
+                                                        test_pk_b64), 0);
+        json_object_set_new(ev, "event_id", json_string("$other:domain"));
+        assert_int_equal(hs_event_verify_hashes_and_sig(rv, ev, "domain", "ed25519:1",
+                                                        test_pk_b64), HS_EBADSIG);
+        /* the event ID's server must sign too */
+        json_object_set_new(ev, "event_id", json_string("$x:elsewhere"));
+        json_t *signers = hs_event_signers(rv, ev);
+        assert_int_equal(json_array_size(signers), 2);
+        assert_string_equal(json_string_value(json_array_get(signers, 1)), "elsewhere");
+        json_decref(signers);
+        json_object_del(ev, "event_id");
+        assert_null(hs_event_id(rv, ev));
+        free(id);
+        json_decref(ev);
+    }
+    /* two finished v1 events get different IDs */
+    json_t *a = J(base), *b = J(base);
+    char *ia = NULL, *ib = NULL;
+    hs_event_finish(hs_room_version_get("1"), a, "domain", &test_key, &ia);
+    hs_event_finish(hs_room_version_get("1"), b, "domain", &test_key, &ib);
+    assert_string_not_equal(ia, ib);
+    free(ia);
+    free(ib);
+    json_decref(a);
+    json_decref(b);
+
+    /* v3: standard base64 of the reference hash; v4+: URL-safe, same hash.
+     * Same redaction rules in v3..v5, so the IDs differ only in alphabet. */
+    json_t *ev = J(base);
+    const hs_room_version_t *v3 = hs_room_version_get("3"), *v4 = hs_room_version_get("4");
+    int seen_std = 0;
+    for (int i = 0; i < 64; i++) {
+        json_object_set_new(ev, "depth", json_integer(i));
+        char *i3 = hs_event_id(v3, ev), *i4 = hs_event_id(v4, ev);
+        assert_int_equal(strlen(i3), 44);
+        assert_null(strchr(i3, ':'));
+        assert_null(strchr(i4, '+'));
+        assert_null(strchr(i4, '/'));
+        seen_std |= strchr(i3, '+') || strchr(i3, '/');
+        for (char *p = i3; *p; p++)
+            *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+        assert_string_equal(i3, i4);
+        free(i3);
+        free(i4);
+    }
+    assert_true(seen_std);
+    json_decref(ev);
+}
+
+static void test_ref_formats(void **state)
+{
+    (void)state;
+    json_t *ev = J("{\"hashes\":{\"sha256\":\"abc\"}}");
+    json_t *p = hs_ev_ref_new(hs_room_version_get("2"), "$e:x", ev);
+    assert_json_eq(p, "[\"$e:x\",{\"sha256\":\"abc\"}]");
+    assert_string_equal(hs_ev_ref_id(p), "$e:x");
+    json_decref(p);
+    p = hs_ev_ref_new(hs_room_version_get("1"), "$e:x", NULL);
+    assert_json_eq(p, "[\"$e:x\",{}]");
+    json_decref(p);
+    p = hs_ev_ref_new(hs_room_version_get("3"), "$abc", ev);
+    assert_json_eq(p, "\"$abc\"");
+    assert_string_equal(hs_ev_ref_id(p), "$abc");
+    json_decref(p);
+    assert_null(hs_ev_ref_id(NULL));
+    json_decref(ev);
+
+    /* v1 selection gives pairs; the auth_events checks accept them */
+    room_t r;
+    char why[256];
+    room_init(&r, "1", "public");
+    json_t *sel = hs_auth_events_select(r.rv, "m.room.message", "@bob:b", NULL, NULL,
+                                        hs_state_lookup_json, r.state);
+    assert_int_equal(json_array_size(sel), 3);
+    json_t *first = json_array_get(sel, 0);
+    assert_true(json_is_array(first));
+    assert_string_equal(hs_ev_ref_id(first), r.create_id);
+    assert_true(json_is_object(json_array_get(first, 1)));
+    json_t *byid = json_object();
+    const char *k;
+    json_t *sev;
+    json_object_foreach(r.state, k, sev)
+        json_object_set(byid, sget(sev, "event_id", NULL), sev);
+    json_t *msg = mkev(&r, "m.room.message", "@bob:b", NULL, "{}");
+    json_object_set(msg, "auth_events", sel);
+    assert_int_equal(hs_auth_check_auth_events(r.rv, msg, fetch_by_id, byid, why, sizeof(why)), 0);
+    json_array_remove(sel, 0);
+    assert_int_equal(hs_auth_check_auth_events(r.rv, msg, fetch_by_id, byid, why, sizeof(why)),
+                     HS_EAUTH);
+    /* the creator's first join, with prev_events as a pair */
+    json_t *j = member(&r, "@alice:a", "@alice:a", "join");
+    json_array_append_new(json_object_get(j, "prev_events"),
+                          hs_ev_ref_new(r.rv, r.create_id, r.create));
+    json_object_del(r.state, "m.room.member\x1f@alice:a");
+    json_object_set_new(json_object_get(r.state, "m.room.join_rules\x1f"), "content",
+                        J("{\"join_rule\":\"invite\"}"));
+    ALLOW(&r, j);
+    json_decref(msg);
+    json_decref(sel);
+    json_decref(byid);
+    room_free(&r);
+}
+
+static void test_redact_old_versions(void **state)
+{
+    (void)state;
+    const char *aliases = "{\"type\":\"m.room.aliases\",\"state_key\":\"x\","
+                          "\"content\":{\"aliases\":[\"#a:x\"],\"other\":1}}";
+    const char *jr = "{\"type\":\"m.room.join_rules\",\"state_key\":\"\","
+                     "\"content\":{\"join_rule\":\"restricted\",\"allow\":[],\"x\":1}}";
+    const char *mem = "{\"type\":\"m.room.member\",\"state_key\":\"@a:x\",\"content\":"
+                      "{\"membership\":\"join\",\"join_authorised_via_users_server\":\"@b:x\","
+                      "\"displayname\":\"A\"}}";
+    const char *pl = "{\"type\":\"m.room.power_levels\",\"state_key\":\"\",\"content\":"
+                     "{\"ban\":50,\"invite\":0,\"notifications\":{\"room\":50}}}";
+    const char *v1ev = "{\"type\":\"m.room.message\",\"event_id\":\"$e:x\",\"content\":{},"
+                       "\"origin\":\"x\",\"prev_events\":[[\"$p:x\",{\"sha256\":\"h\"}]]}";
+    static const char *const vers[] = { "1", "2", "3", "4", "5", "6", "7", "8", "9", "10" };
+    for (size_t i = 0; i < sizeof(vers) / sizeof(vers[0]); i++) {
+        int v = atoi(vers[i]);
+        json_t *r = redact(vers[i], aliases);
+        assert_json_eq(json_object_get(r, "content"),
+                       v <= 5 ? "{\"aliases\":[\"#a:x\"]}" : "{}");
+        json_decref(r);
+        r = redact(vers[i], jr);
+        assert_json_eq(json_object_get(r, "content"),
+                       v >= 8 ? "{\"join_rule\":\"restricted\",\"allow\":[]}"
+                              : "{\"join_rule\":\"restricted\"}");
+        json_decref(r);
+        r = redact(vers[i], mem);
+        assert_json_eq(json_object_get(r, "content"),
+                       v >= 9 ? "{\"membership\":\"join\","
+                                "\"join_authorised_via_users_server\":\"@b:x\"}"
+                              : "{\"membership\":\"join\"}");
+        json_decref(r);
+        r = redact(vers[i], pl); /* invite only kept from v11 */
+        assert_json_eq(json_object_get(r, "content"), "{\"ban\":50}");
+        json_decref(r);
+        r = redact(vers[i], v1ev); /* event_id, origin, pair lists survive */
+        assert_json_eq(r, "{\"type\":\"m.room.message\",\"event_id\":\"$e:x\",\"content\":{},"
+                          "\"origin\":\"x\",\"prev_events\":[[\"$p:x\",{\"sha256\":\"h\"}]]}");
+        json_decref(r);
+    }
+}
+
+static void test_auth_old_versions(void **state)
+{
+    (void)state;
+    room_t r;
+    char ver[4];
+
+    /* m.room.aliases: v1..v5 owned by the server in state_key (even with no
+     * membership); v6+ an ordinary state event */
+    for (int v = 1; v <= 7; v++) {
+        snprintf(ver, sizeof(ver), "%d", v);
+        room_init(&r, ver, "public");
+        if (v <= 5) {
+            ALLOW(&r, mkev(&r, "m.room.aliases", "@carol:c", "c", "{\"aliases\":[]}"));
+            DENY(&r, mkev(&r, "m.room.aliases", "@carol:c", "a", "{\"aliases\":[]}"));
+            DENY(&r, mkev(&r, "m.room.aliases", "@carol:c", NULL, "{\"aliases\":[]}"));
+            ALLOW(&r, mkev(&r, "m.room.aliases", "@bob:b", "b", "{\"aliases\":[]}"));
+        } else {
+            DENY(&r, mkev(&r, "m.room.aliases", "@carol:c", "c", "{\"aliases\":[]}"));
+            DENY(&r, mkev(&r, "m.room.aliases", "@bob:b", "b", "{\"aliases\":[]}")); /* PL 50 */
+            ALLOW(&r, mkev(&r, "m.room.aliases", "@alice:a", "a", "{\"aliases\":[]}"));
+        }
+        room_free(&r);
+    }
+
+    /* v1/v2 redaction rule: redact level, or the same event-ID domain */
+    for (int v = 1; v <= 3; v++) {
+        snprintf(ver, sizeof(ver), "%d", v);
+        room_init(&r, ver, "public");
+        json_t *red = mkev(&r, "m.room.redaction", "@bob:b", NULL, "{}");
+        json_object_set_new(red, "redacts", json_string("$other:a"));
+        if (v <= 2)
+            DENY(&r, red);
+        else
+            ALLOW(&r, red); /* v3+: "Handling redactions", not auth */
+        red = mkev(&r, "m.room.redaction", "@bob:b", NULL, "{}");
+        json_object_set_new(red, "redacts", json_string("$mine:b"));
+        ALLOW(&r, red);
+        red = mkev(&r, "m.room.redaction", "@alice:a", NULL, "{}");
+        json_object_set_new(red, "redacts", json_string("$any:b"));
+        ALLOW(&r, red);
+        room_free(&r);
+    }
+
+    /* power levels: strings until v9, floats until v5, notifications v6+ */
+    for (int v = 1; v <= 10; v++) {
+        snprintf(ver, sizeof(ver), "%d", v);
+        room_init(&r, ver, "public");
+        json_t *e = set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":\" +100 \",\"@bob:b\":\"40\"},"
+                                           "\"ban\":\"50\",\"events\":{\"m.room.name\":\"50\"}}");
+        if (v <= 9)
+            ALLOW(&r, e);
+        else
+            DENY(&r, e);
+        e = set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":100,\"@bob:b\":40.7}}");
+        if (v <= 5)
+            ALLOW(&r, e);
+        else
+            DENY(&r, e);
+        DENY(&r, set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":\"1e2\"}}"));
+        DENY(&r, set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":\"\"}}"));
+        /* mod (50) raising a notifications level above its own */
+        e = set_pl(&r, "@mod:m", "{\"users\":{\"@alice:a\":100,\"@mod:m\":50,\"@bob:b\":0},"
+                                 "\"users_default\":0,\"ban\":50,\"kick\":50,\"invite\":0,"
+                                 "\"state_default\":50,\"events_default\":0,"
+                                 "\"events\":{\"m.room.name\":50},"
+                                 "\"notifications\":{\"room\":90}}");
+        if (v >= 6)
+            DENY(&r, e);
+        else
+            ALLOW(&r, e);
+        room_free(&r);
+    }
+
+    /* a stringy PL in state counts (v1..v9): bob at "60" may set the name */
+    room_init(&r, "4", "public");
+    put(&r, set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":100,\"@bob:b\":\"60\"},"
+                                   "\"events\":{\"m.room.name\":\"55\"}}"));
+    assert_int_equal(hs_user_power(r.rv, r.create, json_object_get(r.state,
+                                   "m.room.power_levels\x1f"), "@bob:b"), 60);
+    ALLOW(&r, mkev(&r, "m.room.name", "@bob:b", "", "{\"name\":\"n\"}"));
+    DENY(&r, mkev(&r, "m.room.name", "@mod:m", "", "{\"name\":\"n\"}"));
+    room_free(&r);
+
+    /* knock: v7+; restricted: v8+; knock_restricted: v10+ */
+    room_init(&r, "6", "knock");
+    DENY(&r, member(&r, "@carol:c", "@carol:c", "knock"));
+    room_free(&r);
+    room_init(&r, "7", "knock");
+    ALLOW(&r, member(&r, "@carol:c", "@carol:c", "knock"));
+    room_free(&r);
+    room_init(&r, "7", "restricted");
+    DENY(&r, restricted_join(&r, "@carol:c", "@mod:m", 1));
+    room_free(&r);
+    room_init(&r, "8", "restricted");
+    ALLOW(&r, restricted_join(&r, "@carol:c", "@mod:m", 1));
+    DENY(&r, restricted_join(&r, "@carol:c", "@mod:m", 0));
+    room_free(&r);
+    room_init(&r, "9", "knock_restricted");
+    DENY(&r, member(&r, "@carol:c", "@carol:c", "knock"));
+    DENY(&r, restricted_join(&r, "@carol:c", "@mod:m", 1));
+    room_free(&r);
+    room_init(&r, "10", "knock_restricted");
+    ALLOW(&r, member(&r, "@carol:c", "@carol:c", "knock"));
+    room_free(&r);
+
+    /* v1..v10: content.creator is required */
+    room_init(&r, "3", "public");
+    json_t *c = mkev(&r, "m.room.create", "@alice:a", "", "{}");
+    json_object_set_new(c, "room_id", json_string("!new:a"));
+    DENY(&r, c);
+    room_free(&r);
+}
+
+static void test_stateres_v1(void **state)
+{
+    (void)state;
+    room_t r;
+    room_init(&r, "1", "public");
+    const hs_room_version_t *rv = r.rv;
+    json_t *byid = json_object();
+    json_t *base = json_object();
+    const char *k;
+    json_t *ev;
+    json_object_foreach(r.state, k, ev) {
+        json_object_set(byid, sget(ev, "event_id", NULL), ev);
+        json_object_set_new(base, k, json_string(sget(ev, "event_id", NULL)));
+    }
+    /* two topics, depths 7 and 9: the deeper one wins if it passes auth */
+    json_t *t1 = mkev(&r, "m.room.topic", "@alice:a", "", "{\"topic\":\"one\"}");
+    json_t *t2 = mkev(&r, "m.room.topic", "@alice:a", "", "{\"topic\":\"two\"}");
+    json_object_set_new(t1, "depth", json_integer(7));
+    json_object_set_new(t2, "depth", json_integer(9));
+    /* bob's topic is deeper still but bob (0) may not set it (state_default 50) */
+    json_t *t3 = mkev(&r, "m.room.topic", "@bob:b", "", "{\"topic\":\"bob\"}");
+    json_object_set_new(t3, "depth", json_integer(11));
+    /* conflicting power levels: alice's (depth 8) demotes mod; mod's own
+     * (depth 9), making itself 100, then fails auth in R and stops the pass */
+    json_t *p1 = set_pl(&r, "@alice:a", "{\"users\":{\"@alice:a\":100,\"@mod:m\":10}}");
+    json_t *p2 = set_pl(&r, "@mod:m", "{\"users\":{\"@alice:a\":100,\"@mod:m\":100}}");
+    json_object_set_new(p1, "depth", json_integer(8));
+    json_object_set_new(p2, "depth", json_integer(9));
+    json_t *evs[] = { t1, t2, t3, p1, p2 };
+    for (size_t i = 0; i < 5; i++)
+        json_object_set(byid, sget(evs[i], "event_id", NULL), evs[i]);
+    json_t *s1 = json_copy(base), *s2 = json_copy(base), *s3 = json_copy(base);
+    json_object_set_new(s1, "m.room.topic\x1f", json_string(sget(t1, "event_id", NULL)));
+    json_object_set_new(s2, "m.room.topic\x1f", json_string(sget(t2, "event_id", NULL)));
+    json_object_set_new(s3, "m.room.topic\x1f", json_string(sget(t3, "event_id", NULL)));
+    json_object_set_new(s1, "m.room.power_levels\x1f", json_string(sget(p1, "event_id", NULL)));
+    json_object_set_new(s2, "m.room.power_levels\x1f", json_string(sget(p2, "event_id", NULL)));
+    /* s3 keeps the original PL (depth 5): it comes first in the PL pass */
+    const json_t *sets[] = { s1, s2, s3 }, *rsets[] = { s3, s2, s1 };
+    json_t *out = NULL, *out2 = NULL;
+    char why[256];
+    assert_int_equal(hs_stateres(rv, sets, 3, fetch_by_id, byid, &out, why, sizeof(why)), 0);
+    assert_string_equal(json_string_value(json_object_get(out, "m.room.topic\x1f")),
+                        sget(t2, "event_id", NULL));
+    assert_string_equal(json_string_value(json_object_get(out, "m.room.power_levels\x1f")),
+                        sget(p1, "event_id", NULL));
+    assert_string_equal(json_string_value(json_object_get(out, "m.room.member\x1f@bob:b")),
+                        json_string_value(json_object_get(base, "m.room.member\x1f@bob:b")));
+    /* the order of the input maps does not matter */
+    assert_int_equal(hs_stateres(rv, rsets, 3, fetch_by_id, byid, &out2, why, sizeof(why)), 0);
+    assert_true(json_equal(out, out2));
+    json_decref(out2);
+    /* a missing event is reported */
+    json_object_set_new(s3, "m.room.name\x1f", json_string("$missing:x"));
+    json_object_set_new(s1, "m.room.name\x1f", json_string(sget(t1, "event_id", NULL)));
+    assert_int_equal(hs_stateres(rv, sets, 3, fetch_by_id, byid, &out2, why, sizeof(why)),
+                     -ENOENT);
+    json_decref(out);
+    for (size_t i = 0; i < 5; i++)
+        json_decref(evs[i]);
+    json_decref(s1);
+    json_decref(s2);
+    json_decref(s3);
+    json_decref(base);
+    json_decref(byid);
+    room_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -980,6 +1370,11 @@ int main(void)
         cmocka_unit_test(test_power_helpers),
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_auth_events_sanity),
+        cmocka_unit_test(test_event_ids_by_version),
+        cmocka_unit_test(test_ref_formats),
+        cmocka_unit_test(test_redact_old_versions),
+        cmocka_unit_test(test_auth_old_versions),
+        cmocka_unit_test(test_stateres_v1),
     };
     return cmocka_run_group_tests(tests, setup_key, NULL);
 }
