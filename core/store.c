@@ -880,8 +880,26 @@ static int migrate_lock(mx_db_t *db, bool lock)
     return rc;
 }
 
+/* The module's schema version by a read (no commit, no fsync): the common
+ * start of an up-to-date database.  -1 when it cannot be read (new db). */
+static int64_t schema_version_read(mx_db_t *db, const char *module)
+{
+    mx_sql_res_t *res = NULL;
+    mx_sql_batch_t *b = mx_sql_batch_new(db, MX_SQL_READ);
+    if (!b)
+        return -1;
+    mx_sql_add(b, "SELECT version FROM mx_schema WHERE module = ?", "s", module);
+    int64_t v = -1;
+    if (mx_sql_run_sync(b, &res) == 0)
+        v = mx_sql_nrows(res, 0) ? mx_sql_int(res, 0, 0, 0) : 0;
+    mx_sql_res_free(res);
+    return v;
+}
+
 static int migrate_locked(mx_db_t *db, const char *module, const mx_migration_t *m, size_t n)
 {
+    if (n > 0 && schema_version_read(db, module) == m[n - 1].version)
+        return 0;   /* up to date (ascending order and newer versions are checked below) */
     mx_sql_res_t *res = NULL;
     mx_sql_batch_t *b = mx_sql_batch_new(db, MX_SQL_WRITE);
     if (!b)

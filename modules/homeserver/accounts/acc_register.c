@@ -71,6 +71,74 @@ static void acc_reg_fail(acc_reg_t *r)
 
 static void acc_reg_alloc(acc_reg_t *r);
 
+/* The saved field of a UIA session naming the user it registered: a
+ * replay of the completed session answers for that user again (a new
+ * login, as Synapse does) instead of registering another. */
+#define ACC_REG_DONE_KEY "_registered_user_id"
+
+/* Puts a registration's UIA session back in the map, marked with the user
+ * it registered (its registration token, if any, is spent). */
+static void acc_reg_keep(acc_uia_sess_t *s, const char *user_id)
+{
+    if (!s)
+        return;
+    free(s->regtoken);
+    s->regtoken = NULL;
+    if (json_object_set_new(s->saved, ACC_REG_DONE_KEY, json_string(user_id)) < 0 ||
+        acc_map_put(&hs_acc->uia, s->id, s) < 0)
+        acc_uia_finish(s, true);
+}
+
+static void acc_reg_reply(acc_reg_t *r)
+{
+    json_t *b = json_object();
+    if (r->inhibit_login) {
+        json_object_set_new(b, "user_id", json_string(r->user_id));
+        json_object_set_new(b, "home_server", json_string(hs.server_name));
+    } else {
+        acc_hook_device_created(r->user_id, r->sess_out.device_id);
+        acc_session_json(b, &r->sess_out);
+    }
+    mx_req_reply_json(r->req, 200, b);
+}
+
+static void acc_reg_relogged(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    acc_reg_t *r = ud;
+    acc_reg_keep(r->sess, r->user_id);
+    r->sess = NULL;
+    if (status < 0) {
+        hs_reply_storage_error(r->req, status, "register");
+        return;
+    }
+    acc_reg_reply(r);
+}
+
+/* A replay of a session that already registered r->user_id. */
+static void acc_reg_again(acc_reg_t *r)
+{
+    if (r->inhibit_login) {
+        acc_reg_keep(r->sess, r->user_id);
+        r->sess = NULL;
+        acc_reg_reply(r);
+        return;
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    int rc = b ? acc_session_add(b, mx_req_pool(r->req), r->user_id, r->device_id,
+                                 r->display_name, r->refresh, &r->sess_out)
+               : -ENOMEM;
+    if (rc >= 0)
+        rc = mx_sql_run(b, acc_reg_relogged, r);
+    if (rc < 0) {
+        if (b)
+            mx_sql_batch_free(b);
+        acc_reg_keep(r->sess, r->user_id);
+        r->sess = NULL;
+        hs_reply_storage_error(r->req, rc, "register");
+    }
+}
+
 static void acc_reg_written(int status, mx_sql_res_t *res, void *ud)
 {
     (void)res;
@@ -89,22 +157,14 @@ static void acc_reg_written(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(r->req, status, "register");
         return;
     }
-    acc_uia_finish(r->sess, true);
+    acc_reg_keep(r->sess, r->user_id);
     r->sess = NULL;
     char key[96];
     acc_reg_key(r->req, key, sizeof(key));
     acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
                 (double)hs.conf.rc_registration_burst, true);
     acc_hook_user_registered(r->user_id, r->displayname, r->guest);
-    json_t *b = json_object();
-    if (r->inhibit_login) {
-        json_object_set_new(b, "user_id", json_string(r->user_id));
-        json_object_set_new(b, "home_server", json_string(hs.server_name));
-    } else {
-        acc_hook_device_created(r->user_id, r->sess_out.device_id);
-        acc_session_json(b, &r->sess_out);
-    }
-    mx_req_reply_json(r->req, 200, b);
+    acc_reg_reply(r);
 }
 
 static void acc_reg_write(acc_reg_t *r, const char *localpart)
@@ -248,6 +308,20 @@ static void acc_reg_uia_done(mx_req_t *req, acc_uia_sess_t *s, void *ud)
         return;
     }
     r->sess = s;
+    /* inhibit_login and refresh_token may come with the first call only */
+    r->inhibit_login = json_is_true(acc_reg_field(body, s, "inhibit_login"));
+    r->refresh = json_is_true(acc_reg_field(body, s, "refresh_token"));
+    if (!r->device_id)
+        r->device_id = json_string_value(json_object_get(s->saved, "device_id"));
+    if (!r->display_name)
+        r->display_name =
+            json_string_value(json_object_get(s->saved, "initial_device_display_name"));
+    const char *done = json_string_value(json_object_get(s->saved, ACC_REG_DONE_KEY));
+    if (done) {
+        r->user_id = mx_pstrdup(pool, done);
+        acc_reg_again(r);
+        return;
+    }
     json_t *user = acc_reg_field(body, s, "username");
     json_t *pw = acc_reg_field(body, s, "password");
     if (!pw) {
@@ -268,11 +342,6 @@ static void acc_reg_uia_done(mx_req_t *req, acc_uia_sess_t *s, void *ud)
         }
         r->localpart = lp;
     }
-    if (!r->device_id)
-        r->device_id = json_string_value(json_object_get(s->saved, "device_id"));
-    if (!r->display_name)
-        r->display_name =
-            json_string_value(json_object_get(s->saved, "initial_device_display_name"));
     acc_register_create(r);
 }
 
@@ -283,7 +352,12 @@ static void acc_reg_checked(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(req, status, "register");
         return;
     }
-    if (mx_sql_nrows(res, 0) > 0) {
+    /* The name is not "taken" by the user this very session registered. */
+    json_t *auth = json_object_get(mx_req_json(req), "auth");
+    const char *sid = json_string_value(json_object_get(auth, "session"));
+    acc_uia_sess_t *s = sid ? acc_map_get(&hs_acc->uia, sid) : NULL;
+    const char *done = s ? json_string_value(json_object_get(s->saved, ACC_REG_DONE_KEY)) : NULL;
+    if (mx_sql_nrows(res, 0) > 0 && !(done && strcmp(done, mx_sql_text(res, 0, 0, 0)) == 0)) {
         mx_req_error(req, 400, "M_USER_IN_USE", "User ID already taken.");
         return;
     }

@@ -106,10 +106,7 @@ static void bk_version_create(mx_req_t *req, const hs_user_t *who)
         mx_req_error(req, 400, "M_MISSING_PARAM", "Missing params: algorithm, auth_data");
         return;
     }
-    if (!json_is_object(auth)) {
-        mx_req_error(req, 400, "M_BAD_JSON", "auth_data must be an object");
-        return;
-    }
+    /* auth_data is opaque to the server (Synapse stores any JSON value) */
     bk_req_t *r = bk_new(req, who);
     if (!r)
         return;
@@ -215,7 +212,7 @@ static void bk_version_put(mx_req_t *req, const hs_user_t *who)
         mx_req_error(req, 400, "M_INVALID_PARAM", "Version in body does not match");
         return;
     }
-    if (!alg || !json_is_object(auth)) {
+    if (!alg || !auth) {
         mx_req_error(req, 400, "M_MISSING_PARAM", "Missing params: algorithm, auth_data");
         return;
     }

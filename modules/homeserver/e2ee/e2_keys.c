@@ -72,6 +72,40 @@ static bool e2_keymap_ok(mx_req_t *req, const json_t *m, const char *what)
     return true;
 }
 
+/* The shape of device_keys (Synapse's DeviceKeys model): algorithms is a
+ * list of strings, keys a map of strings, signatures a map of maps of
+ * strings. */
+static bool e2_device_keys_shape_ok(const json_t *dk)
+{
+    const json_t *algs = json_object_get(dk, "algorithms");
+    const json_t *keys = json_object_get(dk, "keys");
+    const json_t *sigs = json_object_get(dk, "signatures");
+    if (!json_is_array(algs) || !json_is_object(keys) || !json_is_object(sigs))
+        return false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(algs, i, v) {
+        if (!json_is_string(v))
+            return false;
+    }
+    const char *k;
+    json_object_foreach((json_t *)keys, k, v) {
+        if (!json_is_string(v))
+            return false;
+    }
+    json_object_foreach((json_t *)sigs, k, v) {
+        const char *k2;
+        const json_t *v2;
+        if (!json_is_object(v))
+            return false;
+        json_object_foreach((json_t *)v, k2, v2) {
+            if (!json_is_string(v2))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Signed keys (signed_curve25519...) must carry the device's signature. */
 static bool e2_signed_key_ok(const e2_upload_t *u, const char *alg, const json_t *v,
                              const char *dev_key)
@@ -142,13 +176,9 @@ static void e2_upload_read(int status, mx_sql_res_t *res, void *ud)
     const char *dev_key = NULL;
     bool dev_changed = false;
     if (dk) {
+        /* Like Synapse, the device's self-signature is not verified here:
+         * clients check it when they query the keys. */
         const char *nk = json_string_value(json_object_get(json_object_get(dk, "keys"), kid));
-        if (nk && !e2_verify(dk, u->user_id, kid, nk)) {
-            json_decref(stored);
-            mx_req_error(req, 400, "M_INVALID_SIGNATURE",
-                         "device_keys are not signed by the device's ed25519 key");
-            return;
-        }
         dev_key = nk;
         dev_changed = !stored || !json_equal(stored, (json_t *)dk);
     }
@@ -305,9 +335,9 @@ void e2_upload_run(e2_upload_t *u)
                                                  " match that of the authenticated user device");
             return;
         }
-        const json_t *keys = json_object_get(dk, "keys");
-        if (keys && !json_is_object(keys)) {
-            mx_req_error(req, 400, "M_BAD_JSON", "device_keys.keys must be an object");
+        if (!e2_device_keys_shape_ok(dk)) {
+            mx_req_error(req, 400, "M_BAD_JSON", "device_keys needs algorithms (a list of"
+                                                 " strings), keys and signatures (string maps)");
             return;
         }
     }

@@ -352,8 +352,32 @@ static int md_int_param(mx_req_t *req, const char *name, int *out)
     return 0;
 }
 
+/* libvips is started on the first thumbnail, not at start-up: it costs
+ * tens of megabytes and much of the start-up time, and many servers never
+ * make a thumbnail.  Once per process; loop thread. */
+static int md_vips_ready(void)
+{
+    static int state;   /* 0 not yet, 1 ready, -1 failed */
+    if (state == 0) {
+        if (VIPS_INIT("mxstack")) {
+            mx_log("homeserver", MX_LOG_ERROR, "libvips: cannot initialise: %s",
+                   vips_error_buffer());
+            state = -1;
+        } else {
+            vips_block_untrusted_set(TRUE);
+            vips_cache_set_max(0);      /* files change under the same names */
+            state = 1;
+        }
+    }
+    return state;
+}
+
 static void md_th_start(mx_req_t *req, const hs_user_t *who, void *ud)
 {
+    if (md_vips_ready() < 0) {
+        mx_req_error(req, 500, "M_UNKNOWN", "thumbnails are unavailable");
+        return;
+    }
     const char *server = mx_req_param(req, "serverName");
     const char *id = mx_req_param(req, "mediaId");
     int w, h;
@@ -406,17 +430,6 @@ static int md_th_h(mx_req_t *req, void *ud)
 
 int md_thumbnail_start(char *err, size_t errlen)
 {
-    /* Once per process (the module may be started again in tests). */
-    static bool vips_ready;
-    if (!vips_ready) {
-        if (VIPS_INIT("mxstack")) {
-            snprintf(err, errlen, "libvips: cannot initialise: %s", vips_error_buffer());
-            return -EINVAL;
-        }
-        vips_block_untrusted_set(TRUE);
-        vips_cache_set_max(0);      /* files change under the same names */
-        vips_ready = true;
-    }
     int rc = md_route("GET", "/thumbnail/{serverName}/{mediaId}", md_th_h, NULL, true,
                       &md_authed_tag, 0);
     if (rc < 0)

@@ -313,7 +313,7 @@ static json_t *lg_room(const char *rid, const json_t *r, const char *membership,
         }
     }
     json_t *ad = json_array();
-    lg_append(ad, lg_events(r, "account_data"), rid);
+    lg_append(ad, lg_events(r, "account_data"), NULL);
     const char *start = json_string_value(json_object_get(json_object_get(r, "timeline"),
                                                           "prev_batch"));
     return json_pack("{s:s, s:s, s:s, s:{s:o, s:s, s:s}, s:o, s:o}", "room_id", rid,
@@ -348,6 +348,12 @@ static void lg_initial_done(mx_req_t *req, json_t *resp, const char *next, void 
     lg_presence(presence, resp, NULL);
     json_t *ad = json_array();
     lg_append(ad, lg_events(resp, "account_data"), NULL);
+    /* push rules have their own endpoints (Synapse leaves them out here) */
+    for (size_t i = json_array_size(ad); i-- > 0;) {
+        const char *t = json_string_value(json_object_get(json_array_get(ad, i), "type"));
+        if (t && strcmp(t, "m.push_rules") == 0)
+            json_array_remove(ad, i);
+    }
     json_decref(resp);
     mx_req_reply_json(req, 200, json_pack("{s:o, s:o, s:o, s:o, s:s}", "rooms", rooms, "presence",
                                           presence, "receipts", receipts, "account_data", ad,

@@ -1076,7 +1076,7 @@ static void test_ref_formats(void **state)
     assert_json_eq(p, "[\"$e:x\",{}]");
     json_decref(p);
     p = hs_ev_ref_new(hs_room_version_get("3"), "$abc", ev);
-    assert_json_eq(p, "\"$abc\"");
+    assert_string_equal(json_string_value(p), "$abc");
     assert_string_equal(hs_ev_ref_id(p), "$abc");
     json_decref(p);
     assert_null(hs_ev_ref_id(NULL));
