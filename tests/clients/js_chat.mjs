@@ -80,16 +80,10 @@ const ctx = await alice.http.authedRequest(sdk.Method.Get,
 assert.equal(ctx.event.event_id, edit.event_id);
 assert.ok(ctx.events_before.some((e) => e.event_id === react.event_id));
 // aggregations (the relations part): /relations lists all three, /event bundles thread + edit
-let rels = null;
-try {
-  rels = await alice.http.authedRequest(sdk.Method.Get,
+{
+  const rels = await alice.http.authedRequest(sdk.Method.Get,
     `/rooms/${encodeURIComponent(roomId)}/relations/${encodeURIComponent(root)}`, undefined, undefined,
     { prefix: "/_matrix/client/v1" });
-} catch (e) {
-  if (e.httpStatus !== 404 || e.errcode !== "M_UNRECOGNIZED") throw e;
-  log("SKIP relations aggregation checks: /relations not served yet");
-}
-if (rels) {
   const ids = rels.chunk.map((e) => e.event_id);
   for (const id of [inThread.event_id, react.event_id, edit.event_id]) assert.ok(ids.includes(id), ids);
   const rootEv = await bob.fetchRoomEvent(roomId, root);
@@ -98,6 +92,14 @@ if (rels) {
   assert.equal(bundled["m.thread"]?.latest_event?.event_id, inThread.event_id);
   assert.equal(bundled["m.thread"]?.current_user_participated, true);
   assert.equal(bundled["m.replace"]?.event_id, edit.event_id);
+  const threads = await alice.http.authedRequest(sdk.Method.Get,
+    `/rooms/${encodeURIComponent(roomId)}/threads`, { include: "all" }, undefined,
+    { prefix: "/_matrix/client/v1" });
+  assert.deepEqual(threads.chunk.map((e) => e.event_id), [root]);
+  const mine = await bob.http.authedRequest(sdk.Method.Get,
+    `/rooms/${encodeURIComponent(roomId)}/threads`, { include: "participated" }, undefined,
+    { prefix: "/_matrix/client/v1" });
+  assert.deepEqual(mine.chunk.map((e) => e.event_id), [root]);
   log("relations aggregated");
 }
 

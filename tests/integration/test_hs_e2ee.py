@@ -150,14 +150,20 @@ def test_upload_rejects_bad_keys(server):
     dk = a.device_keys()
     dk["device_id"] = "OTHER"
     assert a.req("POST", "/keys/upload", {"device_keys": dk}).status_code == 400
-    # wrong signature on the device keys
-    dk = a.device_keys()
-    Key().sign(dk, a.id, f"ed25519:{a.dev}")
-    r = a.req("POST", "/keys/upload", {"device_keys": dk})
-    assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_SIGNATURE"
-    # nothing was stored
+    # device_keys without algorithms / keys / signatures: M_BAD_JSON, nothing stored
+    for missing in ("algorithms", "keys", "signatures"):
+        dk = a.device_keys()
+        del dk[missing]
+        r = a.req("POST", "/keys/upload", {"device_keys": dk})
+        assert r.status_code == 400 and r.json()["errcode"] == "M_BAD_JSON"
     res = a.ok("POST", "/keys/query", {"device_keys": {a.id: []}})
     assert res["device_keys"][a.id] == {}
+    # a wrong self-signature is not checked on upload (Synapse): stored as sent
+    dk = a.device_keys()
+    Key().sign(dk, a.id, f"ed25519:{a.dev}")
+    a.ok("POST", "/keys/upload", {"device_keys": dk})
+    res = a.ok("POST", "/keys/query", {"device_keys": {a.id: []}})
+    assert res["device_keys"][a.id][a.dev]["signatures"] == dk["signatures"]
     # one-time key signed by another key
     a.ok("POST", "/keys/upload", {"device_keys": a.device_keys()})
     k = Key().sign({"key": "abc"}, a.id, f"ed25519:{a.dev}")
@@ -176,10 +182,13 @@ def test_upload_rejects_bad_keys(server):
 
 
 def test_unsigned_legacy_keys_accepted(server):
-    """sytest uploads device keys without an ed25519 key and bare string keys."""
+    """sytest uploads device keys without an ed25519 key of the device, with
+    empty signatures, and bare string one-time keys."""
     a = C(server)
     r = a.ok("POST", "/unstable/keys/upload".replace("/unstable", ""), {
-        "device_keys": {"user_id": a.id, "device_id": a.dev},
+        "device_keys": {"user_id": a.id, "device_id": a.dev, "algorithms": ["m.megolm.v1.aes-sha2"],
+                        "keys": {"ed25519:test": "c3op6BJi8aUnDGA541Q6TbTPmbiy1GqGv"},
+                        "signatures": {}},
         "one_time_keys": {"my_algorithm:my_id_1": "my+base64+key"}})
     assert r["one_time_key_counts"]["my_algorithm"] == 1
     r = server.api("POST", "/_matrix/client/unstable/keys/claim", a.tok,
@@ -448,6 +457,10 @@ def test_key_backup(server):
     assert a.ok("GET", f"/room_keys/version/{v2}")["auth_data"] == {"k": 3}
     r = a.req("PUT", f"/room_keys/version/{v2}", {"algorithm": "other", "auth_data": {}})
     assert r.status_code == 400
+    # auth_data is opaque: any JSON value is kept as sent (Synapse)
+    a.ok("PUT", f"/room_keys/version/{v2}",
+         {"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": "opaque"})
+    assert a.ok("GET", f"/room_keys/version/{v2}")["auth_data"] == "opaque"
     # delete the version
     a.ok("DELETE", f"/room_keys/version/{v2}")
     assert a.req("GET", f"/room_keys/version/{v2}").status_code == 404

@@ -1,7 +1,8 @@
 /*
  * cl_user_directory.c: POST /user_directory/search.  Like Synapse with
  * its default `user_directory.search_all_users: false`, the scope is the
- * users who share a joined room with the requester plus the users joined to
+ * users who share a joined room with the requester (the requester not
+ * counting as sharing a room with themself) plus the users joined to
  * public rooms (join rule "public" or history visibility
  * "world_readable").  Every word of the search term must match the
  * localpart or the display name, case-insensitively (substring match;
@@ -128,7 +129,8 @@ static void ud_search_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         sql = mx_psprintf(pool,
                           "%s AND (p.user_id IN (SELECT m2.user_id FROM room_memberships m1"
                           " JOIN room_memberships m2 ON m2.room_id = m1.room_id"
-                          " WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join')"
+                          " WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'"
+                          " AND m2.user_id <> m1.user_id)"
                           " OR p.user_id IN (SELECT m.user_id FROM room_memberships m"
                           " JOIN current_state cs ON cs.room_id = m.room_id AND cs.state_key = ''"
                           " JOIN events e ON e.event_id = cs.event_id"

@@ -299,7 +299,8 @@ static bool bk_key_ok(const json_t *k)
     return json_is_object(k) && json_is_integer(json_object_get(k, "first_message_index")) &&
            json_is_integer(json_object_get(k, "forwarded_count")) &&
            json_is_boolean(json_object_get(k, "is_verified")) &&
-           json_is_object(json_object_get(k, "session_data"));
+           /* opaque to the server: any JSON value (Synapse) */
+           json_object_get(k, "session_data") != NULL;
 }
 
 /* Collects [room, session, key] triples from the body at the route's level;

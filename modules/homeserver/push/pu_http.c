@@ -146,10 +146,13 @@ static char *ph_body_event(const pu_pusher_t *p, const char *event_id, const cha
                 json_object_set_new(n, "sender_display_name", json_string(dn));
             const json_t *nm = rm_state_get(room, "m.room.name", "");
             const char *name = json_string_value(json_object_get(json_object_get(nm, "content"), "name"));
-            if (name && *name)
-                json_object_set_new(n, "room_name", json_string(name));
             const json_t *ca = rm_state_get(room, "m.room.canonical_alias", "");
             const char *alias = json_string_value(json_object_get(json_object_get(ca, "content"), "alias"));
+            /* Synapse names an unnamed room by its canonical alias */
+            if (name && *name)
+                json_object_set_new(n, "room_name", json_string(name));
+            else if (alias && *alias)
+                json_object_set_new(n, "room_name", json_string(alias));
             if (alias && *alias)
                 json_object_set_new(n, "room_alias", json_string(alias));
         }

@@ -13,6 +13,7 @@
 #include "rooms.h"
 #include "../admin_service/svc.h"
 #include "../client/client.h"
+#include "../sync/sync.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -417,13 +418,15 @@ static void mb_forget_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 static int mb_action(mx_req_t *req, void *ud)
 {
     (void)ud;
-    return hs_require_auth(req, mb_action_authed, NULL);
+    static const hs_authed_fn next = mb_action_authed; /* guests: join/leave only */
+    return hs_require_auth_ex(req, true, hs_guest_membership_gate, (void *)&next);
 }
 
 static int mb_join(mx_req_t *req, void *ud)
 {
     (void)ud;
-    return hs_require_auth(req, mb_join_any_authed, NULL);
+    static const hs_authed_fn next = mb_join_any_authed;
+    return hs_require_auth_ex(req, true, hs_guest_membership_gate, (void *)&next);
 }
 
 static int mb_knock(mx_req_t *req, void *ud)

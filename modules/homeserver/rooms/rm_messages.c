@@ -572,7 +572,7 @@ static void ms_ts_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     static int name(mx_req_t *req, void *ud)                       \
     {                                                              \
         (void)ud;                                                  \
-        return hs_require_auth(req, authed, NULL);                 \
+        return hs_require_auth_ex(req, true, authed, NULL);       \
     }
 MS_HANDLER(ms_messages, ms_messages_authed)
 MS_HANDLER(ms_event, ms_event_authed)

@@ -163,7 +163,7 @@ static void sd_send_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 static int sd_send(mx_req_t *req, void *ud)
 {
     (void)ud;
-    return hs_require_auth(req, sd_send_authed, NULL);
+    return hs_require_auth_ex(req, true, sd_send_authed, NULL);
 }
 
 static void sd_redact_authed(mx_req_t *req, const hs_user_t *who, void *ud)

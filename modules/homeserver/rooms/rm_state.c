@@ -309,7 +309,7 @@ static void stt_put_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 static int stt_get(mx_req_t *req, void *ud)
 {
     (void)ud;
-    return hs_require_auth(req, stt_get_authed, NULL);
+    return hs_require_auth_ex(req, true, stt_get_authed, NULL);
 }
 
 static int stt_put(mx_req_t *req, void *ud)

@@ -20,6 +20,15 @@
 #define LG_DEFAULT_LIMIT 10
 #define LG_STREAM_LIMIT 500
 
+/* The v1 event format also carried the sender as `user_id`. */
+static void lg_v1(json_t *ev)
+{
+    json_t *sender = json_object_get(ev, "sender");
+    if (sender && !json_object_get(ev, "user_id") &&
+        strcmp(json_string_value(json_object_get(ev, "type")) ?: "", "m.presence") != 0)
+        json_object_set(ev, "user_id", sender);
+}
+
 /* Appends a copy of every element of `events` (an array) to `out`,
  * setting room_id when `room_id` is not NULL. */
 static void lg_append(json_t *out, const json_t *events, const char *room_id)
@@ -32,6 +41,7 @@ static void lg_append(json_t *out, const json_t *events, const char *room_id)
             continue;
         if (room_id)
             json_object_set_new(cp, "room_id", json_string(room_id));
+        lg_v1(cp);
         json_array_append_new(out, cp);
     }
 }
@@ -292,8 +302,12 @@ static json_t *lg_room(const char *rid, const json_t *r, const char *membership,
     lg_append(chunk, lg_events(r, "timeline"), rid);
     size_t i;
     json_t *ev;
-    json_array_foreach(state, i, ev)
-        json_object_set_new(ev, "room_id", json_string(rid));
+    json_array_foreach(state, i, ev) {
+        json_t *cp = json_deep_copy(ev); /* the sync body's events are shared */
+        json_object_set_new(cp, "room_id", json_string(rid));
+        lg_v1(cp);
+        json_array_set_new(state, i, cp);
+    }
     json_array_foreach(lg_events(r, "ephemeral"), i, ev) {
         const char *t = json_string_value(json_object_get(ev, "type"));
         if (t && strcmp(t, "m.receipt") == 0 && receipts) {
@@ -385,6 +399,43 @@ typedef struct lg_room_req {
     bool member;       /* has (had) a membership */
 } lg_room_req_t;
 
+/* A peeking user sees only the events sent while the history was
+ * world_readable (a visibility change counts with its new value when that
+ * is world_readable). */
+static void lg_world_readable_only(json_t *room)
+{
+    const char *vis = "shared";
+    size_t i;
+    json_t *ev;
+    json_array_foreach(json_object_get(room, "state"), i, ev) {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        if (t && strcmp(t, "m.room.history_visibility") == 0)
+            vis = json_string_value(json_object_get(json_object_get(ev, "content"),
+                                                    "history_visibility")) ?: "shared";
+    }
+    /* the state above is the current one: recompute from the timeline start */
+    json_t *chunk = json_object_get(json_object_get(room, "messages"), "chunk");
+    bool changes = false;
+    json_array_foreach(chunk, i, ev) {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        if (t && strcmp(t, "m.room.history_visibility") == 0)
+            changes = true;
+    }
+    if (changes)
+        vis = "shared";
+    json_t *kept = json_array();
+    json_array_foreach(chunk, i, ev) {
+        const char *t = json_string_value(json_object_get(ev, "type"));
+        if (t && strcmp(t, "m.room.history_visibility") == 0 &&
+            json_object_get(ev, "state_key"))
+            vis = json_string_value(json_object_get(json_object_get(ev, "content"),
+                                                    "history_visibility")) ?: "shared";
+        if (strcmp(vis, "world_readable") == 0)
+            json_array_append(kept, ev);
+    }
+    json_object_set_new(json_object_get(room, "messages"), "chunk", kept);
+}
+
 static void lg_room_done(mx_req_t *req, json_t *resp, const char *next, void *ud)
 {
     lg_room_req_t *q = ud;
@@ -405,12 +456,27 @@ static void lg_room_done(mx_req_t *req, json_t *resp, const char *next, void *ud
     json_t *out = lg_room(q->room_id, r, membership, q->who->user_id, next, receipts, members);
     if (!q->member)
         json_object_set_new(out, "membership", json_string("leave"));
+    size_t i;
+    json_t *ev;
     bool joined = strcmp(json_string_value(json_object_get(out, "membership")), "join") == 0;
     json_t *presence = json_array();
-    if (joined)
+    if (joined) {
         lg_presence(presence, resp, members);
-    else
+        /* members without a presence event are offline */
+        json_array_foreach(presence, i, ev)
+            json_object_del(members, json_string_value(json_object_get(ev, "sender")) ?: "");
+        const char *uid;
+        json_t *v;
+        json_object_foreach(members, uid, v)
+            json_array_append_new(presence,
+                                  json_pack("{s:s, s:s, s:{s:s, s:s}}", "type", "m.presence",
+                                            "sender", uid, "content", "presence", "offline",
+                                            "user_id", uid));
+    } else {
         json_array_clear(receipts);
+    }
+    if (!q->member)
+        lg_world_readable_only(out);
     json_object_set_new(out, "presence", presence);
     json_object_set_new(out, "receipts", receipts);
     json_decref(members);
@@ -466,6 +532,74 @@ static void lg_room_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     if (!lg_parse_limit(req, LG_DEFAULT_LIMIT, &q->limit))
         return;
     rm_room_get(q->room_id, lg_room_loaded, q);
+}
+
+/* ----------------------------------------------------------- guest gate ---
+ * Membership handlers let guests in through this gate (spec "Guest
+ * access"): a guest may only join (a room whose m.room.guest_access is
+ * "can_join", by room ID) or leave; everything else is 403
+ * M_GUEST_ACCESS_FORBIDDEN.  `ud` points to the handler's next step. */
+
+typedef struct lg_gate {
+    mx_req_t *req;
+    const hs_user_t *who;
+    hs_authed_fn next;
+} lg_gate_t;
+
+static void lg_gate_room(rm_room_t *room, int status, void *ud)
+{
+    lg_gate_t *g = ud;
+    if (!room && status != -ENOENT) {
+        hs_reply_storage_error(g->req, status, "loading room");
+        return;
+    }
+    const json_t *ga = room ? rm_state_get(room, "m.room.guest_access", "") : NULL;
+    const char *v = json_string_value(json_object_get(json_object_get(ga, "content"),
+                                                      "guest_access"));
+    const char *m = room ? rm_membership(room, g->who->user_id) : NULL;
+    bool invited_or_in = m && (strcmp(m, "join") == 0 || strcmp(m, "invite") == 0);
+    if (!(v && strcmp(v, "can_join") == 0) && !invited_or_in) {
+        mx_req_error(g->req, 403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed");
+        return;
+    }
+    g->next(g->req, g->who, NULL);
+}
+
+void hs_guest_membership_gate(mx_req_t *req, const hs_user_t *who, void *ud)
+{
+    hs_authed_fn next = *(const hs_authed_fn *)ud;
+    if (!who->is_guest) {
+        next(req, who, NULL);
+        return;
+    }
+    const char *path = mx_req_path(req);
+    const char *act = strrchr(path, '/');
+    act = act ? act + 1 : "";
+    const char *room_id = mx_req_param(req, "roomId");
+    bool join = false;
+    if (room_id && strcmp(act, "leave") == 0) {
+        next(req, who, NULL);
+        return;
+    }
+    if (room_id && strcmp(act, "join") == 0) {
+        join = true;
+    } else if (!room_id) {
+        room_id = mx_req_param(req, "roomIdOrAlias");
+        join = room_id && room_id[0] == '!';
+    }
+    if (!join) {
+        mx_req_error(req, 403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not do this");
+        return;
+    }
+    lg_gate_t *g = mx_palloc(mx_req_pool(req), sizeof(*g));
+    if (!g) {
+        mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    g->req = req;
+    g->who = rm_who_copy(req, who);
+    g->next = next;
+    rm_room_get(room_id, lg_gate_room, g);
 }
 
 /* --------------------------------------------------------------- routes --- */

@@ -55,6 +55,11 @@ typedef void (*hs_sync_result_fn)(mx_req_t *req, json_t *resp, const char *next_
 void hs_sync_run(mx_req_t *req, const hs_user_t *who, const hs_sync_opts_t *o,
                  hs_sync_result_fn fn, void *ud);
 int hs_legacy_events_start(void);
+/* hs_authed_fn for membership routes that admit guests: `ud` points to a
+ * `const hs_authed_fn` (the handler's step, called with ud NULL) run for
+ * non-guests, and for guests only for leave and for joins by room ID of
+ * rooms with guest_access can_join (else 403 M_GUEST_ACCESS_FORBIDDEN). */
+void hs_guest_membership_gate(mx_req_t *req, const hs_user_t *who, void *ud);
 
 /* -------------------------------------------------------------- filters --- */
 int hs_filters_start(char *err, size_t errlen);
