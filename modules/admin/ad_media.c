@@ -1,7 +1,8 @@
 /*
  * ad_media.c: the media routes of the Admin API — a user's media (list,
  * delete all, quarantine all), one media's info and deletion, quarantine
- * and unquarantine.  Only media of this server can be changed.
+ * and unquarantine, protection, deletion by date and size, the remote
+ * media cache.  Only media of this server can be changed.
  */
 #include "admin.h"
 
@@ -104,6 +105,64 @@ static void ad_media_unquarantine(ad_req_t *ar)
         AD_CALL(ar, ar->hs->quarantine_media(mid, NULL, ad_done, ar));
 }
 
+/* --------------------------------------------------------- clean-up --- */
+
+/* before_ts as Synapse checks it: required, >= 0, in milliseconds. */
+static bool ad_before_ts(ad_req_t *ar, int64_t *out)
+{
+    if (!mx_req_query(ar->req, "before_ts")) {
+        mx_req_error(ar->req, 400, "M_MISSING_PARAM",
+                     "Missing integer query parameter 'before_ts'");
+        return false;
+    }
+    if (!ad_qint(ar, "before_ts", 0, 0, out))
+        return false;
+    if (*out < 30000000000LL) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM",
+                     "Query parameter before_ts you provided is from the year 1970. Double check"
+                     " that you are providing a timestamp in milliseconds.");
+        return false;
+    }
+    return true;
+}
+
+static void ad_media_delete_old(ad_req_t *ar)
+{
+    const char *server = mx_req_param(ar->req, "serverName");
+    if (server && strcmp(server, mx_server_conf()->server_name) != 0) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only delete local media");
+        return;
+    }
+    int64_t before, size_gt;
+    int keep;
+    if (!ad_before_ts(ar, &before) || !ad_qint(ar, "size_gt", 0, 0, &size_gt) ||
+        !ad_qbool(ar, "keep_profiles", 1, &keep))
+        return;
+    json_t *q = json_pack("{s:I, s:I, s:b}", "before_ts", (json_int_t)before, "size_gt",
+                          (json_int_t)size_gt, "keep_profiles", keep);
+    AD_CALL(ar, ar->hs->delete_old_media(q, ad_done, ar));
+    json_decref(q);
+}
+
+static void ad_purge_media_cache(ad_req_t *ar)
+{
+    int64_t before;
+    if (ad_before_ts(ar, &before))
+        AD_CALL(ar, ar->hs->purge_remote_media(before, ad_done, ar));
+}
+
+static void ad_media_protect(ad_req_t *ar)
+{
+    const char *mid = mx_req_param(ar->req, "mediaId");
+    AD_CALL(ar, ar->hs->protect_media(mid ? mid : "", true, ad_done, ar));
+}
+
+static void ad_media_unprotect(ad_req_t *ar)
+{
+    const char *mid = mx_req_param(ar->req, "mediaId");
+    AD_CALL(ar, ar->hs->protect_media(mid ? mid : "", false, ad_done, ar));
+}
+
 #define V1 "/_synapse/admin/v1"
 #define J MX_ROUTE_JSON_BODY
 
@@ -121,6 +180,11 @@ int ad_media_routes(void)
         { "DELETE", V1 "/media/{serverName}/{mediaId}", ad_media_delete, J },
         { "POST", V1 "/media/quarantine/{serverName}/{mediaId}", ad_media_quarantine, J },
         { "POST", V1 "/media/unquarantine/{serverName}/{mediaId}", ad_media_unquarantine, J },
+        { "POST", V1 "/media/delete", ad_media_delete_old, J },
+        { "POST", V1 "/media/{serverName}/delete", ad_media_delete_old, J },
+        { "POST", V1 "/purge_media_cache", ad_purge_media_cache, J },
+        { "POST", V1 "/media/protect/{mediaId}", ad_media_protect, J },
+        { "POST", V1 "/media/unprotect/{mediaId}", ad_media_unprotect, J },
     };
     for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
         int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);

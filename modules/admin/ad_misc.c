@@ -1,7 +1,7 @@
 /*
  * ad_misc.c: the Admin API routes that are neither users, rooms, media nor
  * tokens — server version, ESS's version document, event reports, server
- * notices, background updates and statistics.
+ * notices, background updates, federation destinations and statistics.
  */
 #include "admin.h"
 #include "config.h"
@@ -93,6 +93,22 @@ static void ad_report_delete(ad_req_t *ar)
 
 /* ------------------------------------------------------ server notices --- */
 
+typedef struct ad_notice {
+    ad_req_t *ar;
+    const char *txn_key;      /* pool, or NULL (POST) */
+} ad_notice_t;
+
+static void ad_notice_sent(int status, json_t *result, void *ud)
+{
+    ad_notice_t *n = ud;
+    if (status == 0 && n->txn_key) {
+        if (!ad->notice_txns)
+            ad->notice_txns = json_object();
+        json_object_set(ad->notice_txns, n->txn_key, result);
+    }
+    ad_done(status, result, n->ar);
+}
+
 static void ad_server_notice(ad_req_t *ar)
 {
     json_t *b = ad_body(ar);
@@ -103,26 +119,137 @@ static void ad_server_notice(ad_req_t *ar)
         mx_req_error(ar->req, 400, "M_MISSING_PARAM", "Missing params: user_id, content");
         return;
     }
+    const json_t *type = json_object_get(b, "type"), *sk = json_object_get(b, "state_key");
+    if ((type && !json_is_string(type)) || (sk && !json_is_string(sk))) {
+        mx_req_error(ar->req, 400, "M_BAD_JSON", "type and state_key must be strings");
+        return;
+    }
     if (!ad_is_local(json_string_value(json_object_get(b, "user_id")))) {
         mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Server notices can only be sent to local"
                      " users");
         return;
     }
-    AD_CALL(ar, ar->hs->send_server_notice(b, ad_done, ar));
+    ad_notice_t *n = mx_palloc(mx_req_pool(ar->req), sizeof(*n));
+    if (!n) {
+        mx_req_error(ar->req, 500, "M_UNKNOWN", "Out of memory");
+        return;
+    }
+    n->ar = ar;
+    n->txn_key = NULL;
+    const char *txn = mx_req_param(ar->req, "txnId");
+    if (txn) {
+        /* PUT with a transaction ID: the same ID gets the same answer. */
+        n->txn_key = mx_psprintf(mx_req_pool(ar->req), "%s\x1f%s", ar->admin, txn);
+        const json_t *seen = json_object_get(ad->notice_txns, n->txn_key);
+        if (seen) {
+            mx_req_reply_json(ar->req, 200, json_deep_copy(seen));
+            return;
+        }
+    }
+    AD_CALL(ar, ar->hs->send_server_notice(b, ad_notice_sent, n));
 }
 
 /* ------------------------------------------------- background updates --- */
 
-/* Migrations run at start, before anything is served: nothing runs in the
- * background. */
+/* Migrations run at start, before anything is served, and statistics and
+ * the user directory are read live: no update ever waits in a queue. */
 static void ad_bg_status(ad_req_t *ar)
 {
-    mx_req_reply_json(ar->req, 200, json_pack("{s:b, s:{}}", "enabled", 1, "current_updates"));
+    mx_req_reply_json(ar->req, 200, json_pack("{s:b, s:{}}", "enabled", !ad->bg_paused,
+                                              "current_updates"));
 }
 
 static void ad_bg_enabled(ad_req_t *ar)
 {
-    mx_req_reply_json(ar->req, 200, json_pack("{s:b}", "enabled", 1));
+    if (!strcmp(mx_req_method(ar->req), "POST")) {
+        json_t *b = ad_body(ar);
+        if (!b)
+            return;
+        const json_t *v = json_object_get(b, "enabled");
+        if (!json_is_boolean(v)) {
+            mx_req_error(ar->req, 400, "M_MISSING_PARAM", "Missing boolean 'enabled'");
+            return;
+        }
+        ad->bg_paused = !json_is_true(v);
+    }
+    mx_req_reply_json(ar->req, 200, json_pack("{s:b}", "enabled", !ad->bg_paused));
+}
+
+static void ad_bg_start_job(ad_req_t *ar)
+{
+    json_t *b = ad_body(ar);
+    if (!b)
+        return;
+    const char *job = json_string_value(json_object_get(b, "job_name"));
+    if (!job) {
+        mx_req_error(ar->req, 400, "M_MISSING_PARAM", "Missing param: job_name");
+        return;
+    }
+    /* Synapse's two jobs rebuild tables mxstack derives live (room
+     * statistics, the user directory): there is nothing to rebuild. */
+    if (strcmp(job, "populate_stats_process_rooms") && strcmp(job, "regenerate_directory")) {
+        mx_req_error(ar->req, 400, "M_UNKNOWN", "Invalid job_name");
+        return;
+    }
+    mx_req_reply_json(ar->req, 200, json_object());
+}
+
+/* ---------------------------------------------- federation destinations --- */
+
+static void ad_dests_list(ad_req_t *ar)
+{
+    int64_t from, limit;
+    const char *dir;
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qdir(ar, &dir))
+        return;
+    if (limit > ad->conf.max_limit)
+        limit = ad->conf.max_limit;
+    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                          "dir", dir);
+    const char *order = mx_req_query(ar->req, "order_by");
+    const char *name = mx_req_query(ar->req, "destination");
+    if (order)
+        json_object_set_new(q, "order_by", json_string(order));
+    if (name)
+        json_object_set_new(q, "destination", json_string(name));
+    int rc = ar->hs->list_destinations(q, ad_done, ar);
+    json_decref(q);
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by: %s",
+                     order ? order : "");
+    else if (rc < 0)
+        ad_call_failed(ar, rc);
+}
+
+static void ad_dest_get(ad_req_t *ar)
+{
+    AD_CALL(ar, ar->hs->get_destination(mx_req_param(ar->req, "destination"), ad_done, ar));
+}
+
+static void ad_dest_rooms(ad_req_t *ar)
+{
+    int64_t from, limit;
+    const char *dir;
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qdir(ar, &dir))
+        return;
+    if (limit > ad->conf.max_limit)
+        limit = ad->conf.max_limit;
+    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                          "dir", dir);
+    AD_CALL(ar, ar->hs->destination_rooms(mx_req_param(ar->req, "destination"), q, ad_done, ar));
+    json_decref(q);
+}
+
+static void ad_dest_reset(ad_req_t *ar)
+{
+    const char *d = mx_req_param(ar->req, "destination");
+    if (!strcmp(d, mx_server_conf()->server_name)) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can not reset connection to own server");
+        return;
+    }
+    AD_CALL(ar, ar->hs->reset_destination(d, ad_done, ar));
 }
 
 /* ---------------------------------------------------------- statistics --- */
@@ -181,6 +308,12 @@ int ad_misc_routes(void)
         { "GET", V1 "/background_updates/status", ad_bg_status, AD_NO_SERVICE },
         { "GET", V1 "/background_updates/enabled", ad_bg_enabled, AD_NO_SERVICE },
         { "POST", V1 "/background_updates/enabled", ad_bg_enabled, J | AD_NO_SERVICE },
+        { "POST", V1 "/background_updates/start_job", ad_bg_start_job, J | AD_NO_SERVICE },
+        { "GET", V1 "/federation/destinations", ad_dests_list, 0 },
+        { "GET", V1 "/federation/destinations/{destination}", ad_dest_get, 0 },
+        { "GET", V1 "/federation/destinations/{destination}/rooms", ad_dest_rooms, 0 },
+        { "POST", V1 "/federation/destinations/{destination}/reset_connection", ad_dest_reset,
+          J },
         { "GET", V1 "/statistics/users/media", ad_stats_media, 0 },
         { "GET", V1 "/statistics/database/rooms", ad_stats_rooms, 0 },
     };

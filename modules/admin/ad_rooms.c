@@ -1,7 +1,8 @@
 /*
  * ad_rooms.c: the room routes of the Admin API — list, details, members,
- * state, messages, block, and deletion (v2 in the background with status
- * by room and by delete ID; v1 answering when done).
+ * state, messages, block, deletion (v2 in the background with status
+ * by room and by delete ID; v1 answering when done), purge history with
+ * its status, forward extremities and make_room_admin.
  */
 #include "admin.h"
 
@@ -158,9 +159,25 @@ static json_t *ad_delete_opts(ad_req_t *ar, bool wait)
             return NULL;
         }
     }
-    return json_pack("{s:b, s:b, s:s, s:b}", "block", json_is_true(json_object_get(b, "block")),
-                     "purge", !json_is_false(json_object_get(b, "purge")), "requester", ar->admin,
-                     "wait", wait);
+    static const char *const strs[] = { "room_name", "message" };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        const json_t *v = json_object_get(b, strs[i]);
+        if (v && !json_is_null(v) && !json_is_string(v)) {
+            mx_req_error(ar->req, 400, "M_BAD_JSON", "Param '%s' must be a string, if given",
+                         strs[i]);
+            return NULL;
+        }
+    }
+    json_t *o = json_pack("{s:b, s:b, s:s, s:b}", "block",
+                          json_is_true(json_object_get(b, "block")), "purge",
+                          !json_is_false(json_object_get(b, "purge")), "requester", ar->admin,
+                          "wait", wait);
+    if (json_is_string(nu))
+        json_object_set(o, "new_room_user_id", (json_t *)nu);
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (json_is_string(json_object_get(b, strs[i])))
+            json_object_set(o, strs[i], json_object_get(b, strs[i]));
+    return o;
 }
 
 static void ad_delete_v2(ad_req_t *ar)
@@ -183,6 +200,19 @@ static void ad_delete_v1(ad_req_t *ar)
     json_decref(o);
 }
 
+/* The old shutdown API: always blocks, never purges, answers when done. */
+static void ad_shutdown_room(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *o = r ? ad_delete_opts(ar, true) : NULL;
+    if (!o)
+        return;
+    json_object_set_new(o, "block", json_true());
+    json_object_set_new(o, "purge", json_false());
+    AD_CALL(ar, ar->hs->delete_room(r, o, ad_done, ar));
+    json_decref(o);
+}
+
 static void ad_delete_status_room(ad_req_t *ar)
 {
     const char *r = ad_room_param(ar);
@@ -193,6 +223,85 @@ static void ad_delete_status_room(ad_req_t *ar)
 static void ad_delete_status_id(ad_req_t *ar)
 {
     AD_CALL(ar, ar->hs->delete_status(NULL, mx_req_param(ar->req, "deleteId"), ad_done, ar));
+}
+
+/* ------------------------------------------------------- purge history --- */
+
+static void ad_purge_history(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *b = r ? ad_body(ar) : NULL;
+    if (!b)
+        return;
+    const json_t *dl = json_object_get(b, "delete_local_events");
+    if (dl && !json_is_boolean(dl)) {
+        mx_req_error(ar->req, 400, "M_BAD_JSON", "delete_local_events must be a boolean");
+        return;
+    }
+    json_t *o = json_pack("{s:b}", "delete_local_events", json_is_true(dl));
+    const char *eid = mx_req_param(ar->req, "eventId");
+    const json_t *beid = json_object_get(b, "purge_up_to_event_id");
+    const json_t *ts = json_object_get(b, "purge_up_to_ts");
+    if (!eid && json_is_string(beid))
+        eid = json_string_value(beid);
+    if (eid) {
+        json_object_set_new(o, "event_id", json_string(eid));
+    } else if (ts) {
+        if (!json_is_integer(ts) || json_integer_value(ts) < 0) {
+            json_decref(o);
+            mx_req_error(ar->req, 400, "M_INVALID_PARAM", "purge_up_to_ts must be an int");
+            return;
+        }
+        json_object_set(o, "purge_up_to_ts", (json_t *)ts);
+    } else {
+        json_decref(o);
+        mx_req_error(ar->req, 400, "M_BAD_JSON",
+                     "must specify purge_up_to_event_id or purge_up_to_ts");
+        return;
+    }
+    AD_CALL(ar, ar->hs->purge_history(r, o, ad_done, ar));
+    json_decref(o);
+}
+
+static void ad_purge_status(ad_req_t *ar)
+{
+    AD_CALL(ar, ar->hs->purge_history_status(mx_req_param(ar->req, "purgeId"), ad_done, ar));
+}
+
+/* ----------------------------------------------------- room maintenance --- */
+
+static void ad_fx_get(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->forward_extremities(r, ad_done, ar));
+}
+
+static void ad_fx_delete(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    if (r)
+        AD_CALL(ar, ar->hs->delete_forward_extremities(r, ad_done, ar));
+}
+
+static void ad_make_room_admin(ad_req_t *ar)
+{
+    const char *r = ad_room_param(ar);
+    json_t *b = r ? ad_body(ar) : NULL;
+    if (!b)
+        return;
+    const json_t *u = json_object_get(b, "user_id");
+    if (u && !json_is_string(u)) {
+        mx_req_error(ar->req, 400, "M_BAD_JSON", "user_id must be a string");
+        return;
+    }
+    const char *uid = u ? json_string_value(u) : ar->admin;
+    if (!ad_is_local(uid)) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM",
+                     "Only local users can be admins of this homeserver");
+        return;
+    }
+    AD_CALL(ar, ar->hs->make_room_admin(r, uid, ad_done, ar));
 }
 
 #define V1 "/_synapse/admin/v1"
@@ -215,8 +324,15 @@ int ad_rooms_routes(void)
         { "PUT", V1 "/rooms/{roomId}/block", ad_block_put, J },
         { "DELETE", V1 "/rooms/{roomId}", ad_delete_v1, J },
         { "DELETE", V2 "/rooms/{roomId}", ad_delete_v2, J },
+        { "POST", V1 "/shutdown_room/{roomId}", ad_shutdown_room, J },
         { "GET", V2 "/rooms/{roomId}/delete_status", ad_delete_status_room, 0 },
         { "GET", V2 "/rooms/delete_status/{deleteId}", ad_delete_status_id, 0 },
+        { "POST", V1 "/purge_history/{roomId}", ad_purge_history, J },
+        { "POST", V1 "/purge_history/{roomId}/{eventId}", ad_purge_history, J },
+        { "GET", V1 "/purge_history_status/{purgeId}", ad_purge_status, 0 },
+        { "GET", V1 "/rooms/{roomId}/forward_extremities", ad_fx_get, 0 },
+        { "DELETE", V1 "/rooms/{roomId}/forward_extremities", ad_fx_delete, J },
+        { "POST", V1 "/rooms/{roomId}/make_room_admin", ad_make_room_admin, J },
     };
     for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
         int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);

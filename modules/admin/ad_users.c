@@ -420,6 +420,44 @@ static void ad_delete_devices(ad_req_t *ar)
     AD_CALL(ar, ar->hs->delete_devices(u, ids, ad_done, ar));
 }
 
+/* -------------------------------------------------- rate-limit override --- */
+
+static void ad_ratelimit_get(ad_req_t *ar)
+{
+    const char *u = ad_local_user(ar, "Can only look up local users");
+    if (u)
+        AD_CALL(ar, ar->hs->get_ratelimit(u, ad_done, ar));
+}
+
+static void ad_ratelimit_post(ad_req_t *ar)
+{
+    const char *u = ad_local_user(ar, "Only local users can be ratelimited");
+    json_t *b = u ? ad_body(ar) : NULL;
+    if (!b)
+        return;
+    static const char *const keys[] = { "messages_per_second", "burst_count" };
+    int64_t v[2] = { 0, 0 };
+    for (int i = 0; i < 2; i++) {
+        const json_t *x = json_object_get(b, keys[i]);
+        if (!x || json_is_null(x))
+            continue;
+        if (!json_is_integer(x) || json_integer_value(x) < 0) {
+            mx_req_error(ar->req, 400, "M_INVALID_PARAM", "%s parameter must be a positive int",
+                         keys[i]);
+            return;
+        }
+        v[i] = json_integer_value(x);
+    }
+    AD_CALL(ar, ar->hs->set_ratelimit(u, v[0], v[1], ad_done, ar));
+}
+
+static void ad_ratelimit_delete(ad_req_t *ar)
+{
+    const char *u = ad_local_user(ar, "Only local users can be ratelimited");
+    if (u)
+        AD_CALL(ar, ar->hs->set_ratelimit(u, -1, -1, ad_done, ar));
+}
+
 /* --------------------------------------------------------------- routes --- */
 
 #define V1 "/_synapse/admin/v1"
@@ -448,6 +486,9 @@ int ad_users_routes(void)
         { "POST", V1 "/users/{userId}/shadow_ban", ad_shadow_ban, J },
         { "DELETE", V1 "/users/{userId}/shadow_ban", ad_shadow_ban, J },
         { "GET", V1 "/username_available", ad_username_available_wrap, 0 },
+        { "GET", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_get, 0 },
+        { "POST", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_post, J },
+        { "DELETE", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_delete, J },
         { "GET", V1 "/users/{userId}/joined_rooms", ad_joined_rooms, 0 },
         { "GET", V1 "/users/{userId}/memberships", ad_memberships, 0 },
         { "GET", V1 "/users/{userId}/accountdata", ad_account_data, 0 },

@@ -309,6 +309,8 @@ static void ad_stop(void (*done)(const char *module))
 
 static void ad_fini(void)
 {
+    json_decref(ad_store.notice_txns);
+    ad_store.notice_txns = NULL;
     ad = NULL;
 }
 

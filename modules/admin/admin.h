@@ -31,6 +31,8 @@ typedef struct ad_conf {
 
 typedef struct ad_state {
     ad_conf_t conf;
+    bool bg_paused;           /* background updates paused (POST .../enabled) */
+    json_t *notice_txns;      /* "admin\x1ftxnId" -> reply of send_server_notice */
 } ad_state_t;
 extern ad_state_t *ad;
 

@@ -130,6 +130,35 @@ int au_grant_by_code(mx_pool_t *pool, const char *code_hash, au_grant_fn cb, voi
                           code_hash, cb, ud);
 }
 
+/* Matrix sessions are devices: when the client did not choose a device ID,
+ * one is allocated (in the same flavour as its API scope). */
+char *au_scope_with_device(mx_pool_t *pool, au_scope_t *sc)
+{
+    if (sc->api && !sc->device_id) {
+        bool unstable = false;
+        size_t i;
+        json_t *e;
+        json_array_foreach(sc->list, i, e)
+            unstable |= !strcmp(json_string_value(e), AU_SCOPE_API_UNSTABLE);
+        char *dev = au_token_new(pool, NULL, 10);
+        for (char *p = dev; p && *p; p++)
+            if (*p >= 'a' && *p <= 'z')
+                *p = (char)(*p - 'a' + 'A');
+        if (!dev)
+            return NULL;
+        json_array_append_new(sc->list, json_string(mx_psprintf(
+                                            pool, "%s%s",
+                                            unstable ? AU_SCOPE_DEVICE_UNSTABLE : AU_SCOPE_DEVICE,
+                                            dev)));
+    }
+    char *scope = mx_pstrdup(pool, "");
+    size_t i;
+    json_t *e;
+    json_array_foreach(sc->list, i, e)
+        scope = mx_psprintf(pool, "%s%s%s", scope, i ? " " : "", json_string_value(e));
+    return scope;
+}
+
 /* ---------------------------------------------------------- /authorize --- */
 
 typedef struct au_az {
@@ -180,7 +209,7 @@ static void au_az_browser(mx_req_t *req, const au_browser_t *b, void *ud)
         return;
     }
     const char *g = au_urlencode(pool, a->grant_id);
-    if (au_prompt_has(a->prompt, "create") && au.conf->password_registration_enabled)
+    if (au_prompt_has(a->prompt, "create") && au.fl->registration != AU_REG_CLOSED)
         a->next = mx_psprintf(pool, "%sregister?grant=%s", au.base, g);
     else if (b->user_id && !au_prompt_has(a->prompt, "login"))
         a->next = au_grant_continue_url(pool, a->grant_id);
@@ -294,28 +323,11 @@ static void au_az_client(int status, const au_client_t *c, void *ud)
         au_az_fail(a, "invalid_scope", "A scope is required");
         return;
     }
-    /* Matrix sessions are devices: when the client did not choose a device
-     * ID, one is allocated (in the same flavour as its API scope). */
-    if (sc.api && !sc.device_id) {
-        bool unstable = false;
-        size_t i;
-        json_t *e;
-        json_array_foreach(sc.list, i, e)
-            unstable |= !strcmp(json_string_value(e), AU_SCOPE_API_UNSTABLE);
-        char *dev = au_token_new(pool, NULL, 10);
-        for (char *p = dev; p && *p; p++)
-            if (*p >= 'a' && *p <= 'z')
-                *p = (char)(*p - 'a' + 'A');
-        json_array_append_new(sc.list, json_string(mx_psprintf(
-                                           pool, "%s%s",
-                                           unstable ? AU_SCOPE_DEVICE_UNSTABLE : AU_SCOPE_DEVICE,
-                                           dev)));
+    char *scope = au_scope_with_device(pool, &sc);
+    if (!scope) {
+        au_az_fail(a, "server_error", NULL);
+        return;
     }
-    char *scope = mx_pstrdup(pool, "");
-    size_t i;
-    json_t *e;
-    json_array_foreach(sc.list, i, e)
-        scope = mx_psprintf(pool, "%s%s%s", scope, i ? " " : "", json_string_value(e));
     a->scope = scope;
     au_browser_load(req, au_az_browser, a);
 }
@@ -359,7 +371,7 @@ static bool au_grant_pending(const au_grant_t *g)
            (uint64_t)g->created_ts + au.conf->grant_ttl_ms > mx_now_ms();
 }
 
-static json_t *au_scope_texts(const char *scope)
+json_t *au_scope_texts(const char *scope)
 {
     json_t *arr = json_array();
     bool api = au_scope_has(scope, AU_SCOPE_API) || au_scope_has(scope, AU_SCOPE_API_UNSTABLE);
@@ -456,7 +468,7 @@ static void au_cs_denied(int status, mx_sql_res_t *res, void *ud)
 }
 
 /* Drops the admin scopes a non-admin asked for. */
-static char *au_scope_for_user(mx_pool_t *pool, const char *scope, bool is_admin)
+char *au_scope_for_user(mx_pool_t *pool, const char *scope, bool is_admin)
 {
     if (is_admin)
         return mx_pstrdup(pool, scope);

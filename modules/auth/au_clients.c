@@ -99,7 +99,7 @@ const char *au_client_metadata_check(mx_pool_t *pool, json_t *md, const char **d
     static const char *const methods[] = { "none", "client_secret_basic", "client_secret_post",
                                            NULL };
     static const char *const grants[] = { "authorization_code", "refresh_token",
-                                          "client_credentials", NULL };
+                                          "client_credentials", AU_GRANT_DEVICE_CODE, NULL };
     static const char *const uri_keys[] = { "logo_uri", "tos_uri", "policy_uri", NULL };
     *desc = NULL;
     if (!json_is_object(md)) {

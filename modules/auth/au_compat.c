@@ -126,7 +126,7 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
 {
     if (!token || !cb)
         return -EINVAL;
-    if (strncmp(token, "mat_", 4) != 0) {
+    if (strncmp(token, "mat_", 4) != 0 && !AU_IS_COMPAT_TOKEN(token)) {
         const mx_auth_token_iface_t *legacy = mx_service_get(HS_LEGACY_TOKEN_SERVICE);
         if (!legacy || legacy == &au_token_iface || !legacy->validate) {
             cb(-ENOENT, NULL, ud);
@@ -163,8 +163,18 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
 
 static const mx_auth_token_iface_t au_token_iface = { .validate = au_validate_token };
 
+static const char *au_compat_account_url(void)
+{
+    return au.account_url;
+}
+
+static const hs_auth_compat_iface_t au_compat_iface = { .account_url = au_compat_account_url };
+
 int au_compat_register(void)
 {
+    size_t n = strlen(au.base) + sizeof("account/");
+    if (!au.account_url && (au.account_url = malloc(n)))
+        snprintf(au.account_url, n, "%saccount/", au.base);
     if (!au.conf->delegate_homeserver)
         return 0;
     int rc = mx_service_register("auth.token", &au_token_iface);
@@ -173,7 +183,10 @@ int au_compat_register(void)
                "auth.token is already provided: the homeserver will not use OAuth tokens");
         return 0;
     }
-    return rc;
+    /* Tells the homeserver that the legacy endpoints are ours now. */
+    if (rc == 0)
+        rc = mx_service_register(HS_AUTH_COMPAT_SERVICE, &au_compat_iface);
+    return rc == -EEXIST ? 0 : rc;
 }
 
 /* ------------------------------------------------ homeserver devices --- */
@@ -198,6 +211,8 @@ static void au_hs_evict(const char *topic, const json_t *msg, void *ud)
     au_cache_evict_user(user, dev);
     if (!dev)
         return;   /* a lock, a password change...: only re-check */
+    if (au_compat_finish_device(user, dev, false, NULL, NULL) < 0)
+        mx_log(AU_LOG, MX_LOG_WARN, "ending the compat sessions of a deleted device failed");
     mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
     if (!b)
         return;
@@ -217,7 +232,10 @@ static void au_hs_evict(const char *topic, const json_t *msg, void *ud)
 
 int au_compat_routes(void)
 {
-    if (!au.conf->delegate_homeserver)
-        return 0;
+    int rc = au_compat_schema_migrate();
+    if (rc < 0 || !au.conf->delegate_homeserver)
+        return rc;
+    if ((rc = au_compat_login_routes()) < 0 || (rc = au_compat_sso_routes()) < 0)
+        return rc;
     return mx_bus_subscribe(AU_HS_EVICT_TOPIC, au_hs_evict, NULL);
 }

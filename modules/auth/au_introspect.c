@@ -53,7 +53,8 @@ static void au_tok_read(int status, mx_sql_res_t *res, void *ud)
     t->session_id = mx_pstrdup(l->pool, mx_sql_text(res, 0, 0, 0));
     t->created_ts = mx_sql_int(res, 0, 0, 1);
     t->expires_ts = mx_sql_is_null(res, 0, 0, 2) ? 0 : mx_sql_int(res, 0, 0, 2);
-    t->client_id = mx_pstrdup(l->pool, mx_sql_text(res, 0, 0, 4));
+    /* Compat sessions have no client: "" (never equal to a client's ID). */
+    t->client_id = mx_pstrdup(l->pool, mx_sql_is_null(res, 0, 0, 4) ? "" : mx_sql_text(res, 0, 0, 4));
     t->user_id = mx_sql_is_null(res, 0, 0, 5) ? NULL : mx_pstrdup(l->pool, mx_sql_text(res, 0, 0, 5));
     t->device_id =
         mx_sql_is_null(res, 0, 0, 6) ? NULL : mx_pstrdup(l->pool, mx_sql_text(res, 0, 0, 6));
@@ -77,7 +78,22 @@ int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn 
     l->refresh = refresh;
     char h[AU_HASH_HEX];
     au_hash_hex(token, h);
-    if (refresh)
+    bool compat = refresh ? AU_IS_COMPAT_REFRESH(token) : AU_IS_COMPAT_TOKEN(token);
+    if (compat && refresh)
+        mx_sql_add(b,
+                   "SELECT t.session_id, t.created_ts, NULL, t.revoked, NULL, s.user_id,"
+                   " s.device_id, s.scope, s.finished_ts, t.consumed_ts"
+                   " FROM auth_compat_refresh_tokens t"
+                   " JOIN auth_compat_sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+                   "s", h);
+    else if (compat)
+        mx_sql_add(b,
+                   "SELECT t.session_id, t.created_ts, t.expires_ts, t.revoked, NULL, s.user_id,"
+                   " s.device_id, s.scope, s.finished_ts"
+                   " FROM auth_compat_access_tokens t"
+                   " JOIN auth_compat_sessions s ON s.id = t.session_id WHERE t.token_hash = ?",
+                   "s", h);
+    else if (refresh)
         mx_sql_add(b,
                    "SELECT t.session_id, t.created_ts, NULL, t.revoked, s.client_id, s.user_id,"
                    " s.device_id, s.scope, s.finished_ts, t.consumed_ts"
@@ -342,11 +358,13 @@ static void au_ix_answer(au_ix_t *x, const au_tokinfo_t *t)
         au_reply_json_nostore(x->req, 200, json_pack("{s:b}", "active", 0));
         return;
     }
-    json_t *b = json_pack("{s:b, s:s, s:s, s:s, s:I, s:I, s:s}", "active", 1, "scope",
-                          au_scope_normalise(pool, t->scope), "client_id", t->client_id,
-                          "token_type", t->is_refresh ? "refresh_token" : "access_token", "iat",
+    json_t *b = json_pack("{s:b, s:s, s:s, s:I, s:I, s:s}", "active", 1, "scope",
+                          au_scope_normalise(pool, t->scope), "token_type",
+                          t->is_refresh ? "refresh_token" : "access_token", "iat",
                           (json_int_t)(t->created_ts / 1000), "nbf",
                           (json_int_t)(t->created_ts / 1000), "iss", au.issuer);
+    if (b && t->client_id && *t->client_id)
+        json_object_set_new(b, "client_id", json_string(t->client_id));
     if (t->expires_ts) {
         json_object_set_new(b, "exp", json_integer(t->expires_ts / 1000));
         int64_t left = (t->expires_ts - (int64_t)mx_now_ms()) / 1000;

@@ -7,7 +7,14 @@
  * missing file is generated here the same way (mode 0600, never
  * overwritten).  The public halves are published as a JWKS whose `kid`s are
  * RFC 7638 thumbprints, and compact JWS (id_tokens) are signed with them.
- * Everything runs on the loop thread (one DRBG).
+ *
+ * Key rotation, as MAS's `secrets.keys`: `auth.signing_keys` lists key
+ * files (a path, or {path, kid}), RSA or EC P-256, read in that order and
+ * never generated.  The first key of each algorithm signs; every listed
+ * key is in the JWKS, so tokens signed by a retired key still verify while
+ * it stays listed.  Rotating = put a new key first, restart (or reload),
+ * drop the old one once its tokens have expired.  Everything runs on the
+ * loop thread (one DRBG).
  */
 #include "auth.h"
 
@@ -26,13 +33,21 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/rsa.h>
 
+#define AU_MAX_KEYS 16
+
+typedef struct au_key {
+    mbedtls_pk_context pk;
+    bool ec;                      /* ES256, else RS256 */
+    char kid[64];
+} au_key_t;
+
 struct au_keys {
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
-    mbedtls_pk_context rsa, ec;
-    bool has_rsa, has_ec;
+    au_key_t key[AU_MAX_KEYS];
+    int n;
+    int rsa, ec;                  /* index of the signing key per algorithm, -1: none */
     json_t *jwks;                 /* {"keys": [...]} */
-    char rsa_kid[64], ec_kid[64];
 };
 
 static char *au_key_path(const char *configured, const char *file)
@@ -97,9 +112,25 @@ static int au_write_new_key(const char *path, bool rsa, au_keys_t *k)
     return 0;
 }
 
-static int au_load_key(mbedtls_pk_context *pk, const char *path, bool rsa, au_keys_t *k,
-                       char *err, size_t errlen)
+/* `want`: 1 RSA, 0 EC P-256, -1 either; `create` makes a missing file. */
+static int au_load_key(mbedtls_pk_context *pk, const char *path, int want, bool create,
+                       au_keys_t *k, char *err, size_t errlen)
 {
+    if (want < 0 && access(path, F_OK) == 0) {
+        int prc = mbedtls_pk_parse_keyfile(pk, path, NULL);
+        if (prc != 0) {
+            snprintf(err, errlen, "auth: cannot read key %s (mbedtls -0x%04x)", path, -prc);
+            return -EINVAL;
+        }
+        want = mbedtls_pk_get_type(pk) == MBEDTLS_PK_RSA;
+        mbedtls_pk_free(pk);
+        mbedtls_pk_init(pk);
+    }
+    bool rsa = want == 1;
+    if (access(path, F_OK) != 0 && !create) {
+        snprintf(err, errlen, "auth: signing key %s: %s", path, strerror(errno));
+        return -ENOENT;
+    }
     if (access(path, F_OK) != 0) {
         int rc = au_write_new_key(path, rsa, k);
         if (rc < 0) {
@@ -138,58 +169,123 @@ static void au_thumbprint(mx_pool_t *pool, const char *canon, char *out, size_t 
     snprintf(out, outlen, "%s", b ? b : "key");
 }
 
-static int au_build_jwks(au_keys_t *k)
+/* The JWK of key `key` (new reference), its kid filled in when empty. */
+static json_t *au_key_jwk(mx_pool_t *pool, au_key_t *key)
 {
-    mx_pool_t *pool = mx_pool_new();
-    json_t *keys = json_array();
-    if (!pool || !keys) {
-        if (pool)
-            mx_pool_free(pool);
-        json_decref(keys);
-        return -ENOMEM;
-    }
-    int rc = 0;
-    if (k->has_rsa) {
+    json_t *jwk = NULL;
+    if (!key->ec) {
         mbedtls_mpi n, e;
         mbedtls_mpi_init(&n);
         mbedtls_mpi_init(&e);
         char *ns = NULL, *es = NULL;
-        if (mbedtls_rsa_export(mbedtls_pk_rsa(k->rsa), &n, NULL, NULL, NULL, &e) == 0) {
+        if (mbedtls_rsa_export(mbedtls_pk_rsa(key->pk), &n, NULL, NULL, NULL, &e) == 0) {
             ns = au_mpi_b64(pool, &n, 0);
             es = au_mpi_b64(pool, &e, 0);
         }
         mbedtls_mpi_free(&n);
         mbedtls_mpi_free(&e);
-        if (!ns || !es) {
-            rc = -EIO;
-        } else {
-            char *canon = mx_psprintf(pool, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", es, ns);
-            au_thumbprint(pool, canon, k->rsa_kid, sizeof(k->rsa_kid));
-            json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "RSA",
-                                                  "use", "sig", "alg", "RS256", "kid", k->rsa_kid,
-                                                  "n", ns, "e", es));
-        }
-    }
-    if (rc == 0 && k->has_ec) {
-        const mbedtls_ecp_keypair *ec = mbedtls_pk_ec(k->ec);
+        if (!ns || !es)
+            return NULL;
+        if (!key->kid[0])
+            au_thumbprint(pool, mx_psprintf(pool, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}",
+                                            es, ns),
+                          key->kid, sizeof(key->kid));
+        jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "use", "sig", "alg",
+                        "RS256", "kid", key->kid, "n", ns, "e", es);
+    } else {
+        const mbedtls_ecp_keypair *ec = mbedtls_pk_ec(key->pk);
         char *xs = au_mpi_b64(pool, &ec->Q.X, 32), *ys = au_mpi_b64(pool, &ec->Q.Y, 32);
-        if (!xs || !ys) {
-            rc = -EIO;
-        } else {
-            char *canon = mx_psprintf(pool, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                                      xs, ys);
-            au_thumbprint(pool, canon, k->ec_kid, sizeof(k->ec_kid));
-            json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty",
-                                                  "EC", "crv", "P-256", "use", "sig", "alg",
-                                                  "ES256", "kid", k->ec_kid, "x", xs, "y", ys));
-        }
+        if (!xs || !ys)
+            return NULL;
+        if (!key->kid[0])
+            au_thumbprint(pool, mx_psprintf(pool,
+                                            "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\","
+                                            "\"y\":\"%s\"}", xs, ys),
+                          key->kid, sizeof(key->kid));
+        jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "crv", "P-256", "use",
+                        "sig", "alg", "ES256", "kid", key->kid, "x", xs, "y", ys);
     }
-    mx_pool_free(pool);
+    return jwk;
+}
+
+static int au_build_jwks(au_keys_t *k)
+{
+    mx_pool_t *pool = mx_pool_new();
+    json_t *keys = json_array();
+    int rc = pool && keys ? 0 : -ENOMEM;
+    for (int i = 0; rc == 0 && i < k->n; i++) {
+        json_t *jwk = au_key_jwk(pool, &k->key[i]);
+        if (!jwk)
+            rc = -EIO;
+        else
+            json_array_append_new(keys, jwk);
+    }
+    if (pool)
+        mx_pool_free(pool);
     if (rc == 0)
         k->jwks = json_pack("{s:o}", "keys", keys);
     else
         json_decref(keys);
     return rc ? rc : k->jwks ? 0 : -ENOMEM;
+}
+
+/* Adds the key file `path` (`want` as au_load_key) with an optional kid. */
+static int au_key_add(au_keys_t *k, const char *path, int want, bool create, const char *kid,
+                      char *err, size_t errlen)
+{
+    if (k->n == AU_MAX_KEYS) {
+        snprintf(err, errlen, "auth: at most %d signing keys", AU_MAX_KEYS);
+        return -E2BIG;
+    }
+    au_key_t *key = &k->key[k->n];
+    mbedtls_pk_init(&key->pk);
+    int rc = au_load_key(&key->pk, path, want, create, k, err, errlen);
+    if (rc < 0) {
+        mbedtls_pk_free(&key->pk);
+        return rc;
+    }
+    key->ec = mbedtls_pk_get_type(&key->pk) != MBEDTLS_PK_RSA;
+    snprintf(key->kid, sizeof(key->kid), "%s", kid ? kid : "");
+    for (int i = 0; kid && i < k->n; i++)
+        if (!strcmp(k->key[i].kid, kid)) {
+            snprintf(err, errlen, "auth: two signing keys with kid %s", kid);
+            mbedtls_pk_free(&key->pk);
+            return -EINVAL;
+        }
+    if (key->ec && k->ec < 0)
+        k->ec = k->n;
+    if (!key->ec && k->rsa < 0)
+        k->rsa = k->n;
+    k->n++;
+    return 0;
+}
+
+/* auth.signing_keys: the list, in order. */
+static int au_keys_from_conf(au_keys_t *k, const json_t *list, char *err, size_t errlen)
+{
+    if (!json_is_array(list) || !json_array_size(list)) {
+        snprintf(err, errlen, "auth.signing_keys must be a non-empty list of key files");
+        return -EINVAL;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        const char *path = json_is_string(e) ? json_string_value(e)
+                                             : json_string_value(json_object_get(e, "path"));
+        const char *kid = json_string_value(json_object_get(e, "kid"));
+        if (!path || (kid && (!*kid || strlen(kid) >= 64))) {
+            snprintf(err, errlen, "auth.signing_keys[%zu]: a path, or {path, kid}", i);
+            return -EINVAL;
+        }
+        int rc = au_key_add(k, path, -1, false, kid, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    if (k->rsa < 0) {
+        snprintf(err, errlen, "auth.signing_keys: an RSA key is required (RS256)");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int au_keys_init(char *err, size_t errlen)
@@ -198,28 +294,37 @@ int au_keys_init(char *err, size_t errlen)
     if (!k)
         return -ENOMEM;
     au.keys = k;
+    k->rsa = k->ec = -1;
     mbedtls_entropy_init(&k->entropy);
     mbedtls_ctr_drbg_init(&k->drbg);
-    mbedtls_pk_init(&k->rsa);
-    mbedtls_pk_init(&k->ec);
     if (mbedtls_ctr_drbg_seed(&k->drbg, mbedtls_entropy_func, &k->entropy,
                               (const unsigned char *)"mxstack-auth", 12) != 0) {
         snprintf(err, errlen, "auth: cannot seed the random generator");
         return -EIO;
     }
-    char *rp = au_key_path(au.conf->rsa_key_path, "oidc_rsa.pem");
-    char *ep = au_key_path(au.conf->ec_key_path, "oidc_ec.pem");
-    int rc = rp && ep ? 0 : -ENOMEM;
-    if (rc == 0)
-        rc = au_load_key(&k->rsa, rp, true, k, err, errlen);
-    k->has_rsa = rc == 0;
-    if (rc == 0)
-        rc = au_load_key(&k->ec, ep, false, k, err, errlen);
-    k->has_ec = rc == 0;
-    free(rp);
-    free(ep);
+    int rc;
+    if (au.conf->signing_keys) {
+        rc = au_keys_from_conf(k, au.conf->signing_keys, err, errlen);
+    } else {
+        char *rp = au_key_path(au.conf->rsa_key_path, "oidc_rsa.pem");
+        char *ep = au_key_path(au.conf->ec_key_path, "oidc_ec.pem");
+        rc = rp && ep ? 0 : -ENOMEM;
+        if (rc == 0)
+            rc = au_key_add(k, rp, 1, true, NULL, err, errlen);
+        if (rc == 0)
+            rc = au_key_add(k, ep, 0, true, NULL, err, errlen);
+        free(rp);
+        free(ep);
+    }
     if (rc == 0 && (rc = au_build_jwks(k)) < 0)
         snprintf(err, errlen, "auth: cannot build the JWKS");
+    for (int i = 0; rc == 0 && i < k->n; i++)
+        for (int j = i + 1; j < k->n; j++)
+            if (!strcmp(k->key[i].kid, k->key[j].kid)) {
+                snprintf(err, errlen, "auth: the same signing key is listed twice (kid %s)",
+                         k->key[i].kid);
+                rc = -EINVAL;
+            }
     return rc;
 }
 
@@ -228,8 +333,8 @@ void au_keys_fini(void)
     au_keys_t *k = au.keys;
     if (!k)
         return;
-    mbedtls_pk_free(&k->rsa);
-    mbedtls_pk_free(&k->ec);
+    for (int i = 0; i < k->n; i++)
+        mbedtls_pk_free(&k->key[i].pk);
     mbedtls_ctr_drbg_free(&k->drbg);
     mbedtls_entropy_free(&k->entropy);
     json_decref(k->jwks);
@@ -245,9 +350,9 @@ json_t *au_jwks(void)
 json_t *au_jws_algs(void)
 {
     json_t *a = json_array();
-    if (au.keys && au.keys->has_rsa)
+    if (au.keys && au.keys->rsa >= 0)
         json_array_append_new(a, json_string("RS256"));
-    if (au.keys && au.keys->has_ec)
+    if (au.keys && au.keys->ec >= 0)
         json_array_append_new(a, json_string("ES256"));
     return a;
 }
@@ -256,10 +361,11 @@ char *au_jws_sign(mx_pool_t *pool, const char *alg, const json_t *claims)
 {
     au_keys_t *k = au.keys;
     bool es = alg && !strcmp(alg, "ES256");
-    if (!k || (es ? !k->has_ec : !k->has_rsa) || (alg && !es && strcmp(alg, "RS256")))
+    if (!k || (es ? k->ec < 0 : k->rsa < 0) || (alg && !es && strcmp(alg, "RS256")))
         return NULL;
+    au_key_t *key = &k->key[es ? k->ec : k->rsa];
     json_t *hdr = json_pack("{s:s, s:s, s:s}", "alg", es ? "ES256" : "RS256", "typ", "JWT",
-                            "kid", es ? k->ec_kid : k->rsa_kid);
+                            "kid", key->kid);
     char *h = hdr ? json_dumps(hdr, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     char *c = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(hdr);
@@ -276,7 +382,7 @@ char *au_jws_sign(mx_pool_t *pool, const char *alg, const json_t *claims)
     int rc;
     if (es) {
         /* JWS wants r || s, 32 bytes each (RFC 7518 §3.4), not DER. */
-        mbedtls_ecp_keypair *ec = mbedtls_pk_ec(k->ec);
+        mbedtls_ecp_keypair *ec = mbedtls_pk_ec(key->pk);
         mbedtls_mpi r, s;
         mbedtls_mpi_init(&r);
         mbedtls_mpi_init(&s);
@@ -290,11 +396,71 @@ char *au_jws_sign(mx_pool_t *pool, const char *alg, const json_t *claims)
         mbedtls_mpi_free(&r);
         mbedtls_mpi_free(&s);
     } else {
-        rc = mbedtls_pk_sign(&k->rsa, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, &siglen,
+        rc = mbedtls_pk_sign(&key->pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, &siglen,
                              mbedtls_ctr_drbg_random, &k->drbg);
     }
     if (rc != 0)
         return NULL;
     char *sb = au_b64url(pool, sig, siglen);
     return sb ? mx_psprintf(pool, "%s.%s", input, sb) : NULL;
+}
+
+/* base64url → malloc'd bytes (NULL on bad input). */
+static unsigned char *au_b64_dec(const char *s, size_t n, size_t *outlen)
+{
+    unsigned char *out = NULL;
+    if (mx_b64_decode(s, n, &out, outlen) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+json_t *au_jws_verify(const char *jws)
+{
+    au_keys_t *k = au.keys;
+    const char *d1 = jws ? strchr(jws, '.') : NULL;
+    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!k || !d2 || strchr(d2 + 1, '.'))
+        return NULL;
+    size_t hl, cl, sl;
+    unsigned char *h = au_b64_dec(jws, (size_t)(d1 - jws), &hl);
+    unsigned char *c = au_b64_dec(d1 + 1, (size_t)(d2 - d1 - 1), &cl);
+    unsigned char *sig = au_b64_dec(d2 + 1, strlen(d2 + 1), &sl);
+    json_t *hdr = h ? json_loadb((const char *)h, hl, 0, NULL) : NULL;
+    json_t *claims = c ? json_loadb((const char *)c, cl, 0, NULL) : NULL;
+    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    const char *kid = json_string_value(json_object_get(hdr, "kid"));
+    au_key_t *key = NULL;
+    for (int i = 0; kid && i < k->n; i++)
+        if (!strcmp(k->key[i].kid, kid))
+            key = &k->key[i];
+    bool ok = false;
+    if (key && sig && json_is_object(claims) && alg &&
+        !strcmp(alg, key->ec ? "ES256" : "RS256")) {
+        unsigned char digest[32];
+        mx_sha256(jws, (size_t)(d2 - jws), digest);
+        if (key->ec && sl == 64) {
+            mbedtls_ecp_keypair *ec = mbedtls_pk_ec(key->pk);
+            mbedtls_mpi r, s;
+            mbedtls_mpi_init(&r);
+            mbedtls_mpi_init(&s);
+            ok = mbedtls_mpi_read_binary(&r, sig, 32) == 0 &&
+                 mbedtls_mpi_read_binary(&s, sig + 32, 32) == 0 &&
+                 mbedtls_ecdsa_verify(&ec->grp, digest, sizeof(digest), &ec->Q, &r, &s) == 0;
+            mbedtls_mpi_free(&r);
+            mbedtls_mpi_free(&s);
+        } else if (!key->ec) {
+            ok = mbedtls_pk_verify(&key->pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, sl) == 0;
+        }
+    }
+    free(h);
+    free(c);
+    free(sig);
+    json_decref(hdr);
+    if (!ok) {
+        json_decref(claims);
+        return NULL;
+    }
+    return claims;
 }

@@ -41,7 +41,12 @@ int au_discovery_build(void)
     static const char *const rtypes[] = { "code", NULL };
     static const char *const rmodes[] = { "query", "fragment", NULL };
     static const char *const grants[] = { "authorization_code", "refresh_token",
-                                          "client_credentials", NULL };
+                                          "client_credentials", AU_GRANT_DEVICE_CODE, NULL };
+    static const char *const actions[] = { "org.matrix.profile", "org.matrix.sessions_list",
+                                           "org.matrix.session_view", "org.matrix.session_end",
+                                           "org.matrix.devices_list", "org.matrix.device_view",
+                                           "org.matrix.device_delete",
+                                           "org.matrix.cross_signing_reset", NULL };
     static const char *const methods[] = { "client_secret_basic", "client_secret_post", "none",
                                            NULL };
     static const char *const pkce[] = { "S256", NULL };
@@ -61,10 +66,18 @@ int au_discovery_build(void)
     json_object_set_new(d, "introspection_endpoint", au_url("oauth2/introspect"));
     json_object_set_new(d, "revocation_endpoint", au_url("oauth2/revoke"));
     json_object_set_new(d, "userinfo_endpoint", au_url("oauth2/userinfo"));
+    json_object_set_new(d, "end_session_endpoint", au_url("end_session"));
+    if (au.conf->device_code_grant_enabled)
+        json_object_set_new(d, "device_authorization_endpoint", au_url("oauth2/device"));
+    json_object_set_new(d, "account_management_uri", au_url("account/"));
+    json_object_set_new(d, "account_management_actions_supported", au_strs(actions));
     json_object_set_new(d, "scopes_supported", au_strs(scopes));
     json_object_set_new(d, "response_types_supported", au_strs(rtypes));
     json_object_set_new(d, "response_modes_supported", au_strs(rmodes));
-    json_object_set_new(d, "grant_types_supported", au_strs(grants));
+    json_t *gl = au_strs(grants);
+    if (!au.conf->device_code_grant_enabled)
+        json_array_remove(gl, json_array_size(gl) - 1);
+    json_object_set_new(d, "grant_types_supported", gl);
     json_object_set_new(d, "token_endpoint_auth_methods_supported", au_strs(methods));
     json_object_set_new(d, "revocation_endpoint_auth_methods_supported", au_strs(methods));
     json_object_set_new(d, "introspection_endpoint_auth_methods_supported", au_strs(methods));
@@ -80,7 +93,7 @@ int au_discovery_build(void)
     json_t *prompts = json_array();
     json_array_append_new(prompts, json_string("login"));
     json_array_append_new(prompts, json_string("none"));
-    if (au.conf->password_registration_enabled)
+    if (au.fl->registration != AU_REG_CLOSED)
         json_array_append_new(prompts, json_string("create"));
     json_object_set_new(d, "prompt_values_supported", prompts);
     json_decref(au.discovery);

@@ -27,7 +27,8 @@
 #include <sys/stat.h>
 
 static const char *const au_page_names[] = { "layout", "login", "register", "consent", "error",
-                                             "done", NULL };
+                                             "done", "link", "device", "end_session",
+                                             "account", NULL };
 
 struct au_pages {
     char *dir;

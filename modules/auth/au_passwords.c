@@ -4,7 +4,9 @@
  * Accounts live in the homeserver for now: the check goes through its
  * `homeserver.users` service (argon2id there, off the loop, with the same
  * work for unknown users so timing does not reveal who exists).  The policy
- * for new passwords is ours: 8 to 512 bytes.
+ * for new passwords is ours: account.password_min_length (8) to 512 bytes,
+ * with at least account.password_min_classes (0) of the four character
+ * classes lower-case, upper-case, digit, other (au_flows.c).
  */
 #include "auth.h"
 #include "../homeserver/accounts/users_iface.h"
@@ -13,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AU_PW_MIN 8
 #define AU_PW_MAX 512
 
 typedef struct au_pwq {
@@ -53,9 +54,24 @@ int au_password_check(const char *user, const char *password, au_pw_fn cb, void 
 const char *au_password_policy(const char *password)
 {
     size_t n = password ? strlen(password) : 0;
-    if (n < AU_PW_MIN)
+    int64_t min = au.fl ? au.fl->pw_min_length : 8;
+    if ((int64_t)n < min)
         return "err_password_short";
     if (n > AU_PW_MAX)
         return "err_password_long";
+    bool lower = false, upper = false, digit = false, other = false;
+    for (const char *p = password; *p; p++) {
+        char c = *p;
+        if (c >= 'a' && c <= 'z')
+            lower = true;
+        else if (c >= 'A' && c <= 'Z')
+            upper = true;
+        else if (c >= '0' && c <= '9')
+            digit = true;
+        else
+            other = true;
+    }
+    if ((int64_t)(lower + upper + digit + other) < (au.fl ? au.fl->pw_min_classes : 0))
+        return "err_password_weak";
     return NULL;
 }

@@ -11,9 +11,16 @@
  * cannot read the cookie) nor replayed into another browser.  A login
  * replaces the session ID (no fixation).
  *
- *   GET/POST /login      password login (through the homeserver's accounts)
- *   GET/POST /register   password registration (auth.password_registration_enabled)
+ *   GET/POST /login      password login (through the homeserver's accounts);
+ *                        attempts are rate limited per IP and failures per
+ *                        account (au_flows.c), answered 429 with Retry-After
+ *   GET/POST /register   password registration: closed, open, or open to
+ *                        holders of a registration token (account.*)
  *   POST     /logout     ends the browser session
+ *
+ * After a login the browser goes on with its authorization request
+ * (`grant`) or to one of our pages (`next`: link, device, account/; see
+ * au_next_ok), never elsewhere.
  */
 #include "auth.h"
 #include "../homeserver/accounts/users_iface.h"
@@ -60,6 +67,13 @@ char *au_cookie_sid(mx_req_t *req)
         p += l;
     }
     return NULL;
+}
+
+static void au_set_cookie(mx_req_t *req, const char *sid, bool clear);
+
+void au_cookie_clear(mx_req_t *req)
+{
+    au_set_cookie(req, NULL, true);
 }
 
 static void au_set_cookie(mx_req_t *req, const char *sid, bool clear)
@@ -165,6 +179,7 @@ typedef struct au_login {
     mx_req_t *req;
     json_t *form;                 /* owned by the pool's cleanup */
     const char *grant;            /* grant ID or NULL */
+    const char *next;             /* au_next_ok page or NULL */
     const char *username;
     const char *sid;              /* the new session ID */
     const char *user_id;
@@ -177,18 +192,23 @@ static void au_json_free(void *p)
 }
 
 /* Sets the page vars common to the login and register forms. */
-static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant,
+static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant, const char *next,
                             const char *username, const char *error_key)
 {
     mx_pool_t *pool = mx_req_pool(req);
     json_t *v = json_object();
+    next = au_next_ok(next);
     json_object_set_new(v, "csrf", json_string(au_csrf_token(pool, sid)));
     json_object_set_new(v, "grant", json_string(grant ? grant : ""));
+    json_object_set_new(v, "next", json_string(next ? next : ""));
     json_object_set_new(v, "username", json_string(username ? username : ""));
+    json_object_set_new(v, "token_required", json_boolean(au.fl->registration == AU_REG_TOKEN));
     if (error_key)
         json_object_set_new(v, "error_key", json_string(error_key));
-    const char *q = grant && *grant ? mx_psprintf(pool, "?grant=%s", au_urlencode(pool, grant)) : "";
-    if (au.conf->password_registration_enabled)
+    const char *q = grant && *grant ? mx_psprintf(pool, "?grant=%s", au_urlencode(pool, grant))
+                    : next ? mx_psprintf(pool, "?next=%s", au_urlencode(pool, next))
+                           : "";
+    if (au.fl->registration != AU_REG_CLOSED)
         json_object_set_new(v, "register_url", json_string(mx_psprintf(pool, "%sregister%s",
                                                                        au.base, q)));
     json_object_set_new(v, "login_url", json_string(mx_psprintf(pool, "%slogin%s", au.base, q)));
@@ -218,6 +238,10 @@ static void au_login_written(int status, mx_sql_res_t *res, void *ud)
         mx_counter_add(au.m_logins, 1);
     if (l->grant && *l->grant) {
         au_redirect(l->req, 303, au_grant_continue_url(mx_req_pool(l->req), l->grant));
+        return;
+    }
+    if (au_next_ok(l->next)) {
+        au_redirect(l->req, 303, mx_psprintf(mx_req_pool(l->req), "%s%s", au.base, l->next));
         return;
     }
     json_t *v = json_pack("{s:s}", "user_id", l->user_id);
@@ -256,12 +280,40 @@ static void au_login_start_session(au_login_t *l)
     }
 }
 
+/* The key of an account's failure bucket: the name as typed, lower-cased
+ * and without a leading '@' or a ":server" part, so spellings share it. */
+static char *au_account_key(mx_pool_t *pool, const char *user)
+{
+    char *k = mx_pstrdup(pool, user && *user == '@' ? user + 1 : user ? user : "");
+    char *colon = k ? strchr(k, ':') : NULL;
+    if (colon)
+        *colon = '\0';
+    for (char *p = k; p && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return k;
+}
+
+/* 429 with Retry-After and the login form again. */
+static void au_login_limited(au_login_t *l, uint64_t wait_ms)
+{
+    mx_pool_t *pool = mx_req_pool(l->req);
+    mx_req_set_header(l->req, "Retry-After",
+                      mx_psprintf(pool, "%llu", (unsigned long long)(wait_ms + 999) / 1000));
+    json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
+                             "err_rate_limited");
+    mx_pool_on_free(pool, au_json_free, v);
+    au_form_reply(l->req, "login", v, 429);
+}
+
 static void au_login_checked(int status, const char *user_id, bool is_admin, void *ud)
 {
     (void)is_admin;
     au_login_t *l = ud;
+    if (status == -EACCES)
+        au_rl_take(au.fl->login_account, au_account_key(mx_req_pool(l->req), l->username));
     if (status == -EACCES || status == -EKEYREVOKED) {
-        json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->username,
+        json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
                                  status == -EKEYREVOKED ? "err_locked" : "err_credentials");
         mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
         au_form_reply(l->req, "login", v, status == -EKEYREVOKED ? 403 : 401);
@@ -299,6 +351,7 @@ static au_login_t *au_form_begin(mx_req_t *req)
     l->req = req;
     l->form = form;
     l->grant = json_string_value(json_object_get(form, "grant"));
+    l->next = au_next_ok(json_string_value(json_object_get(form, "next")));
     l->username = json_string_value(json_object_get(form, "username"));
     return l;
 }
@@ -309,6 +362,14 @@ static int au_post_login(mx_req_t *req, void *ud)
     au_login_t *l = au_form_begin(req);
     if (!l)
         return MX_DONE;
+    const char *ip = mx_req_client_ip(req);
+    uint64_t wait = au_rl_take(au.fl->login_ip, ip ? ip : "?");
+    if (!wait)
+        wait = au_rl_peek(au.fl->login_account, au_account_key(mx_req_pool(req), l->username));
+    if (wait) {
+        au_login_limited(l, wait);
+        return MX_DONE;
+    }
     const char *pw = json_string_value(json_object_get(l->form, "password"));
     int rc = au_password_check(l->username ? l->username : "", pw ? pw : "", au_login_checked, l);
     if (rc == -EACCES) {
@@ -331,7 +392,7 @@ static void au_form_page(mx_req_t *req, const au_browser_t *b, void *ud)
         return;
     }
     const char *hint = mx_req_query(req, "login_hint");
-    json_t *v = au_form_vars(req, sid, grant, hint, NULL);
+    json_t *v = au_form_vars(req, sid, grant, mx_req_query(req, "next"), hint, NULL);
     mx_pool_on_free(mx_req_pool(req), au_json_free, v);
     au_form_reply(req, page, v, 200);
 }
@@ -352,7 +413,8 @@ static void au_register_created(int status, const hs_users_info_t *u, void *ud)
                       : status == -EINVAL ? "err_username_invalid"
                                           : NULL;
     if (err) {
-        json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->username, err);
+        json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
+                                 err);
         mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
         au_form_reply(l->req, "register", v, 400);
         return;
@@ -365,48 +427,97 @@ static void au_register_created(int status, const hs_users_info_t *u, void *ud)
     au_login_start_session(l);
 }
 
+/* Renders the registration form again with error `err` (strings key). */
+static void au_register_again(au_login_t *l, const char *err)
+{
+    json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username, err);
+    mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+    au_form_reply(l->req, "register", v, 400);
+}
+
+static void au_register_create(au_login_t *l)
+{
+    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
+    const char *pw = json_string_value(json_object_get(l->form, "password"));
+    char *lp = mx_pstrdup(mx_req_pool(l->req), l->username);
+    for (char *p = lp; p && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    int rc = users && lp ? users->create(lp, pw, false, au_register_created, l) : -ENOSYS;
+    if (rc == -EINVAL)
+        au_register_again(l, "err_username_invalid");
+    else if (rc < 0)
+        au_page_error(l->req, 500, "err_internal", NULL);
+}
+
+/* The registration token was taken (one use counted) or refused. */
+static void au_register_token_used(int status, mx_sql_res_t *res, void *ud)
+{
+    au_login_t *l = ud;
+    if (status < 0) {
+        au_page_error(l->req, 500, "err_internal", NULL);
+        return;
+    }
+    if (mx_sql_changes(res, 0) != 1) {
+        au_register_again(l, "err_registration_token");
+        return;
+    }
+    au_register_create(l);
+}
+
 static int au_post_register(mx_req_t *req, void *ud)
 {
     (void)ud;
-    if (!au.conf->password_registration_enabled) {
+    if (au.fl->registration == AU_REG_CLOSED) {
         au_page_error(req, 403, "err_registration_disabled", NULL);
         return MX_DONE;
     }
     au_login_t *l = au_form_begin(req);
     if (!l)
         return MX_DONE;
-    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
     const char *pw = json_string_value(json_object_get(l->form, "password"));
     const char *pw2 = json_string_value(json_object_get(l->form, "password_confirm"));
+    const char *token = json_string_value(json_object_get(l->form, "registration_token"));
     const char *err = NULL;
-    char *lp = l->username ? mx_pstrdup(mx_req_pool(req), l->username) : NULL;
-    for (char *p = lp; p && *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    if (!lp || !*lp)
+    if (!l->username || !*l->username || strlen(l->username) > 255)
         err = "err_username_invalid";
     else if ((err = au_password_policy(pw)) == NULL && (!pw2 || strcmp(pw, pw2)))
         err = "err_password_mismatch";
-    int rc = 0;
-    if (!err && users)
-        rc = users->create(lp, pw, false, au_register_created, l);
-    if (!err && rc == -EINVAL)
-        err = "err_username_invalid";
+    else if (!err && au.fl->registration == AU_REG_TOKEN && (!token || !*token))
+        err = "err_registration_token";
     if (err) {
-        json_t *v = au_form_vars(req, au_cookie_sid(req), l->grant, l->username, err);
-        mx_pool_on_free(mx_req_pool(req), au_json_free, v);
-        au_form_reply(req, "register", v, 400);
+        au_register_again(l, err);
+        return MX_DONE;
+    }
+    if (au.fl->registration != AU_REG_TOKEN) {
+        au_register_create(l);
         return MX_ASYNC;
     }
-    if (!users || rc < 0)
+    /* One use of a valid token, atomically (usage limit, expiry,
+     * revocation); a create that fails afterwards keeps it spent. */
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    if (!b) {
         au_page_error(req, 500, "err_internal", NULL);
+        return MX_DONE;
+    }
+    int64_t now = (int64_t)mx_now_ms();
+    mx_sql_add(b,
+               "UPDATE auth_registration_tokens SET times_used = times_used + 1,"
+               " last_used_ts = ? WHERE token = ? AND revoked_ts IS NULL"
+               " AND (expires_ts IS NULL OR expires_ts > ?)"
+               " AND (usage_limit IS NULL OR times_used < usage_limit)",
+               "isi", now, token, now);
+    if (mx_sql_run(b, au_register_token_used, l) < 0) {
+        au_page_error(req, 500, "err_internal", NULL);
+        return MX_DONE;
+    }
     return MX_ASYNC;
 }
 
 static int au_get_register(mx_req_t *req, void *ud)
 {
     (void)ud;
-    if (!au.conf->password_registration_enabled) {
+    if (au.fl->registration == AU_REG_CLOSED) {
         au_page_error(req, 403, "err_registration_disabled", NULL);
         return MX_DONE;
     }
@@ -415,6 +526,45 @@ static int au_get_register(mx_req_t *req, void *ud)
 }
 
 /* ------------------------------------------------------------- logout --- */
+
+typedef struct au_be {
+    au_done_fn cb;
+    void *ud;
+} au_be_t;
+
+static void au_browser_ended(int status, mx_sql_res_t *res, void *ud)
+{
+    au_be_t *e = ud;
+    if (e->cb)
+        e->cb(status < 0 ? status : mx_sql_changes(res, 0) > 0 ? 0 : -ENOENT, e->ud);
+    free(e);
+}
+
+int au_browser_end(const char *id_hash, const char *user_id, au_done_fn cb, void *ud)
+{
+    au_be_t *e = id_hash ? calloc(1, sizeof(*e)) : NULL;
+    mx_sql_batch_t *b = e ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
+    if (!b) {
+        free(e);
+        return id_hash ? -ENOMEM : -EINVAL;
+    }
+    e->cb = cb;
+    e->ud = ud;
+    if (user_id)
+        mx_sql_add(b,
+                   "UPDATE auth_browser_sessions SET finished_ts = ? WHERE id_hash = ?"
+                   " AND user_id = ? AND finished_ts IS NULL",
+                   "iss", (int64_t)mx_now_ms(), id_hash, user_id);
+    else
+        mx_sql_add(b,
+                   "UPDATE auth_browser_sessions SET finished_ts = ? WHERE id_hash = ?"
+                   " AND finished_ts IS NULL",
+                   "is", (int64_t)mx_now_ms(), id_hash);
+    int rc = mx_sql_run(b, au_browser_ended, e);
+    if (rc < 0)
+        free(e);
+    return rc;
+}
 
 static void au_logout_done(int status, mx_sql_res_t *res, void *ud)
 {

@@ -8,7 +8,11 @@
  *                          replayed while its successor is unused, in case
  *                          the answer was lost; replaying an older one ends
  *                          the session), client_credentials (confidential
- *                          clients, no user)
+ *                          clients, no user), device_code (RFC 8628 §3.4:
+ *                          authorization_pending, slow_down when polled
+ *                          faster than the interval, which then grows by
+ *                          5 s, access_denied, expired_token; the approved
+ *                          request becomes a session once)
  *   POST /oauth2/revoke    RFC 7009: ends the whole OAuth session
  *   GET|POST /oauth2/userinfo
  *
@@ -405,6 +409,129 @@ static void au_grant_client_credentials(au_tr_t *t)
     }
 }
 
+/* --------------------------------------------------------- device_code --- */
+
+typedef struct au_dp {
+    au_tr_t *t;
+    const char *error;            /* answered once the poll is recorded */
+} au_dp_t;
+
+static void au_device_polled(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    au_dp_t *p = ud;
+    if (status < 0) {
+        au_storage_error(p->t->req, status, "token: device");
+        return;
+    }
+    au_oauth_error(p->t->req, 400, p->error, NULL);
+}
+
+static void au_device_loaded(int status, mx_sql_res_t *res, void *ud)
+{
+    au_tr_t *t = ud;
+    mx_pool_t *pool = mx_req_pool(t->req);
+    if (status < 0) {
+        au_storage_error(t->req, status, "token: device");
+        return;
+    }
+    /* id, client_id, scope, status, user_id, auth_ts, expires_ts,
+     * last_poll_ts, interval_ms */
+    if (mx_sql_nrows(res, 0) < 1 || strcmp(mx_sql_text(res, 0, 0, 1), t->client->client_id)) {
+        au_oauth_error(t->req, 400, "invalid_grant", "Unknown device_code");
+        return;
+    }
+    const char *id = mx_pstrdup(pool, mx_sql_text(res, 0, 0, 0));
+    int st = (int)mx_sql_int(res, 0, 0, 3);
+    uint64_t now = mx_now_ms();
+    if (st == 3) {
+        au_oauth_error(t->req, 400, "invalid_grant", "The device_code was already used");
+        return;
+    }
+    if ((uint64_t)mx_sql_int(res, 0, 0, 6) <= now) {
+        au_oauth_error(t->req, 400, "expired_token", NULL);
+        return;
+    }
+    if (st == 2) {
+        au_oauth_error(t->req, 400, "access_denied", NULL);
+        return;
+    }
+    if (st == 0) {
+        int64_t last = mx_sql_is_null(res, 0, 0, 7) ? 0 : mx_sql_int(res, 0, 0, 7);
+        int64_t interval = mx_sql_int(res, 0, 0, 8);
+        au_dp_t *p = mx_palloc(pool, sizeof(*p));
+        mx_sql_batch_t *b = p ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
+        if (!b) {
+            au_storage_error(t->req, -ENOMEM, "token: device");
+            return;
+        }
+        p->t = t;
+        /* A little slack for clocks and networks. */
+        bool fast = last && (int64_t)now - last < interval - 500;
+        p->error = fast ? "slow_down" : "authorization_pending";
+        mx_sql_add(b,
+                   "UPDATE auth_device_codes SET last_poll_ts = ?, interval_ms = interval_ms + ?"
+                   " WHERE id = ?",
+                   "iis", (int64_t)now, (int64_t)(fast ? 5000 : 0), id);
+        if (mx_sql_run(b, au_device_polled, p) < 0)
+            au_storage_error(t->req, -ENOMEM, "token: device");
+        return;
+    }
+    t->session_id = au_ulid(pool);
+    t->user_id = mx_pstrdup(pool, mx_sql_text(res, 0, 0, 4));
+    t->scope = mx_pstrdup(pool, mx_sql_text(res, 0, 0, 2));
+    t->auth_ts = mx_sql_is_null(res, 0, 0, 5) ? 0 : mx_sql_int(res, 0, 0, 5);
+    t->device_id = au_scope_device(pool, t->scope);
+    mx_sql_batch_t *b = t->session_id ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
+    if (!b) {
+        au_storage_error(t->req, -ENOMEM, "token: device");
+        return;
+    }
+    static const char guard[] = "SELECT 1 FROM auth_device_codes WHERE id = ? AND session_id = ?";
+    mx_sql_add(b,
+               "UPDATE auth_device_codes SET status = 3, session_id = ? WHERE id = ? AND status = 1",
+               "ss", t->session_id, id);
+    t->guard_stmt = 0;
+    mx_sql_add(b,
+               "INSERT INTO auth_oauth_sessions (id, client_id, user_id, device_id, scope,"
+               " created_ts) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS"
+               " (SELECT 1 FROM auth_device_codes WHERE id = ? AND session_id = ?)",
+               "sssssiss", t->session_id, t->client->client_id, t->user_id, t->device_id, t->scope,
+               (int64_t)now, id, t->session_id);
+    int rc = au_tokens_add(t, b, au_client_has_grant(t->client, "refresh_token"), guard, id,
+                           t->session_id);
+    if (rc == 0)
+        rc = mx_sql_run(b, au_tr_written, t);
+    if (rc < 0)
+        au_storage_error(t->req, rc, "token: device");
+}
+
+static void au_grant_device(au_tr_t *t)
+{
+    const char *dc = json_string_value(json_object_get(t->form, "device_code"));
+    if (!dc) {
+        au_oauth_error(t->req, 400, "invalid_request", "Missing device_code");
+        return;
+    }
+    if (!au.conf->device_code_grant_enabled || !au_client_has_grant(t->client, AU_GRANT_DEVICE_CODE)) {
+        au_oauth_error(t->req, 400, "unauthorized_client", NULL);
+        return;
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_READ);
+    if (!b) {
+        au_storage_error(t->req, -ENOMEM, "token: device");
+        return;
+    }
+    char h[AU_HASH_HEX];
+    au_hash_hex(dc, h);
+    mx_sql_add(b,
+               "SELECT id, client_id, scope, status, user_id, auth_ts, expires_ts, last_poll_ts,"
+               " interval_ms FROM auth_device_codes WHERE device_code_hash = ?",
+               "s", h);
+    if (mx_sql_run(b, au_device_loaded, t) < 0)
+        au_storage_error(t->req, -ENOMEM, "token: device");
+}
+
 /* --------------------------------------------------------------- entry --- */
 
 static void au_token_client(mx_req_t *req, const au_client_t *c, void *ud)
@@ -418,6 +545,8 @@ static void au_token_client(mx_req_t *req, const au_client_t *c, void *ud)
         au_grant_refresh(t);
     else if (!strcmp(gt, "client_credentials"))
         au_grant_client_credentials(t);
+    else if (!strcmp(gt, AU_GRANT_DEVICE_CODE))
+        au_grant_device(t);
     else
         au_oauth_error(req, 400, "unsupported_grant_type", NULL);
 }

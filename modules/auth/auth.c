@@ -39,6 +39,13 @@ static const mx_conf_item_t au_conf_items[] = {
     MX_CONF_BOOL("password_registration_enabled", au_conf_t, password_registration_enabled,
                  "false"),
     MX_CONF_INT("token_cache_max", au_conf_t, token_cache_max, "100000"),
+    MX_CONF_JSON("signing_keys", au_conf_t, signing_keys),
+    MX_CONF_JSON("account", au_conf_t, account),
+    MX_CONF_JSON("rate_limit", au_conf_t, rate_limit),
+    MX_CONF_BOOL("device_code_grant_enabled", au_conf_t, device_code_grant_enabled, "true"),
+    MX_CONF_DURATION("device_code_ttl", au_conf_t, device_code_ttl_ms, "10m"),
+    MX_CONF_JSON("clients", au_conf_t, clients),
+    MX_CONF_JSON("policy", au_conf_t, policy),
     MX_CONF_END,
 };
 
@@ -139,7 +146,8 @@ static int au_start(char *err, size_t errlen)
         return -errno;
     }
     int rc;
-    if ((rc = au_schema_migrate(err, errlen)) < 0 || (rc = au_cookie_key(err, errlen)) < 0 ||
+    if ((rc = au_schema_migrate(err, errlen)) < 0 || (rc = au_flows_migrate(err, errlen)) < 0 ||
+        (rc = au_flows_init(err, errlen)) < 0 || (rc = au_cookie_key(err, errlen)) < 0 ||
         (rc = au_keys_init(err, errlen)) < 0 || (rc = au_pages_init(err, errlen)) < 0)
         return rc;
     if ((rc = au_cache_init()) < 0 || (rc = au_discovery_build()) < 0) {
@@ -149,10 +157,14 @@ static int au_start(char *err, size_t errlen)
     if ((rc = au_discovery_routes()) < 0 || (rc = au_clients_routes()) < 0 ||
         (rc = au_authorize_routes()) < 0 || (rc = au_session_routes()) < 0 ||
         (rc = au_token_routes()) < 0 || (rc = au_introspect_routes()) < 0 ||
-        (rc = au_compat_routes()) < 0 || (rc = au_pages_routes()) < 0) {
+        (rc = au_compat_routes()) < 0 || (rc = au_pages_routes()) < 0 ||
+        (rc = au_device_routes()) < 0 || (rc = au_end_session_routes()) < 0 ||
+        (rc = au_account_routes()) < 0) {
         snprintf(err, errlen, "auth: cannot add routes (%d)", rc);
         return rc;
     }
+    if ((rc = au_admin_start(err, errlen)) < 0)
+        return rc;
     au.m_logins = mx_metrics_counter("mxstack_auth_logins_total", "Browser logins", NULL);
     au.m_tokens = mx_metrics_counter("mxstack_auth_tokens_issued_total",
                                      "Token endpoint successes", NULL);
@@ -171,11 +183,13 @@ static void au_stop(void (*done)(const char *module))
 static void au_fini(void)
 {
     au_cache_fini();
+    au_flows_fini();
     au_pages_fini();
     au_keys_fini();
     json_decref(au.discovery);
     free(au.base);
     free(au.issuer);
+    free(au.account_url);
     memset(&au, 0, sizeof(au));
 }
 

@@ -44,6 +44,15 @@ typedef struct au_conf {
     char *service_name;
     int password_registration_enabled;
     int64_t token_cache_max;
+    /* auth-flows (au_flows.c reads these into au.fl) */
+    json_t *signing_keys;         /* [path | {path}]: several keys per algorithm */
+    json_t *account;              /* MAS-like account.* toggles and password policy */
+    json_t *rate_limit;           /* login.per_ip / login.per_account {burst, per_second} */
+    int device_code_grant_enabled;
+    uint64_t device_code_ttl_ms;
+    /* admin API (au_admin*.c): configured clients, MAS's policy.data */
+    json_t *clients;              /* [{client_id, client_secret, client_auth_method}] */
+    json_t *policy;               /* {data: {admin_clients: [client_id]}} */
 } au_conf_t;
 
 typedef struct au_keys au_keys_t;     /* au_jwks.c */
@@ -61,6 +70,8 @@ typedef struct au_state {
     au_pages_t *pages;
     au_cache_t *cache;
     json_t *discovery;            /* the openid-configuration document */
+    char *account_url;            /* account management URL, MSC4191 (malloc) */
+    struct au_flows *fl;          /* accounts, rate limits (au_flows.c) */
     mx_counter_t *m_logins, *m_tokens, *m_validations;
 } au_state_t;
 
@@ -325,7 +336,121 @@ int au_validate_token(const char *token, void (*cb)(int, const hs_token_info_t *
 /* Registers `auth.token` when delegating (called from init). */
 int au_compat_register(void);
 
+/* ------------------------------------------------------------- compat ---
+ * The compatibility layer (au_compat_*.c): legacy /login, /logout,
+ * /refresh, m.login.sso through the OAuth flow, compat sessions with
+ * "mct_"/"mcr_" tokens (looked up by au_token_lookup like OAuth ones). */
+int au_compat_schema_migrate(void);
+typedef struct au_compat_new {
+    const char *user_id;          /* full user ID */
+    const char *device_id;        /* NULL: a new random one */
+    const char *human_name;       /* device display name, or NULL */
+    const char *sso_login_id;     /* the m.login.sso round trip, or NULL */
+    bool synapse_admin;           /* tokens carry urn:synapse:admin:* */
+    bool with_refresh;            /* refresh token + expiring access token */
+} au_compat_new_t;
+/* What a new session got (strings from the caller's pool). */
+typedef struct au_compat_tokens {
+    const char *session_id, *user_id, *device_id, *access_token, *refresh_token;
+    int64_t expires_in_ms;        /* 0: the access token does not expire */
+    bool synapse_admin;
+} au_compat_tokens_t;
+typedef void (*au_compat_fn)(int status, const au_compat_tokens_t *t, void *ud);
+/* Creates a compat session (finishing earlier ones of the device) and its
+ * tokens, then the homeserver device when the homeserver is loaded here.
+ * `pool` must outlive the callback. */
+int au_compat_session_new(mx_pool_t *pool, const au_compat_new_t *n, au_compat_fn cb, void *ud);
+/* Finishes one compat session / the live ones of a user's device (every
+ * device when `device_id` is NULL): tokens revoked, cache evicted, the
+ * homeserver device deleted when `delete_device`.  `cb` (may be NULL) gets
+ * the number of sessions finished or a negative code. */
+int au_compat_finish(const char *session_id, bool delete_device, au_done_fn cb, void *ud);
+int au_compat_finish_device(const char *user_id, const char *device_id, bool delete_device,
+                            au_done_fn cb, void *ud);
+/* A random device ID (10 upper-case letters) / the scope of a compat
+ * session's tokens, from the pool. */
+char *au_compat_device_new(mx_pool_t *pool);
+char *au_compat_scope(mx_pool_t *pool, const char *device_id, bool synapse_admin);
+/* Whether `token` is a compat access ("mct_") / refresh ("mcr_") token. */
+#define AU_IS_COMPAT_TOKEN(t) (!strncmp((t), "mct_", 4))
+#define AU_IS_COMPAT_REFRESH(t) (!strncmp((t), "mcr_", 4))
+/* The legacy endpoints on resource "client" (au_compat_login.c) and the
+ * m.login.sso round trip (au_compat_sso.c). */
+int au_compat_login_routes(void);
+int au_compat_sso_routes(void);
+/* m.login.token: consumes a login token of a completed m.login.sso round
+ * trip; `cb` gets the user ID and the sso login ID, or -ENOENT. */
+typedef void (*au_login_token_fn)(int status, const char *user_id, const char *sso_id,
+                                  void *ud);
+int au_compat_login_token_use(mx_pool_t *pool, const char *token, au_login_token_fn cb, void *ud);
+
+/* Tables, configured clients and routes of the admin API (au_admin.c). */
+int au_admin_start(char *err, size_t errlen);
+
 /* -------------------------------------------------------------- manage --- */
 extern const mx_manage_cmd_t au_manage_cmds[];
+
+/* ---------------------------------------------------------- auth-flows ---
+ * Device authorization grant (au_device_code.c), end-session
+ * (au_end_session.c), the account page (au_account.c), registration modes,
+ * password policy and login rate limits (au_flows.c, au_ratelimit.c), their
+ * tables (au_flows_schema.c, migration set "auth_flows"). */
+
+#define AU_GRANT_DEVICE_CODE "urn:ietf:params:oauth:grant-type:device_code"
+#define AU_CROSSSIGN_RESET_MS (10 * 60 * 1000)
+
+enum { AU_REG_CLOSED = 0, AU_REG_OPEN = 1, AU_REG_TOKEN = 2 };
+typedef struct au_rl au_rl_t;           /* au_ratelimit.c */
+typedef struct au_flows {
+    int registration;             /* AU_REG_* */
+    bool password_change_allowed;
+    int64_t pw_min_length, pw_min_classes;   /* classes: lower, upper, digit, other */
+    au_rl_t *login_ip, *login_account;
+} au_flows_t;
+/* Reads conf->account / rate_limit into au.fl (from start). */
+int au_flows_init(char *err, size_t errlen);
+void au_flows_fini(void);
+int au_flows_migrate(char *err, size_t errlen);
+int au_device_routes(void);
+int au_end_session_routes(void);
+int au_account_routes(void);
+
+/* Token buckets keyed by string (in memory, per process). */
+au_rl_t *au_rl_new(double burst, double per_second);
+void au_rl_free(au_rl_t *rl);
+/* Takes one token for `key`: 0, or the ms to wait when empty. */
+uint64_t au_rl_take(au_rl_t *rl, const char *key);
+/* Only looks: the ms to wait before a token is there (0: one is). */
+uint64_t au_rl_peek(au_rl_t *rl, const char *key);
+
+/* A Matrix scope list with a device scope added when an API scope has
+ * none (au_authorize.c); pool string. */
+char *au_scope_with_device(mx_pool_t *pool, au_scope_t *sc);
+/* `scope` without the admin scopes unless `is_admin` (pool string). */
+char *au_scope_for_user(mx_pool_t *pool, const char *scope, bool is_admin);
+/* Texts of a scope for consent pages (new reference). */
+json_t *au_scope_texts(const char *scope);
+/* Finishes the browser session whose cookie hash is `id_hash` (of
+ * `user_id` when not NULL) and clears the cookie on `req` when not NULL. */
+int au_browser_end(const char *id_hash, const char *user_id, au_done_fn cb, void *ud);
+void au_cookie_clear(mx_req_t *req);
+/* `next` of a login form: a page of ours to return to (link, device,
+ * account/), else NULL. */
+const char *au_next_ok(const char *next);
+
+/* Verifies a JWS we signed (any of our keys, by kid); the claims (new
+ * reference) or NULL. */
+json_t *au_jws_verify(const char *jws);
+
+/* Cross-signing reset approval (MSC3967/MSC4312): the account page records
+ * that `user_id` may replace its cross-signing keys without UIA for
+ * AU_CROSSSIGN_RESET_MS; the homeserver (helper "authcompat") asks.  Stored
+ * in auth_crosssign_resets and announced on the bus topic
+ * "auth.crosssign_reset" ({user_id, until_ms}).  `cb` gets 0 and whether
+ * the approval is current (and until when, ms), or a negative code. */
+typedef void (*au_xs_fn)(int status, bool allowed, int64_t until_ms, void *ud);
+int au_crosssign_reset_allowed(const char *user_id, au_xs_fn cb, void *ud);
+/* Consumes the approval (after a successful reset); `cb` may be NULL. */
+int au_crosssign_reset_consume(const char *user_id, au_done_fn cb, void *ud);
 
 #endif /* AUTH_H */

@@ -165,6 +165,10 @@ int hs_push_start(char *err, size_t errlen);
 int hs_media_start(char *err, size_t errlen);
 /* The `homeserver.admin` service for the admin module (admin_service/). */
 int hs_admin_service_start(char *err, size_t errlen);
+/* A rate-limit override set through the Admin API for `user_id`: true and
+ * the user's messages per second and burst (0/0: not limited), false when
+ * the configured limits apply (admin_service/svc_ratelimit.c). */
+bool hs_admin_ratelimit_override(const char *user_id, double *per_second, double *burst);
 int hs_e2ee_start(char *err, size_t errlen);
 int hs_relations_start(char *err, size_t errlen);
 void hs_rooms_stop(void);

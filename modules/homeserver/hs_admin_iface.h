@@ -102,8 +102,10 @@ typedef struct hs_admin_iface {
     /* q: {from, to, dir, limit} → {chunk, start, end?} */
     int (*room_messages)(const char *room_id, const json_t *q, hs_admin_done_fn cb, void *ud);
     /* Starts a room deletion in the background.  opts: {block, purge,
-     * message, requester} → {delete_id}.  The members leave through the
-     * rooms pipeline; with purge the room's rows go. */
+     * requester, new_room_user_id?, room_name?, message?} → {delete_id}.
+     * The members leave through the rooms pipeline; with new_room_user_id
+     * they join a new room made by that user (the old aliases point
+     * there); with purge the room's rows go. */
     int (*delete_room)(const char *room_id, const json_t *opts, hs_admin_done_fn cb, void *ud);
     /* Status of deletions: by room (room_id set) or by delete ID →
      * {results: [{delete_id, room_id, status, error?, shutdown_room}]}. */
@@ -133,7 +135,9 @@ typedef struct hs_admin_iface {
     int (*delete_event_report)(int64_t id, hs_admin_done_fn cb, void *ud);
 
     /* --------------------------------------------------- server notices */
-    /* body: {user_id, content, type?, state_key?} → {event_id} */
+    /* body: {user_id, content, type?, state_key?} → {event_id}: sent by
+     * the `server_notices` system user into the user's notices room (made
+     * and tagged m.server_notice on first use).  -EINVAL when not set up. */
     int (*send_server_notice)(const json_t *body, hs_admin_done_fn cb, void *ud);
 
     /* ------------------------------------------------------------ media */
@@ -157,6 +161,57 @@ typedef struct hs_admin_iface {
     int (*stats_users_media)(const json_t *q, hs_admin_done_fn cb, void *ud);
     /* → {rooms: [{room_id, estimated_size}]} */
     int (*stats_database_rooms)(hs_admin_done_fn cb, void *ud);
+
+    /* ------------------------------------------------- purge history --- */
+    /* Starts deleting the room's history before `opts.event_id` (or before
+     * the first event at or after `opts.purge_up_to_ts`) in the background,
+     * in steps that survive a restart.  opts: {event_id?, purge_up_to_ts?,
+     * delete_local_events} → {purge_id}; -ENOENT unknown room or event,
+     * -EEXIST a purge of the room already runs. */
+    int (*purge_history)(const char *room_id, const json_t *opts, hs_admin_done_fn cb, void *ud);
+    /* → {status: active|complete|failed, error?} */
+    int (*purge_history_status)(const char *purge_id, hs_admin_done_fn cb, void *ud);
+
+    /* ------------------------------------------ federation destinations --- */
+    /* q: {from, limit, order_by, dir, destination} → {destinations, total,
+     * next_token?} */
+    int (*list_destinations)(const json_t *q, hs_admin_done_fn cb, void *ud);
+    /* → the destination object (-ENOENT unknown) */
+    int (*get_destination)(const char *destination, hs_admin_done_fn cb, void *ud);
+    /* q: {from, limit, dir} → {rooms: [{room_id, stream_ordering}], total,
+     * next_token?} */
+    int (*destination_rooms)(const char *destination, const json_t *q, hs_admin_done_fn cb,
+                             void *ud);
+    /* Clears the retry timings → {}; -EINVAL when not in backoff. */
+    int (*reset_destination)(const char *destination, hs_admin_done_fn cb, void *ud);
+
+    /* ------------------------------------------- rate-limit overrides --- */
+    /* → {messages_per_second, burst_count}, or {} without an override */
+    int (*get_ratelimit)(const char *user_id, hs_admin_done_fn cb, void *ud);
+    /* per_second / burst >= 0 set (0: not limited); per_second < 0 removes
+     * → the new values ({} when removed). */
+    int (*set_ratelimit)(const char *user_id, int64_t per_second, int64_t burst,
+                         hs_admin_done_fn cb, void *ud);
+
+    /* ---------------------------------------------- room maintenance --- */
+    /* → {count, results: [{event_id, state_group, depth, received_ts}]} */
+    int (*forward_extremities)(const char *room_id, hs_admin_done_fn cb, void *ud);
+    /* Keeps the newest extremity only → {deleted} */
+    int (*delete_forward_extremities)(const char *room_id, hs_admin_done_fn cb, void *ud);
+    /* Gives local `user_id` the power level of the room's most powerful
+     * local member (inviting it first when it cannot join) → {}. */
+    int (*make_room_admin)(const char *room_id, const char *user_id, hs_admin_done_fn cb,
+                           void *ud);
+
+    /* ------------------------------------------------- media clean-up --- */
+    /* Local media last used before q.before_ts, larger than q.size_gt,
+     * neither protected nor quarantined, with q.keep_profiles the avatars
+     * kept → {deleted_media, total} */
+    int (*delete_old_media)(const json_t *q, hs_admin_done_fn cb, void *ud);
+    /* Remote media cached before `before_ts` → {deleted} */
+    int (*purge_remote_media)(int64_t before_ts, hs_admin_done_fn cb, void *ud);
+    /* Protects local media from quarantine (protect false lifts it) → {} */
+    int (*protect_media)(const char *media_id, bool protect, hs_admin_done_fn cb, void *ud);
 } hs_admin_iface_t;
 
 #endif /* HS_ADMIN_IFACE_H */

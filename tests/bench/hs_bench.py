@@ -184,7 +184,7 @@ homeserver: {{rc_message_per_second: 100000, rc_message_burst: 100000, rc_login_
 """)
     p = subprocess.Popen([os.path.join(build, "mxstack"), "serve", "-c", f"{d}/c.yaml"])
     import urllib.request
-    for _ in range(200):
+    for _ in range(1200):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1)
             break

@@ -5,8 +5,8 @@ local token = os.getenv("MX_TOKEN")
 local rooms = {}
 for r in string.gmatch(os.getenv("MX_ROOMS") or "", "[^,]+") do rooms[#rooms + 1] = r end
 local counter = 0
-local tid = 0
 local threads_made = 0
+tid = 0 -- global: thread:set() gives each thread its own value
 
 function setup(thread)
   threads_made = threads_made + 1

@@ -67,8 +67,11 @@ int64_t hs_ratelimit_message(const char *user_id)
 {
     char key[300];
     snprintf(key, sizeof(key), "msg:%s", user_id ? user_id : "");
-    return acc_rl_take(key, (double)hs.conf.rc_message_per_second,
-                       (double)hs.conf.rc_message_burst, true);
+    double rate = (double)hs.conf.rc_message_per_second;
+    double burst = (double)hs.conf.rc_message_burst;
+    /* An admin's override for this user wins (0 per second: no limit). */
+    hs_admin_ratelimit_override(user_id, &rate, &burst);
+    return acc_rl_take(key, rate, burst, true);
 }
 
 void hs_reply_ratelimited(mx_req_t *req, int64_t retry_after_ms)

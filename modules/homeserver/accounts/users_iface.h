@@ -62,4 +62,14 @@ typedef struct hs_users_iface {
     int (*list)(hs_users_list_fn cb, void *ud);
 } hs_users_iface_t;
 
+/* `auth.compat`: registered (in init) by the auth module when the
+ * homeserver delegates to it in this process.  The homeserver then leaves
+ * /login, /logout, /refresh and /register to it (Synapse's delegated mode),
+ * and points users at the account page for cross-signing resets. */
+#define HS_AUTH_COMPAT_SERVICE "auth.compat"
+typedef struct hs_auth_compat_iface {
+    /* The account management URL (MSC4191), or NULL.  Borrowed. */
+    const char *(*account_url)(void);
+} hs_auth_compat_iface_t;
+
 #endif /* HS_USERS_IFACE_H */

@@ -79,6 +79,7 @@ typedef struct svc_state {
      * valid while `counts_gen` is unchanged and for SVC_COUNT_TTL_MS. */
     json_t *counts;
     uint64_t counts_gen, counts_ms;
+    json_t *rl;                /* user_id -> [per_second, burst] (ratelimit_override) */
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;
@@ -140,7 +141,6 @@ int svc_delete_regtoken(const char *token, hs_admin_done_fn cb, void *ud);
 int svc_list_event_reports(const json_t *q, hs_admin_done_fn cb, void *ud);
 int svc_get_event_report(int64_t id, hs_admin_done_fn cb, void *ud);
 int svc_delete_event_report(int64_t id, hs_admin_done_fn cb, void *ud);
-int svc_send_server_notice(const json_t *body, hs_admin_done_fn cb, void *ud);
 int svc_stats_users_media(const json_t *q, hs_admin_done_fn cb, void *ud);
 int svc_stats_database_rooms(hs_admin_done_fn cb, void *ud);
 /* svc_media.c */
@@ -152,5 +152,50 @@ int svc_quarantine_media(const char *media_id, const char *by_user, hs_admin_don
                          void *ud);
 int svc_quarantine_user_media(const char *user_id, const char *by_user, hs_admin_done_fn cb,
                               void *ud);
+
+/* svc_purge.c */
+int svc_purge_history(const char *room_id, const json_t *opts, hs_admin_done_fn cb, void *ud);
+int svc_purge_history_status(const char *purge_id, hs_admin_done_fn cb, void *ud);
+/* Restarts the purges a restart cut short (at start). */
+int svc_purge_resume(void);
+/* svc_fed.c */
+int svc_list_destinations(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_get_destination(const char *destination, hs_admin_done_fn cb, void *ud);
+int svc_destination_rooms(const char *destination, const json_t *q, hs_admin_done_fn cb,
+                          void *ud);
+int svc_reset_destination(const char *destination, hs_admin_done_fn cb, void *ud);
+/* svc_ratelimit.c */
+/* Reads the overrides into svc->rl (at start). */
+int svc_ratelimit_load(void);
+int svc_get_ratelimit(const char *user_id, hs_admin_done_fn cb, void *ud);
+int svc_set_ratelimit(const char *user_id, int64_t per_second, int64_t burst,
+                      hs_admin_done_fn cb, void *ud);
+/* svc_room_admin.c */
+int svc_forward_extremities(const char *room_id, hs_admin_done_fn cb, void *ud);
+int svc_delete_forward_extremities(const char *room_id, hs_admin_done_fn cb, void *ud);
+int svc_make_room_admin(const char *room_id, const char *user_id, hs_admin_done_fn cb, void *ud);
+/* svc_media.c */
+int svc_delete_old_media(const json_t *q, hs_admin_done_fn cb, void *ud);
+int svc_purge_remote_media(int64_t before_ts, hs_admin_done_fn cb, void *ud);
+int svc_protect_media(const char *media_id, bool protect, hs_admin_done_fn cb, void *ud);
+/* svc_notices.c */
+int svc_send_server_notice(const json_t *body, hs_admin_done_fn cb, void *ud);
+
+/* svc_newroom.c: a room made by the server.  Strings and arrays borrowed
+ * for the call only. */
+typedef struct svc_newroom {
+    const char *creator;              /* local user who creates it */
+    const char *displayname, *avatar_url; /* of the creator's member event, or NULL */
+    const char *name, *topic, *room_avatar; /* or NULL */
+    int64_t users_default;            /* power level of everyone else */
+    const json_t *invite;             /* user IDs invited, or NULL */
+    const json_t *join;               /* local user IDs invited and joined, or NULL */
+    const char *tag_user, *tag;       /* room tag set for tag_user, or NULL */
+    const char *message;              /* first m.text message of the creator, or NULL */
+} svc_newroom_t;
+/* `room_id` borrowed for the callback; status < 0 when the commit failed. */
+typedef void (*svc_newroom_fn)(int status, const char *room_id, void *ud);
+/* 0 (done runs later) or a negative code (nothing written, done not run). */
+int svc_new_room(const svc_newroom_t *o, svc_newroom_fn done, void *ud);
 
 #endif /* HS_ADMIN_SVC_H */

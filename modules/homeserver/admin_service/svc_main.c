@@ -1,6 +1,7 @@
 /*
  * svc_main.c: the admin service's start (schema "homeserver.admin", the
- * blocked-rooms cache, registration of `homeserver.admin`) and the small
+ * blocked-rooms and rate-limit caches, resumed purges, registration of
+ * `homeserver.admin`) and the small
  * helpers every file of the service uses (calls, errors, query members).
  */
 #include "svc.h"
@@ -137,8 +138,29 @@ static const char svc_v1[] =
     "CREATE TABLE blocked_rooms (room_id TEXT PRIMARY KEY, user_id TEXT,"
     " ts BIGINT NOT NULL);";
 
+/* Purge jobs and the events they took out of the timeline (svc_purge.c),
+ * federation destinations (svc_fed.c, filled by the federation sender),
+ * rate-limit overrides, notices rooms, protected media. */
+static const char svc_v2[] =
+    "CREATE TABLE purge_jobs (purge_id TEXT PRIMARY KEY, room_id TEXT NOT NULL,"
+    " upto BIGINT NOT NULL, done_upto BIGINT NOT NULL, delete_local INTEGER NOT NULL,"
+    " status TEXT NOT NULL, error TEXT, ts BIGINT NOT NULL);"
+    "CREATE INDEX purge_jobs_room ON purge_jobs(room_id, status);"
+    "CREATE TABLE purged_events (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL,"
+    " stream_ordering BIGINT NOT NULL, json TEXT NOT NULL);"
+    "CREATE TABLE destinations (destination TEXT PRIMARY KEY,"
+    " retry_last_ts BIGINT NOT NULL DEFAULT 0, retry_interval BIGINT NOT NULL DEFAULT 0,"
+    " failure_ts BIGINT, last_successful_stream_ordering BIGINT);"
+    "CREATE TABLE destination_rooms (destination TEXT NOT NULL, room_id TEXT NOT NULL,"
+    " stream_ordering BIGINT NOT NULL, PRIMARY KEY (destination, room_id));"
+    "CREATE TABLE ratelimit_override (user_id TEXT PRIMARY KEY,"
+    " messages_per_second BIGINT NOT NULL, burst_count BIGINT NOT NULL);"
+    "CREATE TABLE server_notice_rooms (user_id TEXT PRIMARY KEY, room_id TEXT NOT NULL);"
+    "CREATE TABLE media_protected (media_id TEXT PRIMARY KEY);";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
+    { 2, svc_v2, NULL, NULL },
 };
 
 static const hs_admin_iface_t svc_iface = {
@@ -187,6 +209,20 @@ static const hs_admin_iface_t svc_iface = {
     .quarantine_user_media = svc_quarantine_user_media,
     .stats_users_media = svc_stats_users_media,
     .stats_database_rooms = svc_stats_database_rooms,
+    .purge_history = svc_purge_history,
+    .purge_history_status = svc_purge_history_status,
+    .list_destinations = svc_list_destinations,
+    .get_destination = svc_get_destination,
+    .destination_rooms = svc_destination_rooms,
+    .reset_destination = svc_reset_destination,
+    .get_ratelimit = svc_get_ratelimit,
+    .set_ratelimit = svc_set_ratelimit,
+    .forward_extremities = svc_forward_extremities,
+    .delete_forward_extremities = svc_delete_forward_extremities,
+    .make_room_admin = svc_make_room_admin,
+    .delete_old_media = svc_delete_old_media,
+    .purge_remote_media = svc_purge_remote_media,
+    .protect_media = svc_protect_media,
 };
 
 static svc_state_t svc_store;
@@ -223,12 +259,18 @@ int hs_admin_service_start(char *err, size_t errlen)
     svc_deletes_free();
     json_decref(svc_store.blocked);
     json_decref(svc_store.counts);
+    json_decref(svc_store.rl);
     memset(&svc_store, 0, sizeof(svc_store));
     svc = &svc_store;
     svc->blocked = json_object();
     svc->counts = json_object();
-    if (!svc->blocked || !svc->counts)
+    svc->rl = json_object();
+    if (!svc->blocked || !svc->counts || !svc->rl)
         return -ENOMEM;
+    if ((rc = svc_ratelimit_load()) < 0 || (rc = svc_purge_resume()) < 0) {
+        snprintf(err, errlen, "homeserver.admin: cannot read overrides or purges (%d)", rc);
+        return rc;
+    }
     if ((rc = hs_accounts_add_hooks(&svc_hooks)) < 0) {
         snprintf(err, errlen, "homeserver.admin: cannot add account hooks (%d)", rc);
         return rc;

@@ -1,7 +1,8 @@
 /*
  * svc_media.c: the admin service's media operations — a user's media
  * (list, delete all, quarantine all), one media's info, deletion and
- * (un)quarantine.  Reads local_media directly; deletion and quarantine go
+ * (un)quarantine, protection (`media_protected`: never quarantined
+ * wholesale nor deleted by date), deletion by date and size.  Reads local_media directly; deletion and quarantine go
  * through the media part (hs_media_delete / hs_media_quarantine), which
  * also removes files and thumbnails.
  */
@@ -222,9 +223,11 @@ static int svc_each_start(const char *user_id, bool del, const char *by_user,
     c->flag = del;
     c->str = by_user ? mx_pstrdup(c->pool, by_user) : NULL;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    /* Protected media is never quarantined wholesale. */
     if (b)
-        mx_sql_add(b, "SELECT media_id FROM local_media WHERE user_id = ? ORDER BY media_id", "s",
-                   user_id);
+        mx_sql_add(b, "SELECT media_id FROM local_media WHERE user_id = ? AND (? = 1 OR"
+                      " media_id NOT IN (SELECT media_id FROM media_protected))"
+                      " ORDER BY media_id", "si", user_id, (int64_t)del);
     return svc_run_raw(c, b, svc_each_read);
 }
 
@@ -237,4 +240,74 @@ int svc_quarantine_user_media(const char *user_id, const char *by_user, hs_admin
                               void *ud)
 {
     return svc_each_start(user_id, false, by_user, cb, ud);
+}
+
+/* ------------------------------------------------------ clean-up --- */
+
+int svc_delete_old_media(const json_t *q, hs_admin_done_fn cb, void *ud)
+{
+    int64_t before = svc_qint(q, "before_ts", -1), size_gt = svc_qint(q, "size_gt", 0);
+    bool keep_profiles = svc_qbool(q, "keep_profiles") != 0;
+    if (before < 0 || size_gt < 0)
+        return -EINVAL;
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    c->flag = true;
+    const char *mxc = mx_psprintf(c->pool, "mxc://%s/", hs.server_name);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    /* Last use (or upload) before the date, larger than size_gt, neither
+     * quarantined nor protected; with keep_profiles not a user's avatar
+     * nor a room's. */
+    if (b)
+        mx_sql_add(b, "SELECT m.media_id FROM local_media m"
+                      " WHERE COALESCE(m.last_access_ts, m.created_ts) < ?"
+                      " AND COALESCE(m.size, 0) > ? AND m.quarantined_by IS NULL"
+                      " AND m.media_id NOT IN (SELECT media_id FROM media_protected)"
+                      " AND (? = 0 OR (NOT EXISTS (SELECT 1 FROM profiles p"
+                      "   WHERE p.avatar_url = ? || m.media_id)"
+                      "  AND NOT EXISTS (SELECT 1 FROM current_state cs JOIN events e"
+                      "   ON e.event_id = cs.event_id WHERE cs.type = 'm.room.avatar'"
+                      "   AND e.json LIKE '%' || ? || m.media_id || '%')))"
+                      " ORDER BY m.media_id",
+                   "iiiss", before, size_gt, (int64_t)keep_profiles, mxc, mxc);
+    return svc_run_raw(c, b, svc_each_read);
+}
+
+int svc_purge_remote_media(int64_t before_ts, hs_admin_done_fn cb, void *ud)
+{
+    if (before_ts < 0)
+        return -EINVAL;
+    /* Remote media is fetched over federation, which is not built yet:
+     * nothing is ever cached, so nothing goes. */
+    cb(0, json_pack("{s:i}", "deleted", 0), ud);
+    return 0;
+}
+
+static json_t *svc_protect_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+{
+    (void)c;
+    if (mx_sql_nrows(res, 0) < 1) {
+        *status = -ENOENT;
+        return json_pack("{s:s, s:s}", "errcode", "M_NOT_FOUND", "error", "Unknown media");
+    }
+    return json_object();
+}
+
+int svc_protect_media(const char *media_id, bool protect, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (b) {
+        mx_sql_add(b, "SELECT 1 FROM local_media WHERE media_id = ?", "s", media_id);
+        if (protect)
+            mx_sql_add(b, "INSERT INTO media_protected (media_id) SELECT media_id FROM"
+                          " local_media WHERE media_id = ? ON CONFLICT (media_id) DO NOTHING",
+                       "s", media_id);
+        else
+            mx_sql_add(b, "DELETE FROM media_protected WHERE media_id = ?", "s", media_id);
+    }
+    return svc_run(c, b, svc_protect_built);
 }

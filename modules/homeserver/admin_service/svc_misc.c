@@ -1,7 +1,7 @@
 /*
  * svc_misc.c: the rest of the admin service — event reports (the client
- * part's event_reports table: list, details, delete), server notices (not
- * configured here yet), and the cheap statistics: media use per user and
+ * part's event_reports table: list, details, delete) and the cheap
+ * statistics: media use per user and
  * the rooms with the most events (as an estimate of their database size).
  */
 #include "svc.h"
@@ -127,17 +127,6 @@ int svc_delete_event_report(int64_t id, hs_admin_done_fn cb, void *ud)
     if (b)
         mx_sql_add(b, "DELETE FROM event_reports WHERE id = ?", "i", id);
     return svc_run(c, b, svc_report_deleted);
-}
-
-/* ------------------------------------------------------ server notices --- */
-
-int svc_send_server_notice(const json_t *body, hs_admin_done_fn cb, void *ud)
-{
-    (void)body;
-    /* Synapse's answer when `server_notices` is not configured. */
-    cb(-EINVAL, json_pack("{s:s, s:s}", "errcode", "M_UNKNOWN", "error",
-                          "Server notices are not enabled on this server"), ud);
-    return 0;
 }
 
 /* ---------------------------------------------------------- statistics --- */

@@ -4,7 +4,8 @@
  *
  * A deletion goes: shutting_down (block the room when asked, make every
  * local member leave through the rooms pipeline, drop the room's local
- * aliases and directory entry) → purging (when purge is asked: delete the
+ * aliases and directory entry, or with new_room_user_id move the members
+ * and aliases to a new room that user makes) → purging (when purge is asked: delete the
  * room's events, state and memberships in one write batch and drop it from
  * the room cache) → complete, or failed with an error.  Each step starts
  * only after the previous one committed.  Deletions are kept in memory with
@@ -27,6 +28,8 @@ struct svc_delete {
     char *error;
     bool block, purge;
     json_t *kicked, *failed, *aliases;
+    /* With new_room_user_id: the room the members are moved to. */
+    char *new_user, *new_name, *new_message, *new_room_id;
     /* The caller of a synchronous (v1) deletion, answered at the end. */
     hs_admin_done_fn wait_cb;
     void *wait_ud;
@@ -34,9 +37,10 @@ struct svc_delete {
 
 static json_t *svc_delete_json(const svc_delete_t *d, bool with_id)
 {
-    json_t *o = json_pack("{s:s, s:{s:O, s:O, s:O, s:n}}", "status", d->status, "shutdown_room",
+    json_t *o = json_pack("{s:s, s:{s:O, s:O, s:O, s:o}}", "status", d->status, "shutdown_room",
                           "kicked_users", d->kicked, "failed_to_kick_users", d->failed,
-                          "local_aliases", d->aliases, "new_room_id");
+                          "local_aliases", d->aliases, "new_room_id",
+                          d->new_room_id ? json_string(d->new_room_id) : json_null());
     if (with_id) {
         json_object_set_new(o, "delete_id", json_string(d->delete_id));
         json_object_set_new(o, "room_id", json_string(d->room_id));
@@ -139,6 +143,38 @@ static void svc_aliases_dropped(int status, mx_sql_res_t *res, void *ud)
         svc_delete_end(d, NULL);
 }
 
+/* Drops the room's aliases, or points them at the new room. */
+static void svc_drop_aliases(svc_delete_t *d)
+{
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b) {
+        svc_delete_end(d, "out of memory");
+        return;
+    }
+    if (d->new_room_id)
+        mx_sql_add(b, "UPDATE room_aliases SET room_id = ? WHERE room_id = ? RETURNING alias",
+                   "ss", d->new_room_id, d->room_id);
+    else
+        mx_sql_add(b, "DELETE FROM room_aliases WHERE room_id = ? RETURNING alias", "s",
+                   d->room_id);
+    mx_sql_add(b, "UPDATE rooms SET is_public = 0 WHERE room_id = ?", "s", d->room_id);
+    if (mx_sql_run(b, svc_aliases_dropped, d) < 0) {
+        mx_sql_batch_free(b);
+        svc_delete_end(d, "storage error");
+    }
+}
+
+static void svc_new_room_made(int status, const char *room_id, void *ud)
+{
+    svc_delete_t *d = ud;
+    if (status < 0) {
+        svc_delete_end(d, "cannot create the new room");
+        return;
+    }
+    d->new_room_id = strdup(room_id);
+    svc_drop_aliases(d);
+}
+
 static void svc_members_left(int status, json_t *left, json_t *failed, void *ud)
 {
     svc_delete_t *d = ud;
@@ -149,17 +185,31 @@ static void svc_members_left(int status, json_t *left, json_t *failed, void *ud)
     if (status < 0 && status != -ENOENT)
         mx_log("homeserver", MX_LOG_WARN, "admin: members of %s could not all leave (%d)",
                d->room_id, status);
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (!b) {
-        svc_delete_end(d, "out of memory");
+    if (!d->new_user) {
+        svc_drop_aliases(d);
         return;
     }
-    mx_sql_add(b, "DELETE FROM room_aliases WHERE room_id = ? RETURNING alias", "s", d->room_id);
-    mx_sql_add(b, "UPDATE rooms SET is_public = 0 WHERE room_id = ?", "s", d->room_id);
-    if (mx_sql_run(b, svc_aliases_dropped, d) < 0) {
-        mx_sql_batch_free(b);
-        svc_delete_end(d, "storage error");
-    }
+    /* Synapse's replacement room: made by new_room_user_id, the members who
+     * left joined to it, nobody else may speak. */
+    json_t *join = json_array();
+    size_t i;
+    json_t *u;
+    json_array_foreach(d->kicked, i, u)
+        if (strcmp(json_string_value(u), d->new_user) != 0)
+            json_array_append(join, u);
+    svc_newroom_t o = {
+        .creator = d->new_user,
+        .name = d->new_name ? d->new_name : "Content Violation Notification",
+        .users_default = -10,
+        .join = join,
+        .message = d->new_message ? d->new_message
+                                  : "Sharing illegal content on this server is not permitted"
+                                    " and rooms in violation will be blocked.",
+    };
+    int rc = svc_new_room(&o, svc_new_room_made, d);
+    json_decref(join);
+    if (rc < 0)
+        svc_delete_end(d, "cannot create the new room");
 }
 
 static void svc_blocked(int status, json_t *result, void *ud)
@@ -218,6 +268,11 @@ static void svc_delete_checked(int status, mx_sql_res_t *res, void *ud)
         d->room_id = strdup(c->room_id);
         d->requester = svc_qstr(c->args, "requester") ? strdup(svc_qstr(c->args, "requester"))
                                                       : NULL;
+        const char *nu = svc_qstr(c->args, "new_room_user_id");
+        const char *nn = svc_qstr(c->args, "room_name"), *nm = svc_qstr(c->args, "message");
+        d->new_user = nu && exists ? strdup(nu) : NULL;
+        d->new_name = nn ? strdup(nn) : NULL;
+        d->new_message = nm ? strdup(nm) : NULL;
         d->kicked = json_array();
         d->failed = json_array();
         d->aliases = json_array();
@@ -226,6 +281,9 @@ static void svc_delete_checked(int status, mx_sql_res_t *res, void *ud)
         if (d) {
             free(d->room_id);
             free(d->requester);
+            free(d->new_user);
+            free(d->new_name);
+            free(d->new_message);
             json_decref(d->kicked);
             json_decref(d->failed);
             json_decref(d->aliases);
@@ -304,6 +362,10 @@ void svc_deletes_free(void)
         free(d->room_id);
         free(d->requester);
         free(d->error);
+        free(d->new_user);
+        free(d->new_name);
+        free(d->new_message);
+        free(d->new_room_id);
         json_decref(d->kicked);
         json_decref(d->failed);
         json_decref(d->aliases);

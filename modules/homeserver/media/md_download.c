@@ -11,8 +11,8 @@
  *
  * Media reserved with /create but not uploaded yet is waited for up to
  * timeout_ms (default 20 s, at most 60 s), then 504 M_NOT_YET_UPLOADED.
- * The file is read whole off the loop and copied into the reply (streaming
- * large files is a later step).
+ * The file is opened off the loop and handed to the core's file reply
+ * (mx_req_reply_file: sendfile, never read into memory here).
  */
 #include "media.h"
 
@@ -135,17 +135,19 @@ static void md_dl_retry(uv_timer_t *t)
     md_dl_lookup(d);
 }
 
-static void md_dl_read(md_read_t *r, void *ud)
+static void md_dl_open(md_read_t *r, void *ud)
 {
     md_dl_t *d = ud;
     if (r->err) {
-        mx_log(MD_LOG, MX_LOG_ERROR, "media: cannot read %s: %s", r->path, strerror(-r->err));
+        mx_log(MD_LOG, MX_LOG_ERROR, "media: cannot open %s: %s", r->path, strerror(-r->err));
         md_not_found(d->req);
         md_read_free(r);
         return;
     }
     md_file_headers(d->req, d->ct, d->name);
-    mx_req_reply(d->req, 200, md_reply_type(d->req, d->ct), r->buf, r->len);
+    int fd = r->fd;
+    r->fd = -1;
+    mx_req_reply_file(d->req, 200, md_reply_type(d->req, d->ct), fd, 0, r->len);
     md_read_free(r);
 }
 
@@ -184,7 +186,7 @@ static void md_dl_got(int status, mx_sql_res_t *res, void *ud)
     d->name = d->file_name ? d->file_name
               : mx_sql_is_null(res, 0, 0, 1) ? NULL : mx_pstrdup(pool, mx_sql_text(res, 0, 0, 1));
     char *path = md_path("content", mx_sql_text(res, 0, 0, 3), NULL);
-    int rc = path && d->ct ? md_read_file(path, md_dl_read, d) : -ENOMEM;
+    int rc = path && d->ct ? md_open_file(path, md_dl_open, d) : -ENOMEM;
     free(path);
     if (rc < 0)
         mx_req_error(d->req, 500, "M_UNKNOWN", "Cannot read the file");

@@ -1,6 +1,6 @@
 /*
  * md_store.c: media files on disk — durable writes (tmp file, fsync,
- * rename, fsync of the directory), whole-file reads off the loop, and the
+ * rename, fsync of the directory), file opens off the loop, and the
  * admin API's deletion and quarantine hooks.
  *
  * Content is shared between media IDs with the same bytes, so deleting one
@@ -101,8 +101,7 @@ static int md_mkparents(const char *path)
     return rc;
 }
 
-/* A new file under tmp/ holding `data`, fsync'd; its path in *out. */
-static int md_write_tmp(const void *data, size_t len, char **out)
+int md_tmp_open(char **out)
 {
     unsigned char r[12];
     randombytes_buf(r, sizeof(r));
@@ -119,20 +118,34 @@ static int md_write_tmp(const void *data, size_t len, char **out)
         free(path);
         return e;
     }
+    *out = path;
+    return fd;
+}
+
+int md_write_all(int fd, const void *data, size_t len)
+{
     const char *p = data;
-    size_t left = len;
-    int rc = 0;
-    while (left) {
-        ssize_t w = write(fd, p, left);
+    while (len) {
+        ssize_t w = write(fd, p, len);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            rc = -errno;
-            break;
+            return -errno;
         }
         p += w;
-        left -= (size_t)w;
+        len -= (size_t)w;
     }
+    return 0;
+}
+
+/* A new file under tmp/ holding `data`, fsync'd; its path in *out. */
+static int md_write_tmp(const void *data, size_t len, char **out)
+{
+    char *path = NULL;
+    int fd = md_tmp_open(&path);
+    if (fd < 0)
+        return fd;
+    int rc = md_write_all(fd, data, len);
     if (!rc && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && !rc)
@@ -214,9 +227,8 @@ static void md_put_install(md_put_t *p)
     }
 }
 
-static void md_put_hashed(void *ud)
+void md_store_install(md_put_t *p)
 {
-    md_put_t *p = ud;
     if (p->err) {
         p->done(p, p->ud);
         return;
@@ -238,6 +250,11 @@ static void md_put_hashed(void *ud)
         return;
     }
     md_put_install(p);
+}
+
+static void md_put_hashed(void *ud)
+{
+    md_store_install(ud);
 }
 
 int md_store_file(md_put_t *p, void (*done)(md_put_t *p, void *ud), void *ud)
@@ -265,7 +282,7 @@ void md_store_release(md_put_t *p)
     md_sha_maybe_free(e);
 }
 
-/* ----------------------------------------------------------- read file --- */
+/* ----------------------------------------------------------- open file --- */
 
 static void md_read_work(void *ud)
 {
@@ -281,26 +298,8 @@ static void md_read_work(void *ud)
         close(fd);
         return;
     }
-    r->buf = malloc((size_t)st.st_size + 1);
-    if (!r->buf) {
-        r->err = -ENOMEM;
-        close(fd);
-        return;
-    }
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, r->buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    r->len = got;
-    r->buf[got] = '\0';
-    if (got != (size_t)st.st_size)
-        r->err = -EIO;
+    r->fd = fd;
+    r->len = (size_t)st.st_size;
 }
 
 static void md_read_done(void *ud)
@@ -309,11 +308,12 @@ static void md_read_done(void *ud)
     r->done(r, r->ud);
 }
 
-int md_read_file(const char *path, void (*done)(md_read_t *r, void *ud), void *ud)
+int md_open_file(const char *path, void (*done)(md_read_t *r, void *ud), void *ud)
 {
     md_read_t *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
+    r->fd = -1;
     r->path = strdup(path);
     r->done = done;
     r->ud = ud;
@@ -329,7 +329,8 @@ void md_read_free(md_read_t *r)
 {
     if (!r)
         return;
-    free(r->buf);
+    if (r->fd >= 0)
+        close(r->fd);
     free(r->path);
     free(r);
 }

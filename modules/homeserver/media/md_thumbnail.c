@@ -283,7 +283,7 @@ static void md_th_generate(md_th_t *t)
     }
 }
 
-static void md_th_read(md_read_t *r, void *ud)
+static void md_th_open(md_read_t *r, void *ud)
 {
     md_th_t *t = ud;
     if (r->err) {
@@ -292,7 +292,10 @@ static void md_th_read(md_read_t *r, void *ud)
         md_th_generate(t);
         return;
     }
-    md_th_reply(t, r->buf, r->len);
+    md_file_headers(t->req, t->out_type, NULL);
+    int fd = r->fd;
+    r->fd = -1;
+    mx_req_reply_file(t->req, 200, t->out_type, fd, 0, r->len);
     md_read_free(r);
 }
 
@@ -324,7 +327,7 @@ static void md_th_got(int status, mx_sql_res_t *res, void *ud)
         snprintf(suffix, sizeof(suffix), "-%dx%d-%s", t->size->w, t->size->h,
                  t->size->crop ? "crop" : "scale");
         char *path = md_path("thumbnails", t->sha, suffix);
-        int rc = path ? md_read_file(path, md_th_read, t) : -ENOMEM;
+        int rc = path ? md_open_file(path, md_th_open, t) : -ENOMEM;
         free(path);
         if (rc < 0)
             mx_req_error(t->req, 500, "M_UNKNOWN", "Cannot read the thumbnail");

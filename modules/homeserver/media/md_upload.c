@@ -3,15 +3,15 @@
  * /_matrix/media/v1/create (reserve an ID for a later upload) and PUT
  * /upload/{serverName}/{mediaId} (fill a reserved ID once), plus /config.
  *
- * Order of an upload: auth → size, name and type checks → one read for the
- * user's quotas (and the reserved row) → the file (hash, tmp, fsync,
- * rename; md_store.c) → one write for the row → reply.  A failed write
+ * Order of an upload: auth → name and type checks → one read for the
+ * user's quotas (and the reserved row), checked against Content-Length →
+ * the body, streamed to a temp file while hashing (md_stream.c; the routes
+ * are MX_ROUTE_STREAM_BODY, so the core never buffers it and answers 413
+ * past max_upload_size) → quotas checked again with the real size → fsync,
+ * rename into content/ → one write for the row → reply.  A failed write
  * leaves at most a content file no row names (a later sweep's business),
- * never a row without its file.
- *
- * The core buffers the body (routes use MX_ROUTE_LARGE_BODY so the limit is
- * max_upload_size).  Streaming large uploads to disk without holding them
- * in memory is a later step.
+ * never a row without its file; a client that leaves mid-upload leaves
+ * nothing.
  */
 #include "media.h"
 
@@ -30,7 +30,13 @@ typedef struct md_up {
     size_t len;
     const char *content_type;
     const char *upload_name;  /* NULL when none */
-    md_put_t put;
+    md_put_t put;             /* md_store_internal's file */
+    md_put_t *putp;           /* &put, or the stream's */
+    md_stream_t *st;          /* the request's body; freed with the pool */
+    uint64_t q_bytes;         /* the user's bytes so far */
+    int64_t q_files;
+    uint64_t q_lim[8];        /* per media_upload_limits period */
+    bool over_quota;          /* why the stream was aborted */
     /* internal store (no request) */
     md_stored_fn icb;
     void *iud;
@@ -69,7 +75,7 @@ static void md_up_reply_error(md_up_t *u, int status, const char *code, const ch
 static void md_up_written(int status, mx_sql_res_t *res, void *ud)
 {
     md_up_t *u = ud;
-    md_store_release(&u->put);
+    md_store_release(u->putp);
     if (status == 0 && !u->is_new && mx_sql_changes(res, 0) == 0) {
         md_up_reply_error(u, 409, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content");
         return;
@@ -127,13 +133,87 @@ static void md_up_stored(md_put_t *p, void *ud)
     }
 }
 
-static void md_up_go(md_up_t *u)
+/* --------------------------------------------------------- the stream --- */
+
+static void md_up_stream_free(void *arg)
 {
-    u->put.data = u->body;
-    u->put.len = u->len;
-    int rc = md_store_file(&u->put, md_up_stored, u);
-    if (rc < 0)
-        md_up_reply_error(u, 500, "M_UNKNOWN", "Cannot store the file");
+    md_stream_free(arg);
+}
+
+/* After a failed or refused stream: the temp file is gone, answer. */
+static void md_up_gone(void *ud)
+{
+    md_up_t *u = ud;
+    if (u->over_quota)
+        mx_req_error(u->req, 400, "M_RESOURCE_LIMIT_EXCEEDED", "Media upload limit exceeded");
+    else
+        mx_req_error(u->req, 500, "M_UNKNOWN", "Cannot store the file");
+}
+
+static bool md_up_over(const md_up_t *u, uint64_t len)
+{
+    if (md->conf.user_max_bytes && u->q_bytes + len > md->conf.user_max_bytes)
+        return true;
+    if (md->conf.user_max_files && u->is_new && u->q_files + 1 > md->conf.user_max_files)
+        return true;
+    for (int i = 0; i < md->conf.nlimits; i++)
+        if (u->q_lim[i] + len > md->conf.limits[i].max_bytes)
+            return true;
+    return false;
+}
+
+static void md_up_fail(md_up_t *u, bool over_quota)
+{
+    u->over_quota = over_quota;
+    md_stream_abort(u->st, md_up_gone, u);
+}
+
+static void md_up_resume(int err, void *ud)
+{
+    md_up_t *u = ud;
+    if (err < 0) {
+        mx_log(MD_LOG, MX_LOG_ERROR, "media: cannot write upload: %s", strerror(-err));
+        md_up_fail(u, false);
+        return;
+    }
+    mx_req_body_resume(u->req);
+}
+
+static int md_up_chunk(mx_req_t *req, const char *data, size_t len, void *ud)
+{
+    md_up_t *u = ud;
+    int rc = md_stream_write(u->st, data, len);
+    if (rc < 0) {
+        mx_log(MD_LOG, MX_LOG_ERROR, "media: cannot write upload: %s", strerror(-rc));
+        md_up_fail(u, false);
+    }
+    return rc;
+}
+
+/* The client-gone path needs only the temp file removed and the request
+ * freed. */
+static void md_up_dropped(void *ud)
+{
+    md_up_t *u = ud;
+    mx_req_error(u->req, 400, "M_UNKNOWN", "Upload did not complete");
+}
+
+static void md_up_end(mx_req_t *req, int status, void *ud)
+{
+    md_up_t *u = ud;
+    if (status < 0) {
+        mx_log(MD_LOG, MX_LOG_INFO, "media: upload of %s by %s not completed (%s)", u->media_id,
+               u->user_id, status == MX_ETOOBIG ? "too large" : "client gone");
+        md_stream_abort(u->st, md_up_dropped, u);
+        return;
+    }
+    u->len = md_stream_size(u->st);
+    if (md_up_over(u, u->len)) {
+        md_up_fail(u, true);
+        return;
+    }
+    u->putp = md_stream_put(u->st);
+    md_stream_finish(u->st, md_up_stored, u);
 }
 
 /* ---------------------------------------------------------- the checks --- */
@@ -166,18 +246,23 @@ static void md_up_checked(int status, mx_sql_res_t *res, void *ud)
         }
         st++;
     }
-    uint64_t total = (uint64_t)mx_sql_int(res, st, 0, 0);
-    int64_t count = mx_sql_int(res, st, 0, 1);
+    u->q_bytes = (uint64_t)mx_sql_int(res, st, 0, 0);
+    u->q_files = mx_sql_int(res, st, 0, 1);
     st++;
-    bool over = (md->conf.user_max_bytes && total + u->len > md->conf.user_max_bytes) ||
-                (md->conf.user_max_files && u->is_new && count + 1 > md->conf.user_max_files);
-    for (int i = 0; i < md->conf.nlimits && !over; i++, st++)
-        over = (uint64_t)mx_sql_int(res, st, 0, 0) + u->len > md->conf.limits[i].max_bytes;
-    if (over) {
+    for (int i = 0; i < md->conf.nlimits; i++, st++)
+        u->q_lim[i] = (uint64_t)mx_sql_int(res, st, 0, 0);
+    if (md_up_over(u, u->len)) {   /* the declared length */
         mx_req_error(u->req, 400, "M_RESOURCE_LIMIT_EXCEEDED", "Media upload limit exceeded");
         return;
     }
-    md_up_go(u);
+    u->st = md_stream_new(md_up_resume, u);
+    if (!u->st || mx_pool_on_free(mx_req_pool(u->req), md_up_stream_free, u->st) < 0) {
+        md_stream_free(u->st);
+        mx_req_error(u->req, 500, "M_UNKNOWN", "Out of memory");
+        return;
+    }
+    if (mx_req_body_stream(u->req, md_up_chunk, md_up_end, u) < 0)
+        md_up_fail(u, false);
 }
 
 void md_upload_store(mx_req_t *req, const hs_user_t *who, const char *media_id)
@@ -191,13 +276,8 @@ void md_upload_store(mx_req_t *req, const hs_user_t *who, const char *media_id)
     memset(u, 0, sizeof(*u));
     u->req = req;
     u->user_id = mx_pstrdup(pool, who->user_id);
-    u->body = mx_req_body(req, &u->len);
-    if (!u->body)
-        u->body = "";
-    if (u->len > md->conf.max_upload_size) {
-        mx_req_error(req, 413, "M_TOO_LARGE", "Upload request body is too large");
-        return;
-    }
+    const char *cl = mx_req_header(req, "Content-Length");
+    u->len = cl ? strtoull(cl, NULL, 10) : 0;   /* the core has checked it */
     const char *name = mx_req_query(req, "filename");
     if (name && *name) {
         if (!md_utf8_ok(name) || strlen(name) > 1024 || strpbrk(name, "\r\n")) {
@@ -270,6 +350,7 @@ int md_store_internal(const char *user_id, const char *content_type, const void 
     }
     u->put.data = u->body;
     u->put.len = len;
+    u->putp = &u->put;
     int rc = md_store_file(&u->put, md_up_stored, u);
     if (rc < 0)
         mx_pool_free(pool);
@@ -404,10 +485,10 @@ int md_upload_start(void)
                                       "/_matrix/media/v1/upload" };
     int rc;
     for (size_t i = 0; i < 3; i++)
-        if ((rc = mx_route_add("media", "POST", up[i], md_upload_h, NULL, MX_ROUTE_LARGE_BODY)) < 0)
+        if ((rc = mx_route_add("media", "POST", up[i], md_upload_h, NULL, MX_ROUTE_STREAM_BODY)) < 0)
             return rc;
     if ((rc = mx_route_add("media", "PUT", "/_matrix/media/v3/upload/{serverName}/{mediaId}",
-                           md_put_h, NULL, MX_ROUTE_LARGE_BODY)) < 0 ||
+                           md_put_h, NULL, MX_ROUTE_STREAM_BODY)) < 0 ||
         (rc = mx_route_add("media", "POST", "/_matrix/media/v1/create", md_create_h, NULL, 0)) < 0)
         return rc;
     return md_route("GET", "/config", md_config_h, NULL, true, &md_authed_tag, 0);

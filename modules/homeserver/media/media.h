@@ -119,22 +119,57 @@ typedef struct md_put {
  * md_store_release() the file is protected from deletion.  Returns 0 or a
  * negative code (done will not run). */
 int md_store_file(md_put_t *p, void (*done)(md_put_t *p, void *ud), void *ud);
+/* The second half of md_store_file for a file already written to tmp/ and
+ * fsync'd (p->tmp_path malloc'd, p->sha256 and p->done/ud set, p->err 0):
+ * counts the hash in and renames the file into content/; `done` runs on
+ * the loop (at once when p->err is set). */
+void md_store_install(md_put_t *p);
 /* Ends the protection md_store_file started (after the row committed or
  * failed). */
 void md_store_release(md_put_t *p);
 
-/* Reads a whole file (off the loop).  `buf` malloc'd, owned by the caller
- * after done; `err` 0 or -errno. */
+/* ----------------------------------------------------------- md_stream --- */
+
+/* An upload written to disk as it arrives (md_stream.c).  Owned by the
+ * caller: md_stream_free once finished (after md_store_release of its put)
+ * or aborted — never while a write is in flight (wait for finish's `done`
+ * or abort's `gone`). */
+typedef struct md_stream md_stream_t;
+/* Called on the loop when a paused stream takes data again (err 0), or
+ * when a write failed (err < 0: abort the stream and answer 500). */
+typedef void (*md_stream_resume_fn)(int err, void *ud);
+md_stream_t *md_stream_new(md_stream_resume_fn resume, void *ud);
+/* Takes a piece (copied): 0 more, 1 pause the body until `resume`, or a
+ * negative code (a write failed). */
+int md_stream_write(md_stream_t *s, const char *data, size_t len);
+/* Writes the rest, fsyncs, then md_store_install: `done` gets the put
+ * (sha256 and err filled); release it with md_store_release. */
+void md_stream_finish(md_stream_t *s, void (*done)(md_put_t *p, void *ud), void *ud);
+/* Stops: the temp file is removed, then `gone` runs (maybe at once). */
+void md_stream_abort(md_stream_t *s, void (*gone)(void *ud), void *ud);
+uint64_t md_stream_size(const md_stream_t *s);
+md_put_t *md_stream_put(md_stream_t *s);
+void md_stream_free(md_stream_t *s);
+
+/* Opens a file for reading off the loop: `fd` (a regular file; the caller
+ * may take it and set fd to -1, else md_read_free closes it), `len` its
+ * size, `err` 0 or -errno. */
 typedef struct md_read {
     char *path;                      /* malloc'd, freed by md_read_free */
-    char *buf;
     size_t len;
+    int fd;
     int err;
     void (*done)(struct md_read *r, void *ud);
     void *ud;
 } md_read_t;
-int md_read_file(const char *path, void (*done)(md_read_t *r, void *ud), void *ud);
+int md_open_file(const char *path, void (*done)(md_read_t *r, void *ud), void *ud);
 void md_read_free(md_read_t *r);
+
+/* A new file under tmp/ (O_EXCL, random name), open for writing: returns
+ * its fd and its malloc'd path in *out, or a negative code; worker. */
+int md_tmp_open(char **out);
+/* write(2) until all of `data` is written: 0 or -errno; worker. */
+int md_write_all(int fd, const void *data, size_t len);
 
 /* Writes `data` as `path` durably (tmp + fsync + rename); worker. */
 int md_write_durable(const char *path, const void *data, size_t len);

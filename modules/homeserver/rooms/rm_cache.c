@@ -660,7 +660,8 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
                       " forgotten = 0", "ssssi", r->room_id, state_key, membership, eid, so);
     if (o->txn_id && o->txn_device && o->user_id)
         mx_sql_add(b, "INSERT INTO event_txns (user_id, device_key, txn_id, event_id, ts)"
-                      " VALUES (?, ?, ?, ?, ?)", "ssssi", o->user_id, o->txn_device, o->txn_id,
+                      " VALUES (?, ?, ?, ?, ?)", "ssssi", o->user_id, o->txn_device,
+                   o->txn_key ? o->txn_key : o->txn_id,
                    eid, (int64_t)mx_now_ms());
     if (o->redacts && o->redact_target)
         rm_apply_redaction(t, o, ev, eid);

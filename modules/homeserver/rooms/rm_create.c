@@ -25,8 +25,7 @@ typedef struct cr_ctx {
     json_t *body;             /* owned */
     const hs_room_version_t *rv;
     const char *alias;        /* full alias or NULL */
-    void (*after)(mx_req_t *req, const char *room_id, void *ud);
-    void *ud;
+    rm_create_hooks_t hooks;
     char *room_id;            /* pool */
     json_t *join;             /* owned: the creator's member content */
 } cr_ctx_t;
@@ -79,8 +78,8 @@ static void cr_done(int status, rm_txn_t *t, void *ud)
         return;
     }
     const char *room_id = mx_pstrdup(mx_req_pool(c->req), rm_txn_room(t)->room_id);
-    if (c->after) {
-        c->after(c->req, room_id, c->ud);
+    if (c->hooks.after) {
+        c->hooks.after(c->req, room_id, c->hooks.ud);
         return;
     }
     mx_req_reply_json(c->req, 200, json_pack("{s:s}", "room_id", room_id));
@@ -156,6 +155,10 @@ static void cr_build(cr_ctx_t *c)
     if (!c->rv->implicit_creator)
         json_object_set_new(create, "creator", json_string(uid));
     json_object_set_new(create, "room_version", json_string(c->rv->id));
+    if (c->hooks.before && c->hooks.before(c->req, room->room_id, create, c->hooks.ud)) {
+        json_decref(create);
+        goto fail;
+    }
     if (c->rv->creators_infinite_power && strcmp(preset, "trusted_private_chat") == 0 &&
         json_array_size(invites)) {
         json_t *ac = json_object_get(create, "additional_creators");
@@ -213,6 +216,8 @@ static void cr_build(cr_ctx_t *c)
         if (cr_add(c, t, "m.room.member", json_string_value(u), content, 0))
             goto fail;
     }
+    if (c->hooks.extra && c->hooks.extra(c->req, t, c->hooks.ud))
+        goto fail;
     const char *rid = rm_txn_room(t)->room_id;
     if (c->alias)
         mx_sql_add(rm_txn_batch(t), "INSERT INTO room_aliases (alias, room_id, creator)"
@@ -221,6 +226,8 @@ static void cr_build(cr_ctx_t *c)
         mx_sql_add(rm_txn_batch(t), "UPDATE rooms SET is_public = 1 WHERE room_id = ?", "s",
                    rid);
     rm_txn_commit(t, cr_done, c);
+    if (c->hooks.submitted)
+        c->hooks.submitted(c->hooks.ud);
     return;
 fail:
     rm_txn_abort(t);
@@ -271,7 +278,7 @@ static bool cr_alias_local_ok(const char *s)
 }
 
 int rm_create_room(mx_req_t *req, const hs_user_t *who, json_t *body,
-                   void (*after)(mx_req_t *req, const char *room_id, void *ud), void *ud)
+                   const rm_create_hooks_t *hooks)
 {
     mx_pool_t *pool = mx_req_pool(req);
     cr_ctx_t *c = mx_palloc(pool, sizeof(*c));
@@ -283,8 +290,8 @@ int rm_create_room(mx_req_t *req, const hs_user_t *who, json_t *body,
     c->req = req;
     c->who = rm_who_copy(req, who);
     c->body = json_deep_copy(body);
-    c->after = after;
-    c->ud = ud;
+    if (hooks)
+        c->hooks = *hooks;
     c->join = json_pack("{s:s}", "membership", "join");
     mx_pool_on_free(pool, cr_free, c);
 
@@ -397,7 +404,7 @@ static void cr_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     (void)ud;
     json_t *body = rm_body(req);
     if (body)
-        rm_create_room(req, who, body, NULL, NULL);
+        rm_create_room(req, who, body, NULL);
 }
 
 static int cr_handler(mx_req_t *req, void *ud)

@@ -171,5 +171,6 @@ int hs_rooms_start(char *err, size_t errlen)
 
 void hs_rooms_stop(void)
 {
+    rm_send_stop();
     rm_cache_stop();
 }

@@ -4,18 +4,23 @@
  * POST /rooms/{roomId}/send/{eventType} (no txn ID: not idempotent, as in
  * Synapse).
  *
- * Both are idempotent per (user, device or token, txnId): the mapping is
- * written in the same batch as the event (event_txns), so a retransmit
- * answers the same event ID, also after a restart or a token refresh (the
- * scope is the device).  Redaction txn IDs are kept apart with a "redact/"
- * prefix.  A redaction applies the room version's algorithm to the stored
- * copy of the target (rm_txn_add with redact_target).
+ * Both are idempotent per (user, device or token, request path): as the
+ * spec says, a retransmission is the same txnId on the same path, so the
+ * key stored in event_txns is "send/<room>/<type>/<txnId>" or
+ * "redact/<room>/<eventId>/<txnId>".  The mapping is written in the same
+ * batch as the event, so a retransmit answers the same event ID, also after
+ * a restart or a token refresh (the scope is the device).  A duplicate that
+ * arrives while the first request is still in flight waits for it (the
+ * in-flight map below) and answers its event ID, instead of racing it into
+ * the unique key.  A redaction applies the room version's algorithm to the
+ * stored copy of the target (rm_txn_add with redact_target).
  */
 #include "rooms.h"
 #include "../accounts/accounts.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct sd_ctx {
@@ -23,18 +28,115 @@ typedef struct sd_ctx {
     const hs_user_t *who;
     const char *room_id;
     const char *type;
-    const char *txn_id;       /* as stored (prefixed for redactions) */
+    const char *txn_id;       /* the client's txnId (NULL for POST) */
+    const char *txn_key;      /* its scope as stored: kind/room/type-or-event/txnId */
     const char *dev;
     const char *redacts;
+    const char *inflight;     /* key in sd_inflight while this request owns it */
+    const char *event_id;     /* the new event's ID, in the commit callback */
     json_t *content;          /* owned */
     json_t *target;           /* owned: redaction target PDU */
 } sd_ctx_t;
 
+/* Requests waiting for the owner of one (user, device, txn_key). */
+typedef struct sd_pending {
+    sd_ctx_t **w;             /* owned array; the contexts are the waiters' */
+    size_t n, cap;
+} sd_pending_t;
+
+/* "user\x1fdevice\x1ftxn_key" -> sd_pending_t (owned); loop thread only. */
+static rm_map_t *sd_inflight;
+
+static void sd_lookup(sd_ctx_t *c);
+
+/* Makes `c` the owner of its txn key, or queues it behind the owner.
+ * Returns true when `c` may go on. */
+static bool sd_claim(sd_ctx_t *c)
+{
+    if (!c->txn_key)
+        return true;
+    const char *key = mx_psprintf(mx_req_pool(c->req), "%s\x1f%s\x1f%s", c->who->user_id,
+                                  c->dev, c->txn_key);
+    if (!key || (!sd_inflight && !(sd_inflight = rm_map_new())))
+        return true; /* out of memory: go on unguarded (the unique key still holds) */
+    sd_pending_t *p = rm_map_get(sd_inflight, key);
+    if (p) {
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 2;
+            sd_ctx_t **w = realloc(p->w, cap * sizeof(*w));
+            if (!w)
+                return true;
+            p->w = w;
+            p->cap = cap;
+        }
+        p->w[p->n++] = c;
+        return false;
+    }
+    if (!(p = calloc(1, sizeof(*p))) || rm_map_put(sd_inflight, key, p) < 0) {
+        free(p);
+        return true;
+    }
+    c->inflight = key;
+    return true;
+}
+
+/* The owner is done: waiters answer `event_id` (the retransmission case),
+ * or, when the owner failed, try again themselves (one becomes the owner). */
+static void sd_settle(sd_ctx_t *c, const char *event_id)
+{
+    if (!c->inflight || !sd_inflight)
+        return;
+    sd_pending_t *p = rm_map_del(sd_inflight, c->inflight);
+    c->inflight = NULL;
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        sd_ctx_t *w = p->w[i];
+        if (event_id)
+            mx_req_reply_json(w->req, 200, json_pack("{s:s}", "event_id", event_id));
+        else if (sd_claim(w))
+            sd_lookup(w);
+    }
+    free(p->w);
+    free(p);
+}
+
 static void sd_free(void *p)
 {
     sd_ctx_t *c = p;
+    sd_settle(c, NULL); /* an owner that failed on any path */
     json_decref(c->content);
     json_decref(c->target);
+}
+
+static void sd_free_pending(const char *key, void *val, void *ud)
+{
+    (void)key;
+    (void)ud;
+    sd_pending_t *p = val;
+    free(p->w);
+    free(p);
+}
+
+void rm_send_stop(void)
+{
+    if (!sd_inflight)
+        return;
+    rm_map_each(sd_inflight, sd_free_pending, NULL);
+    rm_map_free(sd_inflight);
+    sd_inflight = NULL;
+}
+
+static void sd_committed(int status, rm_txn_t *t, void *ud)
+{
+    (void)t;
+    sd_ctx_t *c = ud;
+    if (status < 0) {
+        hs_reply_storage_error(c->req, status, "sending event");
+        return; /* sd_free settles */
+    }
+    mx_req_reply_json(c->req, 200, json_pack("{s:s}", "event_id", c->event_id));
+    sd_settle(c, c->event_id);
 }
 
 static void sd_have_room(rm_room_t *room, int status, void *ud)
@@ -47,7 +149,8 @@ static void sd_have_room(rm_room_t *room, int status, void *ud)
             hs_reply_storage_error(c->req, status, "loading room");
         return;
     }
-    rm_ev_opts_t o = { .txn_device = c->dev, .txn_id = c->txn_id, .user_id = c->who->user_id };
+    rm_ev_opts_t o = { .txn_device = c->dev, .txn_id = c->txn_id, .txn_key = c->txn_key,
+                       .user_id = c->who->user_id };
     if (c->redacts) {
         /* Rooms v4+ event IDs carry no domain, so the "same sender or
          * enough power" rule is checked here, where the target is known. */
@@ -67,7 +170,20 @@ static void sd_have_room(rm_room_t *room, int status, void *ud)
         if (room->rv->redacts_in_content)
             json_object_set_new(c->content, "redacts", json_string(c->redacts));
     }
-    rm_send_one(c->req, room, c->type, NULL, c->who->user_id, c->content, &o, NULL);
+    char why[256];
+    rm_txn_t *t = rm_txn_new(room);
+    if (!t) {
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    int rc = rm_txn_add(t, c->type, NULL, c->who->user_id, c->content, &o, &c->event_id, why,
+                        sizeof(why));
+    if (rc != 0) {
+        rm_txn_abort(t);
+        rm_reply_add_error(c->req, rc, why);
+        return;
+    }
+    rm_txn_commit(t, sd_committed, c);
 }
 
 static void sd_txn_checked(int status, mx_sql_res_t *res, void *ud)
@@ -78,8 +194,9 @@ static void sd_txn_checked(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     if (mx_sql_nrows(res, 0) > 0) {
-        mx_req_reply_json(c->req, 200,
-                          json_pack("{s:s}", "event_id", mx_sql_text(res, 0, 0, 0)));
+        const char *eid = mx_sql_text(res, 0, 0, 0);
+        mx_req_reply_json(c->req, 200, json_pack("{s:s}", "event_id", eid));
+        sd_settle(c, eid);
         return;
     }
     if (c->redacts) {
@@ -105,6 +222,14 @@ static void sd_start(sd_ctx_t *c)
         hs_reply_ratelimited(c->req, wait);
         return;
     }
+    if (sd_claim(c))
+        sd_lookup(c);
+}
+
+/* The stored txn (a retransmission after the first completed) and, for a
+ * redaction, its target. */
+static void sd_lookup(sd_ctx_t *c)
+{
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
@@ -113,7 +238,7 @@ static void sd_start(sd_ctx_t *c)
     /* A POST send has no txn ID: the lookup finds nothing. */
     mx_sql_add(b, "SELECT event_id FROM event_txns WHERE user_id = ? AND device_key = ?"
                   " AND txn_id = ?", "sss", c->who->user_id, c->dev,
-               c->txn_id ? c->txn_id : "");
+               c->txn_key ? c->txn_key : "");
     if (c->redacts)
         mx_sql_add(b, "SELECT json, room_id FROM events WHERE event_id = ?", "s", c->redacts);
     if (mx_sql_run(b, sd_txn_checked, c) < 0) {
@@ -156,6 +281,11 @@ static void sd_send_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         mx_req_error(req, 400, "M_INVALID_PARAM", "bad room ID, event type or txn ID");
         return;
     }
+    if (!post)
+        c->txn_key = mx_psprintf(mx_req_pool(req), "send/%s/%s/%s", c->room_id, c->type,
+                                 c->txn_id);
+    else
+        c->txn_id = NULL;
     c->content = json_deep_copy(body);
     sd_start(c);
 }
@@ -184,7 +314,8 @@ static void sd_redact_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         mx_req_error(req, 400, "M_INVALID_PARAM", "bad room ID, event ID or txn ID");
         return;
     }
-    c->txn_id = mx_psprintf(mx_req_pool(req), "redact/%s", txn);
+    c->txn_id = txn;
+    c->txn_key = mx_psprintf(mx_req_pool(req), "redact/%s/%s/%s", c->room_id, c->redacts, txn);
     c->content = json_object();
     json_t *reason = json_object_get(body, "reason");
     if (json_is_string(reason))

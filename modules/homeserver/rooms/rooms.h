@@ -88,6 +88,8 @@ typedef struct rm_txn rm_txn_t;
 typedef struct rm_ev_opts {
     const char *txn_device;   /* device (or token) key of a /send txn, or NULL */
     const char *txn_id;       /* the client's txnId, or NULL */
+    const char *txn_key;      /* its idempotency scope as stored in event_txns
+                                 (the request path, see rm_send.c); NULL: txn_id */
     const char *user_id;      /* the sender, for the event_txns row */
     const char *redacts;      /* m.room.redaction: the redacted event's ID */
     const json_t *redact_target; /* its PDU (borrowed), to redact the stored copy */
@@ -183,11 +185,28 @@ int rm_alias_routes(void);
 int rm_directory_routes(void);
 int rm_upgrade_routes(void);
 void rm_cache_stop(void);
+void rm_send_stop(void);
+
+/* Hooks of rm_create_room for the upgrade handler (rm_upgrade.c); every
+ * member may be NULL.  `before` runs right before the create event is
+ * built, with the new room's ID (NULL when the room version derives it from
+ * the create event) and the create content to add to; `extra` runs after
+ * the last event is queued and may queue more on `t`; `submitted` runs in
+ * the same loop turn right after the write batch was submitted; `after`
+ * runs once it is committed and replies instead of {"room_id"}.  A nonzero
+ * return from `before`/`extra` means the hook replied: the room is not made. */
+typedef struct rm_create_hooks {
+    int (*before)(mx_req_t *req, const char *room_id, json_t *create_content, void *ud);
+    int (*extra)(mx_req_t *req, rm_txn_t *t, void *ud);
+    void (*submitted)(void *ud);
+    void (*after)(mx_req_t *req, const char *room_id, void *ud);
+    void *ud;
+} rm_create_hooks_t;
 
 /* Creates a room (rm_create.c), shared with the upgrade handler.  Replies
- * to `req`.  `extra_state` / `predecessor` may be NULL. */
+ * to `req`.  `hooks` may be NULL (copied). */
 int rm_create_room(mx_req_t *req, const hs_user_t *who, json_t *body,
-                   void (*after)(mx_req_t *req, const char *room_id, void *ud), void *ud);
+                   const rm_create_hooks_t *hooks);
 
 /* Does the membership change and replies (rm_membership.c). */
 int rm_do_membership(mx_req_t *req, const hs_user_t *who, const char *room_id,

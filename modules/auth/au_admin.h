@@ -1,0 +1,150 @@
+/*
+ * au_admin.h: what the files of the admin API share (MAS's
+ * /api/admin/v1, the API Element Admin and scripts manage accounts with).
+ *
+ * Files: au_admin.c (routes, the caller check, JSON:API documents, errors,
+ * pagination, site-config, version), au_admin_list.c (lists and single
+ * objects read with SQL, ULIDs of users), au_admin_users.c (users),
+ * au_admin_sessions.c (OAuth 2.0, compatibility and browser sessions),
+ * au_admin_misc.c (registration tokens, user emails, upstream links),
+ * au_admin_schema.c (tables), au_admin_clients.c (configured clients and
+ * the admin policy), au_ulid.c (ULIDs).
+ *
+ * Documents are MAS's: {data: {type, id, attributes, links: {self}},
+ * links: {self}} for one object, {meta: {count}, data: [...], links:
+ * {self, first, last, next?, prev?}} for a page; errors {errors: [{title}]}.
+ * Every object has a ULID; users and browser sessions get derived ones
+ * (au_ulid.c).  Strings handed to callbacks are borrowed; JSON passed to
+ * reply functions is stolen.
+ */
+#ifndef AU_ADMIN_H
+#define AU_ADMIN_H
+
+#include "auth.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- ULIDs --- */
+
+#define AU_ULID_LEN 26
+void au_ulid_encode(uint64_t ms, const unsigned char rnd[10], char out[AU_ULID_LEN + 1]);
+/* 0, or -EINVAL when `s` is not a ULID (either case accepted). */
+int au_ulid_decode(const char *s, uint64_t *ms, unsigned char rnd[10]);
+/* A ULID in canonical (upper-case) form. */
+bool au_ulid_valid(const char *s);
+/* Time part `ms`, the rest from sha256(seed). */
+void au_ulid_derive(uint64_t ms, const char *seed, char out[AU_ULID_LEN + 1]);
+/* Time part `ms`, the rest the first 20 hex digits of `hex` (lower case). */
+int au_ulid_from_hex(uint64_t ms, const char *hex, char out[AU_ULID_LEN + 1]);
+int au_ulid_to_hex(const char *ulid, uint64_t *ms, char hex[21]);
+
+/* ------------------------------------------------------------- requests --- */
+
+#define AA_BASE "/api/admin/v1"
+
+/* One admin API request, in the request's pool. */
+typedef struct aa_req {
+    mx_req_t *req;
+    mx_pool_t *pool;
+    const char *caller;           /* the admin's user ID, NULL for a client */
+    const char *client_id;
+    void *priv;                   /* the handler's own */
+    char *filters;                /* "&filter[x]=v..." read so far (links) */
+} aa_req_t;
+typedef void (*aa_fn)(aa_req_t *r);
+
+/* Adds `method` `AA_BASE path`: the handler runs once the caller is an
+ * admin (au_admin.c answers 401/403 otherwise). */
+int aa_route(const char *method, const char *path, aa_fn fn);
+
+/* {errors: [{title}]} with `status`; finishes the request. */
+void aa_error(mx_req_t *req, int status, const char *title);
+/* Storage or service failure → 500 (logged); -ENOENT → 404 "not found". */
+void aa_fail(aa_req_t *r, int status, const char *what);
+/* RFC 3339 UTC time of `ms`, or JSON null when ms <= 0 (new reference). */
+json_t *aa_time(int64_t ms);
+/* Parses an RFC 3339 date-time; 0 or -EINVAL. */
+int aa_time_parse(const char *s, int64_t *ms);
+
+/* {type, id, attributes (stolen), links: {self: AA_BASE/<coll>/<id>}}. */
+json_t *aa_resource(const char *type, const char *coll, const char *id, json_t *attrs);
+/* {data: resource (stolen), links: {self}}; `self` NULL: the request's
+ * path. */
+void aa_reply_one(aa_req_t *r, int status, json_t *resource, const char *self);
+
+enum { AA_COUNT_FALSE = 0, AA_COUNT_TRUE = 1, AA_COUNT_ONLY = 2 };
+typedef struct aa_page {
+    char after[AU_ULID_LEN + 1], before[AU_ULID_LEN + 1];  /* "" when absent */
+    int64_t n;                    /* page[first] or page[last]; 10 */
+    bool backward;                /* page[last] */
+    int count;                    /* AA_COUNT_* */
+} aa_page_t;
+/* Reads page[...] and count; answers 400 and returns false when bad. */
+bool aa_page_parse(aa_req_t *r, aa_page_t *p);
+/* Replies with a page.  `items`: resources in ascending ID order (stolen;
+ * NULL for count=only); `more`: rows exist beyond the page in the
+ * direction of travel; `count` < 0: not counted. */
+void aa_reply_page(aa_req_t *r, const aa_page_t *p, json_t *items, bool more, int64_t count);
+
+/* filter[...] booleans: -1 absent, else 0/1; false (400 sent) when bad. */
+bool aa_qbool(aa_req_t *r, const char *name, int *out);
+/* A filter[...] string (recorded for the page links), or NULL. */
+const char *aa_qstr(aa_req_t *r, const char *name);
+/* A query parameter that must be a ULID: NULL when absent; *bad set (400
+ * sent) when malformed. */
+const char *aa_qulid(aa_req_t *r, const char *name, bool *bad);
+/* The JSON object body (new reference); NULL with 400 sent when bad. */
+json_t *aa_body(aa_req_t *r);
+/* The {id} path parameter, a ULID; NULL with 400 sent when malformed. */
+const char *aa_path_id(aa_req_t *r);
+/* `s` as an SQL string literal (quotes doubled), from the pool. */
+char *aa_sql_quote(mx_pool_t *pool, const char *s);
+
+/* --------------------------------------------------------- SQL lists --- */
+
+/* Builds one resource from row `row` of statement `st`; a Matrix user ID
+ * in attribute `user_attr` of the list is replaced by the user's ULID. */
+typedef json_t *(*aa_row_fn)(const mx_sql_res_t *res, int st, int row);
+typedef struct aa_list {
+    const char *cols;             /* select list; the row builder reads it */
+    const char *from;             /* FROM clause (may join) */
+    char *where;                  /* condition (pool), "1=1" at least */
+    const char *args[6];          /* string binds of `where`, in order */
+    int nargs;
+    const char *id_col;           /* ULID column ordering the list, or NULL: */
+    const char *ts_col, *hash_col; /* derived IDs: created ms + hex hash */
+    const char *user_attr;        /* attribute holding a Matrix ID, or NULL */
+    aa_row_fn row;
+    const char *not_found;        /* single object: 404 title */
+} aa_list_t;
+/* Answers a page of `l`. */
+void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
+/* Answers the one row `l->where` selects (404 `l->not_found` when none);
+ * `self` as for aa_reply_one. */
+void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self);
+
+/* ---------------------------------------------------------- user IDs --- */
+
+/* The ULIDs of Matrix user IDs: `map` {user_id: ulid} (borrowed), or a
+ * negative status.  Users seen for the first time get their derived ID
+ * recorded (auth_admin_users). */
+typedef void (*aa_ids_fn)(aa_req_t *r, int status, json_t *map);
+void aa_user_ids(aa_req_t *r, json_t *user_ids, aa_ids_fn cb);
+/* The Matrix user ID of a user ULID (NULL: unknown), or a negative status. */
+typedef void (*aa_uid_fn)(aa_req_t *r, int status, const char *user_id);
+void aa_user_of(aa_req_t *r, const char *ulid, aa_uid_fn cb);
+/* The derived ULID of a user (creation time in seconds). */
+void aa_user_ulid(const char *user_id, int64_t creation_s, char out[AU_ULID_LEN + 1]);
+
+/* --------------------------------------------------------- the parts --- */
+
+int aa_users_routes(void);
+int aa_sessions_routes(void);
+int aa_misc_routes(void);
+int aa_schema_migrate(char *err, size_t errlen);
+/* Configured clients (`auth.clients`) stored at start; the admin policy. */
+int aa_clients_start(char *err, size_t errlen);
+bool aa_client_is_admin(const char *client_id);
+
+#endif /* AU_ADMIN_H */
