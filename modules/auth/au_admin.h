@@ -117,6 +117,7 @@ typedef struct aa_list {
     const char *user_attr;        /* attribute holding a Matrix ID, or NULL */
     aa_row_fn row;
     const char *not_found;        /* single object: 404 title */
+    int status;                   /* single object: reply status (0: 200) */
 } aa_list_t;
 /* Answers a page of `l`. */
 void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);

@@ -236,7 +236,7 @@ static void aa_lq_reply(aa_lq_t *q)
 {
     if (q->single) {
         json_t *one = json_array_get(q->items, 0);
-        aa_reply_one(q->r, 200, json_incref(one), q->self);
+        aa_reply_one(q->r, q->l->status ? q->l->status : 200, json_incref(one), q->self);
         json_decref(q->items);
         return;
     }

@@ -170,11 +170,46 @@ static const char *au_compat_account_url(void)
 
 static const hs_auth_compat_iface_t au_compat_iface = { .account_url = au_compat_account_url };
 
+/* matrix_authentication_service.secret (or secret_path): what the
+ * homeserver presents as Bearer at /oauth2/introspect, as Synapse does to
+ * MAS (MAS's `matrix.secret`). */
+static char *au_hs_secret_load(void)
+{
+    const json_t *mas = json_object_get(mx_server_conf()->root, "matrix_authentication_service");
+    const char *v = json_string_value(json_object_get(mas, "secret"));
+    if (v)
+        return strdup(v);
+    const char *path = json_string_value(json_object_get(mas, "secret_path"));
+    FILE *f = path ? fopen(path, "r") : NULL;
+    char buf[1024];
+    char *r = f && fgets(buf, sizeof(buf), f) ? strdup(buf) : NULL;
+    if (f)
+        fclose(f);
+    if (r)
+        r[strcspn(r, "\r\n")] = '\0';
+    return r;
+}
+
+bool au_hs_secret_ok(const char *bearer)
+{
+    const char *internal = NULL;
+    const json_t *is = json_object_get(mx_server_conf()->root, "internal_secret");
+    if (json_is_string(is))
+        internal = json_string_value(is);
+    return bearer && ((au.hs_secret && *au.hs_secret && mx_ct_streq(bearer, au.hs_secret)) ||
+                      (internal && *internal && mx_ct_streq(bearer, internal)));
+}
+
 int au_compat_register(void)
 {
     size_t n = strlen(au.base) + sizeof("account/");
     if (!au.account_url && (au.account_url = malloc(n)))
         snprintf(au.account_url, n, "%saccount/", au.base);
+    if (!au.hs_secret)
+        au.hs_secret = au_hs_secret_load();
+    int urc = au_compat_users_register();
+    if (urc < 0)
+        return urc;
     if (!au.conf->delegate_homeserver)
         return 0;
     int rc = mx_service_register("auth.token", &au_token_iface);

@@ -461,6 +461,10 @@ static int au_post_introspect(mx_req_t *req, void *ud)
     x->req = req;
     x->form = form;
     const char *h = mx_req_header(req, "Authorization");
+    if (h && !strncmp(h, "Bearer ", 7) && au_hs_secret_ok(h + 7)) {
+        au_ix_start(x);   /* the homeserver, with its shared secret */
+        return MX_ASYNC;
+    }
     if (h && !strncmp(h, "Bearer ", 7)) {
         if (au_token_lookup(mx_req_pool(req), h + 7, false, au_ix_bearer, x) < 0)
             au_storage_error(req, -ENOMEM, "introspect");

@@ -190,6 +190,7 @@ static void au_fini(void)
     free(au.base);
     free(au.issuer);
     free(au.account_url);
+    free(au.hs_secret);
     memset(&au, 0, sizeof(au));
 }
 

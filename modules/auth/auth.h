@@ -71,6 +71,7 @@ typedef struct au_state {
     au_cache_t *cache;
     json_t *discovery;            /* the openid-configuration document */
     char *account_url;            /* account management URL, MSC4191 (malloc) */
+    char *hs_secret;              /* the homeserver's introspection secret (malloc) or NULL */
     struct au_flows *fl;          /* accounts, rate limits (au_flows.c) */
     mx_counter_t *m_logins, *m_tokens, *m_validations;
 } au_state_t;
@@ -377,6 +378,12 @@ char *au_compat_scope(mx_pool_t *pool, const char *device_id, bool synapse_admin
 /* The legacy endpoints on resource "client" (au_compat_login.c) and the
  * m.login.sso round trip (au_compat_sso.c). */
 int au_compat_login_routes(void);
+/* Registers `homeserver.users` over HTTP when the homeserver is not in this
+ * process (au_compat_users.c). */
+int au_compat_users_register(void);
+/* Whether `bearer` is the homeserver's shared secret for introspection
+ * (matrix_authentication_service.secret, or the internal_secret). */
+bool au_hs_secret_ok(const char *bearer);
 int au_compat_sso_routes(void);
 /* m.login.token: consumes a login token of a completed m.login.sso round
  * trip; `cb` gets the user ID and the sso login ID, or -ENOENT. */

@@ -127,6 +127,14 @@ void acc_cache_evict_ids(const json_t *ids);
 int acc_tokens_start(void);
 /* Registers the `homeserver.users` service (acc_service.c, users_iface.h). */
 int acc_users_service_start(void);
+/* Delegated authentication (acc_mas.c): registers the introspecting
+ * `auth.token` when matrix_authentication_service / msc3861 is enabled and
+ * the auth module is not in this process. */
+int acc_mas_start(void);
+/* Whether /login, /register... belong to the auth service (in this process
+ * or another one), and the account management URL it advertises (or NULL). */
+bool acc_delegated(void);
+const char *acc_account_url(void);
 /* Writes pending last-seen figures (timer). */
 void acc_seen_flush(void);
 /* Adds in-memory last-seen figures of the user's devices to `devices` (array

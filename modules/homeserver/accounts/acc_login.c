@@ -494,6 +494,10 @@ static int acc_post_refresh(mx_req_t *req, void *ud)
 int acc_login_routes(void)
 {
     int rc;
+    /* Delegated (MSC3861): the auth module's compatibility layer serves
+     * these, in this process or behind the same ingress. */
+    if (acc_delegated())
+        return 0;
     if ((rc = acc_route_v3_r0("GET", "/login", acc_get_login, 0)) < 0 ||
         (rc = acc_route_v3_r0("POST", "/login", acc_post_login, MX_ROUTE_JSON_BODY)) < 0 ||
         (rc = acc_route_v3_r0("POST", "/logout", acc_post_logout, 0)) < 0 ||

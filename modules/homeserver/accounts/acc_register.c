@@ -557,9 +557,43 @@ static int acc_get_token_validity(mx_req_t *req, void *ud)
     return MX_ASYNC;
 }
 
+/* Delegated mode (MSC3861), as Synapse answers then: accounts are made
+ * through the auth service; only application services could register here,
+ * and this server has none. */
+static int acc_post_register_delegated(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *body = mx_req_json(req);
+    const char *kind = mx_req_query(req, "kind");
+    if (kind && !strcmp(kind, "guest")) {
+        mx_req_error(req, 403, "M_UNKNOWN", "Guest access is disabled");
+        return MX_DONE;
+    }
+    if (kind && strcmp(kind, "user")) {
+        mx_req_error(req, 400, "M_UNRECOGNIZED", "Do not understand membership kind: %s", kind);
+        return MX_DONE;
+    }
+    const json_t *username = json_object_get(body, "username");
+    if (!json_is_string(username) || json_string_length(username) > 512) {
+        mx_req_error(req, 400, "M_UNKNOWN", "Invalid username");
+        return MX_DONE;
+    }
+    const char *type = json_string_value(json_object_get(body, "type"));
+    if (!type || strcmp(type, "m.login.application_service")) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "Non-application service registration type");
+        return MX_DONE;
+    }
+    mx_req_error(req, 401, mx_req_access_token(req) ? "M_UNKNOWN_TOKEN" : "M_MISSING_TOKEN",
+                 "Only application services may register here");
+    return MX_DONE;
+}
+
 int acc_register_routes(void)
 {
     int rc;
+    if (acc_delegated())
+        return acc_route_v3_r0("POST", "/register", acc_post_register_delegated,
+                               MX_ROUTE_JSON_BODY);
     if ((rc = acc_route_v3_r0("POST", "/register", acc_post_register, MX_ROUTE_JSON_BODY)) < 0 ||
         (rc = acc_route_v3_r0("GET", "/register/available", acc_get_available, 0)) < 0)
         return rc;

@@ -430,8 +430,78 @@ static const hs_users_iface_t acc_users_iface = {
     .list = acc_svc_list,
 };
 
+/* ------------------------------------------------ over HTTP (split) ---
+ * The same calls as a JSON service, for an auth module running in another
+ * process (its `service_locations: {homeserver.users: URL}`; the core
+ * checks the internal secret).  Args and results mirror the interface:
+ * {user, password, localpart, admin, locked, user_id, device_id,
+ * display_name} in, {user_id, admin, guest, deactivated, locked,
+ * creation_ts} or {users: [...]} out; failures carry the negative code. */
+
+static json_t *acc_svc_info_json(const hs_users_info_t *u)
+{
+    if (!u)
+        return json_object();
+    return json_pack("{s:s, s:b, s:b, s:b, s:b, s:I}", "user_id", u->user_id, "admin",
+                     u->is_admin, "guest", u->is_guest, "deactivated", u->deactivated, "locked",
+                     u->locked, "creation_ts", (json_int_t)u->creation_ts);
+}
+
+static void acc_svc_remote_done(int status, const hs_users_info_t *u, void *ud)
+{
+    mx_service_call_t *call = ud;
+    /* A locked account's right password still says who it is. */
+    mx_service_reply(call, status == -EKEYREVOKED ? 0 : status,
+                     status == 0 || status == -EKEYREVOKED
+                         ? json_pack("{s:o, s:i}", "user", acc_svc_info_json(u), "status", status)
+                         : NULL);
+}
+
+static void acc_svc_remote_listed(int status, json_t *users, void *ud)
+{
+    mx_service_reply(ud, status, status == 0 ? json_pack("{s:O}", "users", users) : NULL);
+}
+
+static void acc_svc_provider(mx_service_call_t *call, const char *method, const json_t *args,
+                             void *ud)
+{
+    (void)ud;
+#define ACC_ARG(k) json_string_value(json_object_get(args, k))
+    const hs_users_iface_t *i = &acc_users_iface;
+    int rc;
+    if (!strcmp(method, "check_password"))
+        rc = i->check_password(ACC_ARG("user"), ACC_ARG("password"), acc_svc_remote_done, call);
+    else if (!strcmp(method, "get"))
+        rc = i->get(ACC_ARG("user"), acc_svc_remote_done, call);
+    else if (!strcmp(method, "create"))
+        rc = i->create(ACC_ARG("localpart"), ACC_ARG("password"),
+                       json_is_true(json_object_get(args, "admin")), acc_svc_remote_done, call);
+    else if (!strcmp(method, "set_password"))
+        rc = i->set_password(ACC_ARG("user"), ACC_ARG("password"), acc_svc_remote_done, call);
+    else if (!strcmp(method, "set_locked"))
+        rc = i->set_locked(ACC_ARG("user"), json_is_true(json_object_get(args, "locked")),
+                           acc_svc_remote_done, call);
+    else if (!strcmp(method, "upsert_device"))
+        rc = i->upsert_device(ACC_ARG("user_id"), ACC_ARG("device_id"), ACC_ARG("display_name"),
+                              acc_svc_remote_done, call);
+    else if (!strcmp(method, "delete_device"))
+        rc = i->delete_device(ACC_ARG("user_id"), ACC_ARG("device_id"), acc_svc_remote_done, call);
+    else if (!strcmp(method, "list"))
+        rc = i->list(acc_svc_remote_listed, call);
+    else
+        rc = -ENOENT;
+#undef ACC_ARG
+    if (rc < 0)
+        mx_service_reply(call, rc, NULL);
+}
+
 int acc_users_service_start(void)
 {
     int rc = mx_service_register(HS_USERS_SERVICE, &acc_users_iface);
-    return rc == -EEXIST ? 0 : rc;
+    if (rc < 0 && rc != -EEXIST)
+        return rc;
+    rc = mx_service_provide(HS_USERS_SERVICE, acc_svc_provider, NULL);
+    if (rc < 0 && rc != -EEXIST)
+        return rc;
+    return acc_mas_start();
 }

@@ -28,7 +28,8 @@
  * svc_finish (which runs the callback) or by svc_run on failure. */
 typedef struct svc_call svc_call_t;
 /* Builds the result from a finished batch.  Return the result (new
- * reference), or NULL and set *status (-ENOENT...). */
+ * reference), or set *status (-ENOENT...) and return NULL or the
+ * {errcode, error} object to send. */
 typedef json_t *(*svc_build_fn)(svc_call_t *c, const mx_sql_res_t *res, int *status);
 struct svc_call {
     mx_pool_t *pool;           /* strings of this call */

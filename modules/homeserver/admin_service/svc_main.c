@@ -72,7 +72,8 @@ static void svc_built(int status, mx_sql_res_t *res, void *ud)
     json_t *out = c->build(c, res, &st);
     if (!out && st == 0)
         st = -ENOMEM;
-    svc_finish(c, out ? 0 : st, out);
+    /* On error `out` may be the {errcode, error} to send. */
+    svc_finish(c, st, out);
 }
 
 int svc_run_raw(svc_call_t *c, mx_sql_batch_t *b, mx_sql_done_fn done)

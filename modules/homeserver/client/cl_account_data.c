@@ -444,6 +444,13 @@ next:
 
 static void ad_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
 {
+    /* Nothing new on this stream: no read (most long-poll wake-ups). */
+    if (!sc->initial && sc->since[HS_STREAM_ACCOUNT_DATA] >= sc->upto[HS_STREAM_ACCOUNT_DATA]) {
+        if (!json_object_get(sc->response, "account_data"))
+            json_object_set_new(sc->response, "account_data", json_pack("{s:[]}", "events"));
+        done(sc, 0);
+        return;
+    }
     ad_sync_t *s = mx_palloc(sc->pool, sizeof(*s));
     mx_sql_batch_t *b = s ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
     if (!b) {

@@ -371,6 +371,12 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
 
 static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
 {
+    /* Nothing new on this stream: no read (most long-poll wake-ups). */
+    if (!sc->initial && sc->since[HS_STREAM_PRESENCE] >= sc->upto[HS_STREAM_PRESENCE]) {
+        json_object_set_new(sc->response, "presence", json_pack("{s:[]}", "events"));
+        done(sc, 0);
+        return;
+    }
     pr_sync_t *s = mx_palloc(sc->pool, sizeof(*s));
     mx_sql_batch_t *b = s ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
     if (!b) {

@@ -345,7 +345,9 @@ static void rc_sync_got(int status, mx_sql_res_t *res, void *ud)
 
 static void rc_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
 {
-    if (!sc->joined_rooms || json_array_size(sc->joined_rooms) == 0) {
+    /* No rooms, or nothing new on this stream: no read. */
+    if (!sc->joined_rooms || json_array_size(sc->joined_rooms) == 0 ||
+        (!sc->initial && sc->since[HS_STREAM_RECEIPTS] >= sc->upto[HS_STREAM_RECEIPTS])) {
         done(sc, 0);
         return;
     }

@@ -1,6 +1,6 @@
 /*
  * md_schema.c: the media part's tables ("homeserver.media"), its settings
- * (Synapse's top-level keys), its start (migrations, directories, libvips,
+ * (Synapse's top-level keys), its start (migrations, directories,
  * routes of every file) and the helpers its files share: media ID checks,
  * store paths, route registration under the legacy and MSC3916 prefixes,
  * and the worker-thread queue.

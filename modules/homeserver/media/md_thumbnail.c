@@ -1,6 +1,6 @@
 /*
  * md_thumbnail.c: GET /thumbnail/{serverName}/{mediaId}?width&height&method
- * (legacy and MSC3916 paths), with libvips.
+ * (legacy and MSC3916 paths), with libvips loaded on first use.
  *
  * As Synapse with its default settings (dynamic_thumbnails off), a request
  * is answered with the best fitting of the default sizes — 32x32 crop,
@@ -8,7 +8,9 @@
  * Synapse's rules.  That thumbnail is generated on first request, written
  * next to the content (thumbnails/ab/cd/<sha>-WxH-method, durable before
  * its row) and served from there afterwards.  JPEG and WebP sources give
- * JPEG thumbnails, PNG and GIF (first frame) give PNG.
+ * JPEG thumbnails, PNG and GIF (first frame) give PNG; with animated=true
+ * (MSC2705, spec v1.11) an animated GIF or WebP gives an animated WebP,
+ * cached under its own name (method "crop-anim" / "scale-anim").
  *
  * Hostile input: the format is recognised from the file's first bytes
  * (never from the uploader's Content-Type), only the four loaders above are
@@ -18,11 +20,18 @@
  * client gets Synapse's 400 M_UNKNOWN "Cannot find any thumbnails" answer,
  * as for media that is not an image.
  *
- * libvips runs only on worker threads (md_queue); results are delivered on
- * the loop.  `animated=true` is accepted and answered with the first frame.
+ * libvips lives in thumbnailer.so (md_vips.c, md_thumbnailer.h), dlopened
+ * on the first thumbnail from the directory homeserver.so was loaded from
+ * (or `module_dir` / $MXSTACK_MODULE_DIR), so the idle process never maps
+ * it; when it cannot be loaded, thumbnails answer 500 M_UNKNOWN and the
+ * reason is logged.  It runs only on worker threads (md_queue); results
+ * are delivered on the loop.
  */
+#define _GNU_SOURCE   /* dladdr */
 #include "media.h"
+#include "md_thumbnailer.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -30,12 +39,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#pragma GCC diagnostic ignored "-Wshadow"
-#include <vips/vips.h>
-#pragma GCC diagnostic pop
 
 typedef struct md_size {
     int w, h;
@@ -109,16 +112,13 @@ typedef struct md_th {
     mx_req_t *req;
     bool authed_path;
     const md_size_t *size;
+    const char *method;    /* "crop", "scale", "crop-anim", "scale-anim" */
+    bool animated;         /* animated=true */
     const char *out_type;
     char sha[65];
-    /* worker input */
     char *src_path, *dst_path;
-    uint64_t max_pixels;
-    /* worker output */
-    void *buf;             /* g_malloc'd by vips */
-    size_t len;
-    int width, height;
-    char errmsg[256];
+    md_tn_job_t job;       /* worker input and output; job.buf malloc'd */
+    bool cache_failed;
 } md_th_t;
 
 static void md_cannot(mx_req_t *req)
@@ -128,17 +128,6 @@ static void md_cannot(mx_req_t *req)
                  "the media is not a supported_media_format=(image/jpeg, image/jpg, image/webp, "
                  "image/gif, image/png) or that thumbnailing failed for some other reason. "
                  "(Dynamic thumbnails are disabled on this server.)", mx_req_path(req));
-}
-
-static void md_vips_err(md_th_t *t, const char *what)
-{
-    char *e = vips_error_buffer_copy();
-    snprintf(t->errmsg, sizeof(t->errmsg), "%s: %s", what, e ? e : "?");
-    if (e)
-        g_free(e);
-    for (char *p = t->errmsg; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
 }
 
 /* The first bytes name the format; only these four are decoded. */
@@ -163,60 +152,18 @@ static bool md_sniff(const char *path, char *why, size_t whylen)
 static void md_th_work(void *ud)
 {
     md_th_t *t = ud;
-    if (!md_sniff(t->src_path, t->errmsg, sizeof(t->errmsg)))
+    if (!md_sniff(t->src_path, t->job.errmsg, sizeof(t->job.errmsg)))
         return;
-    /* Header only: refuse decompression bombs before decoding. */
-    VipsImage *hdr = vips_image_new_from_file(t->src_path, "access", VIPS_ACCESS_SEQUENTIAL,
-                                              NULL);
-    if (!hdr) {
-        md_vips_err(t, "header");
+    if (md->tn->make(&t->job) < 0) {
+        free(t->job.buf);
+        t->job.buf = NULL;
         return;
     }
-    uint64_t px = (uint64_t)vips_image_get_width(hdr) * (uint64_t)vips_image_get_height(hdr);
-    g_object_unref(hdr);
-    if (px >= t->max_pixels) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "image too large (%llu pixels)",
-                 (unsigned long long)px);
-        return;
+    int rc = md_write_durable(t->dst_path, t->job.buf, t->job.len);
+    if (rc) {   /* still serve it; it is just not cached */
+        snprintf(t->job.errmsg, sizeof(t->job.errmsg), "cache write: %s", strerror(-rc));
+        t->cache_failed = true;
     }
-    VipsImage *img = NULL;
-    int rc;
-    if (t->size->crop)
-        rc = vips_thumbnail(t->src_path, &img, t->size->w, "height", t->size->h, "crop",
-                            VIPS_INTERESTING_CENTRE, "fail_on", VIPS_FAIL_ON_TRUNCATED, NULL);
-    else
-        rc = vips_thumbnail(t->src_path, &img, t->size->w, "height", t->size->h, "size",
-                            VIPS_SIZE_DOWN, "fail_on", VIPS_FAIL_ON_TRUNCATED, NULL);
-    if (rc) {
-        md_vips_err(t, "thumbnail");
-        return;
-    }
-    bool jpeg = !strcmp(t->out_type, "image/jpeg");
-    if (jpeg && vips_image_hasalpha(img)) {
-        VipsImage *flat = NULL;
-        if (vips_flatten(img, &flat, NULL)) {
-            g_object_unref(img);
-            md_vips_err(t, "flatten");
-            return;
-        }
-        g_object_unref(img);
-        img = flat;
-    }
-    if (jpeg)
-        rc = vips_jpegsave_buffer(img, &t->buf, &t->len, "Q", 80, "strip", TRUE, NULL);
-    else
-        rc = vips_pngsave_buffer(img, &t->buf, &t->len, "strip", TRUE, NULL);
-    t->width = vips_image_get_width(img);
-    t->height = vips_image_get_height(img);
-    g_object_unref(img);
-    if (rc) {
-        t->buf = NULL;
-        md_vips_err(t, "save");
-        return;
-    }
-    rc = md_write_durable(t->dst_path, t->buf, t->len);
-    if (rc)   /* still serve it; it is just not cached */
-        snprintf(t->errmsg, sizeof(t->errmsg), "cache write: %s", strerror(-rc));
 }
 
 static void md_th_free_bufs(md_th_t *t)
@@ -224,9 +171,8 @@ static void md_th_free_bufs(md_th_t *t)
     free(t->src_path);
     free(t->dst_path);
     t->src_path = t->dst_path = NULL;
-    if (t->buf)
-        g_free(t->buf);
-    t->buf = NULL;
+    free(t->job.buf);
+    t->job.buf = NULL;
 }
 
 static void md_th_cached(int status, mx_sql_res_t *res, void *ud)
@@ -245,27 +191,28 @@ static void md_th_reply(md_th_t *t, const void *buf, size_t len)
 static void md_th_done(void *ud)
 {
     md_th_t *t = ud;
-    if (!t->buf) {
-        mx_log(MD_LOG, MX_LOG_INFO, "media: no thumbnail for %s: %s", t->sha, t->errmsg);
+    if (!t->job.buf) {
+        mx_log(MD_LOG, MX_LOG_INFO, "media: no thumbnail for %s: %s", t->sha, t->job.errmsg);
         md_th_free_bufs(t);
         md_cannot(t->req);
         return;
     }
-    if (!t->errmsg[0]) {
+    t->out_type = t->job.out_type;
+    if (!t->cache_failed) {
         mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
         if (b) {
             mx_sql_add(b, "INSERT INTO media_thumbnails (sha256, req_width, req_height, method,"
                           " content_type, width, height, size, created_ts)"
                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                        "siissiiii", t->sha, (int64_t)t->size->w, (int64_t)t->size->h,
-                       t->size->crop ? "crop" : "scale", t->out_type, (int64_t)t->width,
-                       (int64_t)t->height, (int64_t)t->len, (int64_t)mx_now_ms());
+                       t->method, t->out_type, (int64_t)t->job.width, (int64_t)t->job.height,
+                       (int64_t)t->job.len, (int64_t)mx_now_ms());
             mx_sql_run(b, md_th_cached, NULL);
         }
     } else {
-        mx_log(MD_LOG, MX_LOG_WARN, "media: thumbnail of %s: %s", t->sha, t->errmsg);
+        mx_log(MD_LOG, MX_LOG_WARN, "media: thumbnail of %s: %s", t->sha, t->job.errmsg);
     }
-    md_th_reply(t, t->buf, t->len);
+    md_th_reply(t, t->job.buf, t->job.len);
     md_th_free_bufs(t);
 }
 
@@ -273,10 +220,15 @@ static void md_th_generate(md_th_t *t)
 {
     t->src_path = md_path("content", t->sha, NULL);
     char suffix[64];
-    snprintf(suffix, sizeof(suffix), "-%dx%d-%s", t->size->w, t->size->h,
-             t->size->crop ? "crop" : "scale");
+    snprintf(suffix, sizeof(suffix), "-%dx%d-%s", t->size->w, t->size->h, t->method);
     t->dst_path = md_path("thumbnails", t->sha, suffix);
-    t->max_pixels = md->conf.max_image_pixels;
+    t->job.src_path = t->src_path;
+    t->job.w = t->size->w;
+    t->job.h = t->size->h;
+    t->job.crop = t->size->crop;
+    t->job.jpeg = !strcmp(t->out_type, "image/jpeg");
+    t->job.animated = t->animated;
+    t->job.max_pixels = md->conf.max_image_pixels;
     if (!t->src_path || !t->dst_path || md_queue(md_th_work, md_th_done, t) < 0) {
         md_th_free_bufs(t);
         mx_req_error(t->req, 500, "M_UNKNOWN", "Out of memory");
@@ -286,6 +238,7 @@ static void md_th_generate(md_th_t *t)
 static void md_th_open(md_read_t *r, void *ud)
 {
     md_th_t *t = ud;
+    /* out_type: the cached row's type */
     if (r->err) {
         /* Row without file (deleted by hand?): make it again. */
         md_read_free(r);
@@ -322,10 +275,17 @@ static void md_th_got(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     snprintf(t->sha, sizeof(t->sha), "%s", mx_sql_text(res, 0, 0, 1));
-    if (mx_sql_nrows(res, 1) > 0) {
+    /* Animation only from formats that have it; others share the still. */
+    bool anim_src = !strncasecmp(ct, "image/gif", 9) || !strncasecmp(ct, "image/webp", 10);
+    t->animated = t->animated && anim_src;
+    t->method = t->animated ? (t->size->crop ? "crop-anim" : "scale-anim")
+                            : (t->size->crop ? "crop" : "scale");
+    for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
+        if (strcmp(mx_sql_text(res, 1, i, 1), t->method) != 0)
+            continue;
+        t->out_type = mx_pstrdup(mx_req_pool(t->req), mx_sql_text(res, 1, i, 0));
         char suffix[64];
-        snprintf(suffix, sizeof(suffix), "-%dx%d-%s", t->size->w, t->size->h,
-                 t->size->crop ? "crop" : "scale");
+        snprintf(suffix, sizeof(suffix), "-%dx%d-%s", t->size->w, t->size->h, t->method);
         char *path = md_path("thumbnails", t->sha, suffix);
         int rc = path ? md_open_file(path, md_th_open, t) : -ENOMEM;
         free(path);
@@ -355,36 +315,88 @@ static int md_int_param(mx_req_t *req, const char *name, int *out)
     return 0;
 }
 
-/* libvips is started on the first thumbnail, not at start-up: it costs
- * tens of megabytes and much of the start-up time, and many servers never
- * make a thumbnail.  Once per process; loop thread. */
-static int md_vips_ready(void)
+/* Where thumbnailer.so may be: `module_dir`, $MXSTACK_MODULE_DIR, then
+ * the directory homeserver.so was loaded from (the install directory, or
+ * .libs/ in the build tree, where the libtool module lands too). */
+static void *md_tn_open(char *why, size_t whylen)
 {
-    static int state;   /* 0 not yet, 1 ready, -1 failed */
-    if (state == 0) {
-        if (VIPS_INIT("mxstack")) {
-            mx_log("homeserver", MX_LOG_ERROR, "libvips: cannot initialise: %s",
-                   vips_error_buffer());
-            state = -1;
-        } else {
-            vips_block_untrusted_set(TRUE);
-            vips_cache_set_max(0);      /* files change under the same names */
-            state = 1;
+    const json_t *md_dir = json_object_get(mx_server_conf()->root, "module_dir");
+    const char *dirs[3] = { json_string_value(md_dir), getenv("MXSTACK_MODULE_DIR"), NULL };
+    Dl_info info;
+    char self[4096] = "";
+    if (dladdr((void *)md_thumbnail_start, &info) && info.dli_fname) {
+        snprintf(self, sizeof(self), "%s", info.dli_fname);
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            dirs[2] = self;
         }
     }
-    return state;
+    snprintf(why, whylen, "%s not found", MD_TN_FILE);
+    for (size_t i = 0; i < 3; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", dirs[i], MD_TN_FILE);
+        if (access(path, R_OK) < 0)
+            continue;
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (h)
+            return h;
+        snprintf(why, whylen, "dlopen: %s", dlerror());
+    }
+    return NULL;
+}
+
+/* Loads thumbnailer.so and starts libvips on the first thumbnail, not at
+ * start-up: libvips and its libraries cost ~15 MB and much of the start-up
+ * time, and many servers never make a thumbnail.  Once per process (a
+ * failure is not retried: the file is part of the installation); loop
+ * thread. */
+static int md_tn_ready(void)
+{
+    if (md->tn_state)
+        return md->tn_state;
+    char why[512];
+    void *h = md_tn_open(why, sizeof(why));
+    const md_tn_iface_t *tn = h ? dlsym(h, MD_TN_SYMBOL) : NULL;
+    if (h && (!tn || tn->abi != MD_TN_ABI))
+        snprintf(why, sizeof(why), "%s: no %s of ABI %d", MD_TN_FILE, MD_TN_SYMBOL, MD_TN_ABI);
+    if (tn && tn->abi == MD_TN_ABI && tn->init(why, sizeof(why)) == 0) {
+        md->tn = tn;
+        md->tn_state = 1;
+        return 1;
+    }
+    mx_log(MD_LOG, MX_LOG_ERROR, "media: thumbnails unavailable: %s", why);
+    md->tn_state = -1;
+    return -1;
+}
+
+/* Synapse's parse_boolean: absent = false. */
+static int md_bool_param(mx_req_t *req, const char *name, bool *out)
+{
+    const char *v = mx_req_query(req, name);
+    *out = v && !strcmp(v, "true");
+    if (v && !*out && strcmp(v, "false") != 0) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "Boolean query parameter '%s' must be one of "
+                     "['true', 'false']", name);
+        return -1;
+    }
+    return 0;
 }
 
 static void md_th_start(mx_req_t *req, const hs_user_t *who, void *ud)
 {
-    if (md_vips_ready() < 0) {
-        mx_req_error(req, 500, "M_UNKNOWN", "thumbnails are unavailable");
+    if (md_tn_ready() < 0) {
+        mx_req_error(req, 500, "M_UNKNOWN", "Thumbnails are unavailable on this server");
         return;
     }
     const char *server = mx_req_param(req, "serverName");
     const char *id = mx_req_param(req, "mediaId");
     int w, h;
-    if (md_int_param(req, "width", &w) < 0 || md_int_param(req, "height", &h) < 0)
+    bool animated;
+    if (md_int_param(req, "width", &w) < 0 || md_int_param(req, "height", &h) < 0 ||
+        md_bool_param(req, "animated", &animated) < 0)
         return;
     const char *method = mx_req_query(req, "method");
     if (!method)
@@ -406,6 +418,7 @@ static void md_th_start(mx_req_t *req, const hs_user_t *who, void *ud)
     memset(t, 0, sizeof(*t));
     t->req = req;
     t->authed_path = who != NULL;
+    t->animated = animated;
     t->size = md_pick(w, h, !strcmp(method, "crop"));
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {
@@ -414,10 +427,11 @@ static void md_th_start(mx_req_t *req, const hs_user_t *who, void *ud)
     }
     mx_sql_add(b, "SELECT content_type, sha256, quarantined_by, authenticated"
                   " FROM local_media WHERE media_id = ?", "s", id);
-    mx_sql_add(b, "SELECT content_type FROM media_thumbnails WHERE sha256 ="
+    mx_sql_add(b, "SELECT content_type, method FROM media_thumbnails WHERE sha256 ="
                   " (SELECT sha256 FROM local_media WHERE media_id = ?)"
-                  " AND req_width = ? AND req_height = ? AND method = ?", "siis", id,
-               (int64_t)t->size->w, (int64_t)t->size->h, method);
+                  " AND req_width = ? AND req_height = ? AND method IN (?, ?)", "siiss", id,
+               (int64_t)t->size->w, (int64_t)t->size->h, method,
+               t->size->crop ? "crop-anim" : "scale-anim");
     int rc = mx_sql_run(b, md_th_got, t);
     if (rc < 0)
         hs_reply_storage_error(req, rc, "thumbnail");

@@ -28,7 +28,7 @@
 
 /* ------------------------------------------------ for the other parts --- */
 
-/* Runs the migrations, initialises libvips once and adds the routes. */
+/* Runs the migrations and adds the routes. */
 int hs_media_start(char *err, size_t errlen);
 
 /* `status` 0 on success, -ENOENT for an unknown media ID, other negative
@@ -74,6 +74,8 @@ typedef struct md_conf {
 typedef struct md_state {
     md_conf_t conf;
     struct md_sha_entry *shas;       /* files being written or deleted (md_store.c) */
+    const struct md_tn_iface *tn;    /* thumbnailer.so, once loaded (md_thumbnail.c) */
+    int tn_state;                    /* 0 not tried, 1 loaded, -1 unavailable */
 } md_state_t;
 extern md_state_t *md;
 

@@ -32,6 +32,7 @@ typedef struct ms_ctx {
     char dir;
     int64_t from, to;
     bool has_to;
+    bool peeking;          /* not in the room (world_readable preview) */
     json_t *out;           /* owned: the reply while bundles are added */
     json_t *wrap;          /* owned: the event lists given to the bundler */
 } ms_ctx_t;
@@ -80,6 +81,23 @@ static bool ms_may_read(ms_ctx_t *c, rm_room_t *room)
         return true;
     mx_req_error(c->req, 403, "M_FORBIDDEN", "you are not allowed to view this room");
     return false;
+}
+
+/* Synapse's is_peeking: the user neither is nor was in the room. */
+static bool ms_peeking(const ms_ctx_t *c, const rm_room_t *room)
+{
+    const char *m = rm_membership(room, c->who->user_id);
+    return !m || (strcmp(m, "join") && strcmp(m, "leave") && strcmp(m, "ban"));
+}
+
+/* Whether row `i` of statement `st` (group ID in column `gcol`) may be seen. */
+static bool ms_visible(const ms_ctx_t *c, const rm_vis_t *v, const mx_sql_res_t *res, int st,
+                       int i, int gcol, const json_t *ev)
+{
+    if (!v)
+        return true;
+    int64_t g = mx_sql_is_null(res, st, i, gcol) ? 0 : mx_sql_int(res, st, i, gcol);
+    return rm_vis_visible(v, g, ev, c->who->user_id, c->peeking);
 }
 
 static ms_ctx_t *ms_new(mx_req_t *req, const hs_user_t *who)
@@ -166,9 +184,9 @@ static void ms_page(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     int n = mx_sql_nrows(res, 0);
-    bool more = n > c->limit;
-    if (more)
+    if (n > c->limit)
         n = c->limit;
+    rm_vis_t *vis = rm_vis_load(res, 1);
     json_t *chunk = json_array();
     int64_t last = c->from;
     for (int i = 0; i < n; i++) {
@@ -178,13 +196,17 @@ static void ms_page(int status, mx_sql_res_t *res, void *ud)
         if (!hs_filter_match(c->filter, type, sender))
             continue;
         json_t *ev = rm_row_event(res, 0, i, 0, c->dev, RM_CE_ROOM_ID);
-        if (ev)
+        if (ev && ms_visible(c, vis, res, 0, i, 8, ev))
             json_array_append_new(chunk, ev);
+        else
+            json_decref(ev);
     }
+    rm_vis_free(vis);
     mx_pool_t *pool = mx_req_pool(c->req);
     json_t *out = json_object();
     json_object_set_new(out, "start", json_string(rm_make_token(pool, c->from)));
-    if (more)
+    /* `end` is left out only when nothing more can come (Synapse) */
+    if (n > 0)
         json_object_set_new(out, "end", json_string(rm_make_token(pool, c->dir == 'b' ? last - 1
                                                                                       : last)));
     json_object_set_new(out, "chunk", chunk);
@@ -205,20 +227,33 @@ static void ms_messages_room(rm_room_t *room, int status, void *ud)
         return;
     }
     int64_t all = ms_world_readable(room) ? MS_ALL : -2;
-    if (c->dir == 'b')
-        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering <= ? AND e.stream_ordering > ?"
-                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
-                      " ORDER BY e.stream_ordering DESC LIMIT ?",
-                   "siiissiii", c->room_id, c->from, c->has_to ? c->to : (int64_t)-1, MS_ALL,
-                   c->room_id, c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
-    else
-        mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
-                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
-                      " ORDER BY e.stream_ordering ASC LIMIT ?",
-                   "siiissiii", c->room_id, c->from, c->has_to ? c->to : MS_ALL, MS_ALL,
-                   c->room_id, c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
+    c->peeking = ms_peeking(c, room);
+    /* the page (filtered before the limit) and the visibility of its events */
+    mx_pool_t *pool = mx_req_pool(c->req);
+    const char *fsql = hs_filter_sql(pool, c->filter, "e.type", "e.sender");
+    const char *range = c->dir == 'b' ? " AND e.stream_ordering <= ? AND e.stream_ordering > ?"
+                                      : " AND e.stream_ordering > ? AND e.stream_ordering <= ?";
+    const char *order = c->dir == 'b' ? " ORDER BY e.stream_ordering DESC LIMIT ?"
+                                      : " ORDER BY e.stream_ordering ASC LIMIT ?";
+    char *where = mx_psprintf(pool, " WHERE e.room_id = ?%s"
+                                    " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)%s%s",
+                              range, fsql ? fsql : "", order);
+    char *page = mx_psprintf(pool, "SELECT " RM_EV_COLS ", e.type, e.sender, g.group_id"
+                                   " FROM events e LEFT JOIN event_to_state_group g"
+                                   " ON g.event_id = e.event_id%s", where);
+    char *seed = mx_psprintf(pool, "SELECT e.event_id FROM events e%s", where);
+    char *vsql = seed ? rm_vis_sql(pool, seed) : NULL;
+    if (!page || !vsql) {
+        mx_sql_batch_free(b);
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    int64_t a = c->from;
+    int64_t z = c->dir == 'b' ? (c->has_to ? c->to : (int64_t)-1) : (c->has_to ? c->to : MS_ALL);
+    mx_sql_add(b, page, "siiissiii", c->room_id, a, z, MS_ALL, c->room_id,
+               c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
+    mx_sql_add(b, vsql, "ssiiissiii", c->who->user_id, c->room_id, a, z, MS_ALL, c->room_id,
+               c->who->user_id, all, MS_ALL, (int64_t)c->limit + 1);
     if (mx_sql_run(b, ms_page, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "reading messages");
@@ -274,12 +309,17 @@ static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(c->req, status, "reading event");
         return;
     }
-    if (mx_sql_nrows(res, 0) == 0) {
+    int vst = c->dir == 'c' ? 3 : 1;
+    rm_vis_t *vis = mx_sql_nrows(res, 0) ? rm_vis_load(res, vst) : NULL;
+    json_t *ev = mx_sql_nrows(res, 0) ? rm_row_event(res, 0, 0, 0, c->dev, RM_CE_ROOM_ID) : NULL;
+    if (!ev || !ms_visible(c, vis, res, 0, 0, 6, ev)) {
+        json_decref(ev);
+        rm_vis_free(vis);
         mx_req_error(c->req, 404, "M_NOT_FOUND", "event not found");
         return;
     }
-    json_t *ev = rm_row_event(res, 0, 0, 0, c->dev, RM_CE_ROOM_ID);
     if (c->dir != 'c') {
+        rm_vis_free(vis);
         c->out = ev;
         c->wrap = json_pack("[O]", ev);
         hs_relations_bundle(c->wrap, c->who->user_id, 0, ms_event_bundled, c);
@@ -289,14 +329,20 @@ static void ms_event_read(int status, mx_sql_res_t *res, void *ud)
     int64_t so = mx_sql_int(res, 0, 0, 5);
     json_t *before = json_array(), *after = json_array();
     int64_t start = so, end = so;
-    for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
-        json_array_append_new(before, rm_row_event(res, 1, i, 0, c->dev, RM_CE_ROOM_ID));
-        start = mx_sql_int(res, 1, i, 5);
+    for (int st = 1; st <= 2; st++) {
+        for (int i = 0; i < mx_sql_nrows(res, st); i++) {
+            json_t *e = rm_row_event(res, st, i, 0, c->dev, RM_CE_ROOM_ID);
+            if (st == 1)
+                start = mx_sql_int(res, st, i, 5);
+            else
+                end = mx_sql_int(res, st, i, 5);
+            if (e && ms_visible(c, vis, res, st, i, 6, e))
+                json_array_append_new(st == 1 ? before : after, e);
+            else
+                json_decref(e);
+        }
     }
-    for (int i = 0; i < mx_sql_nrows(res, 2); i++) {
-        json_array_append_new(after, rm_row_event(res, 2, i, 0, c->dev, RM_CE_ROOM_ID));
-        end = mx_sql_int(res, 2, i, 5);
-    }
+    rm_vis_free(vis);
     mx_pool_t *pool = mx_req_pool(c->req);
     c->out = json_pack("{s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before,
                        "events_after", after, "start", rm_make_token(pool, start - 1), "end",
@@ -353,11 +399,17 @@ static void ms_event_room(rm_room_t *room, int status, void *ud)
     if (ms_room_error(c->req, room, status))
         return;
     if (!rm_membership(room, c->who->user_id) && !ms_world_readable(room)) {
-        mx_req_error(c->req, 404, "M_NOT_FOUND", "event not found");
+        /* Synapse: /context checks room access first (403); /event
+         * answers as if the event did not exist */
+        if (c->dir == 'c')
+            mx_req_error(c->req, 403, "M_FORBIDDEN", "you are not allowed to view this room");
+        else
+            mx_req_error(c->req, 404, "M_NOT_FOUND", "event not found");
         return;
     }
     rm_room_ref(room);
     c->room = room;
+    c->peeking = ms_peeking(c, room);
     const char *eid = mx_req_param(c->req, "eventId");
     int64_t all = ms_world_readable(room) ? MS_ALL : -2;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
@@ -365,21 +417,36 @@ static void ms_event_room(rm_room_t *room, int status, void *ud)
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
-    mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ? AND e.room_id = ?"
-                  " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)",
-               "ssissii", eid, c->room_id, MS_ALL, c->room_id, c->who->user_id, all, MS_ALL);
+    /* statements: the event, [before, after,] the visibility of them all;
+     * every event row carries its state group in column 6 */
+#define MS_EV_G "SELECT " RM_EV_COLS ", g.group_id FROM events e LEFT JOIN event_to_state_group g" \
+                " ON g.event_id = e.event_id"
+#define MS_ONE " WHERE e.event_id = ? AND e.room_id = ? AND (e.stream_ordering <= " MS_CAP_SQL \
+               " OR ? = ?)"
+#define MS_BEFORE " WHERE e.room_id = ? AND e.stream_ordering < (SELECT stream_ordering FROM" \
+                  " events WHERE event_id = ?) ORDER BY e.stream_ordering DESC LIMIT ?"
+#define MS_AFTER " WHERE e.room_id = ? AND e.stream_ordering > (SELECT stream_ordering FROM" \
+                 " events WHERE event_id = ?) AND (e.stream_ordering <= " MS_CAP_SQL          \
+                 " OR ? = ?) ORDER BY e.stream_ordering ASC LIMIT ?"
+    mx_pool_t *pool = mx_req_pool(c->req);
+    mx_sql_add(b, MS_EV_G MS_ONE, "ssissii", eid, c->room_id, MS_ALL, c->room_id,
+               c->who->user_id, all, MS_ALL);
     if (c->dir == 'c') {
-        int before = c->limit / 2, after = c->limit - c->limit / 2;
-        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering < (SELECT stream_ordering FROM events WHERE event_id = ?)"
-                      " ORDER BY e.stream_ordering DESC LIMIT ?", "ssi", c->room_id, eid,
-                   (int64_t)before);
-        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering > (SELECT stream_ordering FROM events WHERE event_id = ?)"
-                      " AND (e.stream_ordering <= " MS_CAP_SQL " OR ? = ?)"
-                      " ORDER BY e.stream_ordering ASC LIMIT ?",
-                   "ssissiii", c->room_id, eid, MS_ALL, c->room_id, c->who->user_id, all,
-                   MS_ALL, (int64_t)after);
+        int64_t before = c->limit / 2, after = c->limit - c->limit / 2;
+        mx_sql_add(b, MS_EV_G MS_BEFORE, "ssi", c->room_id, eid, before);
+        mx_sql_add(b, MS_EV_G MS_AFTER, "ssissiii", c->room_id, eid, MS_ALL, c->room_id,
+                   c->who->user_id, all, MS_ALL, after);
+        mx_sql_add(b, rm_vis_sql(pool, "SELECT e.event_id FROM events e" MS_ONE
+                                 " UNION SELECT x.event_id FROM (SELECT e.event_id FROM events e"
+                                 MS_BEFORE ") x UNION SELECT y.event_id FROM (SELECT e.event_id"
+                                 " FROM events e" MS_AFTER ") y"),
+                   "sssissiissississiii", c->who->user_id, eid, c->room_id, MS_ALL, c->room_id,
+                   c->who->user_id, all, MS_ALL, c->room_id, eid, before, c->room_id, eid,
+                   MS_ALL, c->room_id, c->who->user_id, all, MS_ALL, after);
+    } else {
+        mx_sql_add(b, rm_vis_sql(pool, "SELECT e.event_id FROM events e" MS_ONE), "sssissii",
+                   c->who->user_id, eid, c->room_id, MS_ALL, c->room_id, c->who->user_id, all,
+                   MS_ALL);
     }
     if (mx_sql_run(b, ms_event_read, c) < 0) {
         mx_sql_batch_free(b);

@@ -155,6 +155,23 @@ json_t *rm_stripped_state(const rm_room_t *r);
 int rm_parse_token(const char *tok, int64_t *pos);
 char *rm_make_token(mx_pool_t *pool, int64_t pos);
 
+/* -------------------------------------------------- history visibility ---
+ * (rm_visibility.c) Whether a user may see an event, from the history
+ * visibility and the user's membership in the state after it.  Callers add
+ * the statement rm_vis_sql(pool, seed) to the batch reading a page, where
+ * `seed` is a SELECT of the page's event IDs; its parameters are the user
+ * ID then the seed's.  The page selects each event's state group
+ * (event_to_state_group.group_id).  The SQL is allocated in `pool`. */
+typedef struct rm_vis rm_vis_t;
+char *rm_vis_sql(mx_pool_t *pool, const char *seed_sql);
+/* Parses that statement's rows; caller frees with rm_vis_free.  NULL on ENOMEM. */
+rm_vis_t *rm_vis_load(const mx_sql_res_t *res, int stmt);
+/* `ev` a client-format event (its unsigned.prev_content is used);
+ * `peeking`: the user is not in the room (Synapse's is_peeking). */
+bool rm_vis_visible(const rm_vis_t *v, int64_t group, const json_t *ev, const char *user_id,
+                    bool peeking);
+void rm_vis_free(rm_vis_t *v);
+
 /* ---------------------------------------------------------- filters ---
  * (sync/filters.c) Loads a filter for the user: inline JSON or a stored ID.
  * Callback gets the filter (borrowed) or NULL, or status -ENOENT. */
@@ -162,6 +179,11 @@ typedef void (*hs_filter_fn)(json_t *filter, int status, void *ud);
 void hs_filter_load(const char *user_id, const char *spec, hs_filter_fn fn, void *ud);
 /* Event filter matching (types/not_types/senders/not_senders, '*'). */
 bool hs_filter_match(const json_t *evfilter, const char *type, const char *sender);
+/* The same filter as an SQL condition (" AND ..." or "", in `pool`) on the
+ * given columns, with string literals inlined; patterns SQL cannot express
+ * exactly are left out (hs_filter_match must still be applied). */
+char *hs_filter_sql(mx_pool_t *pool, const json_t *evfilter, const char *type_col,
+                    const char *sender_col);
 
 /* ------------------------------------------------------------ helpers --- */
 /* Adds a route on the client resource under v3 and r0 ("/rooms/..."). */

@@ -88,8 +88,110 @@ static bool fl_valid(const json_t *f)
         const json_t *lim = json_object_get(s, "limit");
         if (lim && !json_is_integer(lim))
             return false;
+        /* RoomEventFilter's lazy-loading flags are strictly boolean */
+        static const char *const flags[] = { "lazy_load_members", "include_redundant_members",
+                                             "unread_thread_notifications" };
+        for (size_t j = 0; j < 3; j++) {
+            const json_t *b = json_object_get(s, flags[j]);
+            if (b && !json_is_boolean(b))
+                return false;
+        }
     }
     return true;
+}
+
+/* Appends `s` as an SQL string literal (quotes doubled). */
+static void fl_lit(mx_pool_t *pool, char **out, const char *s, size_t n)
+{
+    size_t q = 0;
+    for (size_t i = 0; i < n; i++)
+        q += s[i] == '\'' ? 2 : 1;
+    size_t old = strlen(*out);
+    char *o = mx_palloc(pool, old + q + 3);
+    if (!o)
+        return;
+    memcpy(o, *out, old);
+    char *w = o + old;
+    *w++ = '\'';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '\'')
+            *w++ = '\'';
+        *w++ = s[i];
+    }
+    *w++ = '\'';
+    *w = '\0';
+    *out = o;
+}
+
+static void fl_cat(mx_pool_t *pool, char **out, const char *s)
+{
+    size_t a = strlen(*out), b = strlen(s);
+    char *o = mx_palloc(pool, a + b + 1);
+    if (!o)
+        return;
+    memcpy(o, *out, a);
+    memcpy(o + a, s, b + 1);
+    *out = o;
+}
+
+/* " AND [NOT] (col matches one of list)" for the patterns SQL can say
+ * exactly (no '*', or one trailing '*'); any other pattern makes the
+ * positive list unrestricted here (hs_filter_match still applies). */
+static void fl_list_sql(mx_pool_t *pool, char **out, const json_t *list, const char *col,
+                        bool negate)
+{
+    if (!json_is_array(list))
+        return;
+    char *cond = mx_pstrdup(pool, "");
+    size_t i;
+    json_t *v;
+    bool any = false;
+    json_array_foreach(list, i, v) {
+        const char *p = json_string_value(v);
+        if (!p)
+            continue;
+        const char *star = strchr(p, '*');
+        if (star && star[1] != '\0') {
+            if (!negate)
+                return; /* cannot express: leave to the C matcher */
+            continue;
+        }
+        fl_cat(pool, &cond, any ? " OR " : "");
+        any = true;
+        if (!star) {
+            fl_cat(pool, &cond, col);
+            fl_cat(pool, &cond, " = ");
+            fl_lit(pool, &cond, p, strlen(p));
+        } else {
+            char num[32];
+            snprintf(num, sizeof(num), ", 1, %zu) = ", (size_t)(star - p));
+            fl_cat(pool, &cond, "substr(");
+            fl_cat(pool, &cond, col);
+            fl_cat(pool, &cond, num);
+            fl_lit(pool, &cond, p, (size_t)(star - p));
+        }
+    }
+    if (!any) {
+        if (!negate)
+            fl_cat(pool, out, " AND 1 = 0"); /* an empty list matches nothing */
+        return;
+    }
+    fl_cat(pool, out, negate ? " AND NOT (" : " AND (");
+    fl_cat(pool, out, cond);
+    fl_cat(pool, out, ")");
+}
+
+char *hs_filter_sql(mx_pool_t *pool, const json_t *f, const char *type_col,
+                    const char *sender_col)
+{
+    char *out = mx_pstrdup(pool, "");
+    if (!out || !json_is_object(f))
+        return out;
+    fl_list_sql(pool, &out, json_object_get(f, "types"), type_col, false);
+    fl_list_sql(pool, &out, json_object_get(f, "not_types"), type_col, true);
+    fl_list_sql(pool, &out, json_object_get(f, "senders"), sender_col, false);
+    fl_list_sql(pool, &out, json_object_get(f, "not_senders"), sender_col, true);
+    return out;
 }
 
 /* ------------------------------------------------------------- loading --- */

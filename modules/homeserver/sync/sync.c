@@ -99,6 +99,8 @@ typedef struct sy_room {
     int64_t lo, hi;           /* timeline range (lo, hi] */
     bool full;                /* full state (initial, newly joined, full_state) */
     int st_tl, st_start, st_since, st_counts, st_heroes, st_ev;
+    int st_vis;               /* history visibility of the timeline, -1: all visible */
+    bool peeking;             /* world_readable preview without membership */
 } sy_room_t;
 
 typedef struct sy_ctx {
@@ -130,6 +132,8 @@ typedef struct sy_ctx {
     int64_t events_cap;
     int opt_limit;            /* hs_sync_run's limit, -1: the filter's */
     char *only_room;          /* owned or NULL */
+    const char *tl_sql;       /* scratch: timeline filter as SQL (" AND ...") */
+    bool redundant_members;   /* include_redundant_members */
 } sy_ctx_t;
 
 static void sy_free(sy_ctx_t *c)
@@ -318,12 +322,36 @@ static void sy_run_parts(sy_ctx_t *c)
     " JOIN events e ON e.event_id = se.event_id ORDER BY c.n DESC"
 
 /* State at the start of the timeline: the newest event before the oldest
- * of the `limit` newest events in (lo, hi]. */
+ * of the `limit` newest events in (lo, hi] that pass the timeline filter
+ * (%s: its SQL, on columns e.type / e.sender). */
 static const char sy_sql_state_start[] = SY_STATE_SQL(
-    "x.stream_ordering < (SELECT MIN(t.so) FROM (SELECT stream_ordering AS so FROM events"
-    " WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?"
-    " ORDER BY stream_ordering DESC LIMIT ?) t)");
+    "x.stream_ordering < COALESCE((SELECT MIN(t.so) FROM (SELECT e.stream_ordering AS so"
+    " FROM events e WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?%s"
+    " ORDER BY e.stream_ordering DESC LIMIT ?) t), ?)");
 static const char sy_sql_state_at[] = SY_STATE_SQL("x.stream_ordering <= ?");
+
+/* ------------------------------------------------ lazy-loaded members ---
+ * Which member events each device already got (Synapse's per-device
+ * cache): "user\x1fdevice" -> {state_key: event_id}.  Cleared by an
+ * initial sync; bounded (a cleared entry only means redundant resends). */
+#define SY_LLC_MAX 20000
+static json_t *sy_llc;
+
+static json_t *sy_llc_dev(const sy_ctx_t *c, bool reset)
+{
+    if (!sy_llc || json_object_size(sy_llc) > SY_LLC_MAX) {
+        json_decref(sy_llc);
+        sy_llc = json_object();
+    }
+    char key[600];
+    snprintf(key, sizeof(key), "%s\x1f%s", c->user_id, c->dev_key ? c->dev_key : "");
+    json_t *d = json_object_get(sy_llc, key);
+    if (!d || reset || json_object_size(d) > SY_LLC_MAX) {
+        d = json_object();
+        json_object_set_new(sy_llc, key, d);
+    }
+    return d;
+}
 
 /* {key: row} of a state chain result. */
 static json_t *sy_resolve(const mx_sql_res_t *res, int st)
@@ -360,6 +388,8 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         n = c->limit;
     json_t *events = json_array();
     json_t *senders = json_object();
+    json_t *tl_members = json_object();
+    rm_vis_t *vis = r->st_vis >= 0 ? rm_vis_load(res, r->st_vis) : NULL;
     int64_t oldest = r->hi;
     for (int i = n - 1; i >= 0; i--) {
         const char *type = mx_sql_text(res, r->st_tl, i, 6);
@@ -369,11 +399,21 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         if (!hs_filter_match(tlf, type, sender))
             continue;
         json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
-        if (ev)
+        if (ev && vis && !mx_sql_is_null(res, r->st_tl, i, 8) &&
+            !rm_vis_visible(vis, mx_sql_int(res, r->st_tl, i, 8), ev, c->user_id, r->peeking)) {
+            json_decref(ev);
+            continue;
+        }
+        if (ev) {
+            const char *sk = json_string_value(json_object_get(ev, "state_key"));
+            if (sk && type && strcmp(type, "m.room.member") == 0)
+                json_object_set(tl_members, sk, json_object_get(ev, "event_id"));
             json_array_append_new(events, ev);
+        }
         if (sender)
             json_object_set_new(senders, sender, json_true());
     }
+    rm_vis_free(vis);
     if (n == 0)
         oldest = r->hi + 1;
     json_t *tl = json_pack("{s:o, s:b, s:s}", "events", events, "limited", limited, "prev_batch",
@@ -384,6 +424,7 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
     json_t *start = sy_resolve(res, r->st_start);
     json_t *since = r->st_since >= 0 ? sy_resolve(res, r->st_since) : NULL;
     json_t *state = json_array();
+    json_t *llc = c->lazy_members && !c->redundant_members ? sy_llc_dev(c, false) : NULL;
     if (r->full)
         json_object_set(senders, c->user_id, json_true());
     const char *k;
@@ -401,10 +442,18 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
             changed = !sid || strcmp(sid, eid) != 0;
         }
         if (member && c->lazy_members) {
-            /* Lazy loading: only members who sent timeline events (and
-             * the user on a full sync); their events may be redundant. */
-            if (!json_object_get(senders, user))
+            /* Lazy loading (Synapse's _calculate_state): members who sent
+             * timeline events (and the user on a full sync), plus, on
+             * incremental syncs, every membership that changed in the gap;
+             * then what this device already has is left out. */
+            bool sender = json_object_get(senders, user) != NULL;
+            if (r->full ? !sender : !(sender || changed))
                 continue;
+            if (llc && !r->full && !c->redundant_members) {
+                const char *had = json_string_value(json_object_get(llc, user));
+                if (had && strcmp(had, eid) == 0)
+                    continue;
+            }
         } else if (!changed) {
             continue;
         }
@@ -412,13 +461,34 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         if (!hs_filter_match(stf, type, NULL))
             continue;
         json_t *ev = rm_row_event(res, r->st_start, i, 3, c->dev_key, c->ev_flags);
-        if (ev)
+        if (ev) {
+            if (member && llc)
+                json_object_set_new(llc, user, json_string(eid));
             json_array_append_new(state, ev);
+        }
     }
+    if (llc) {
+        const char *mk;
+        json_t *mv;
+        json_object_foreach(tl_members, mk, mv)
+            json_object_set(llc, mk, mv);
+    }
+    json_decref(tl_members);
     json_decref(start);
     json_decref(since);
     json_decref(senders);
     json_object_set_new(out, "state", json_pack("{s:o}", "events", state));
+}
+
+/* Whether the room has a non-empty name or canonical alias (then the
+ * summary carries no m.heroes, as in Synapse). */
+static bool sy_named(const rm_room_t *room)
+{
+    const json_t *n = rm_state_get(room, "m.room.name", "");
+    const json_t *a = rm_state_get(room, "m.room.canonical_alias", "");
+    const char *nv = json_string_value(json_object_get(json_object_get(n, "content"), "name"));
+    const char *av = json_string_value(json_object_get(json_object_get(a, "content"), "alias"));
+    return (nv && *nv) || (av && *av);
 }
 
 static void sy_fill_summary(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
@@ -447,10 +517,13 @@ static void sy_fill_summary(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, 
             if (strcmp(k + 14, c->user_id) != 0 && json_array_size(heroes) < 5)
                 json_array_append_new(heroes, json_string(k + 14));
         }
-        json_object_set_new(out, "summary",
-                            json_pack("{s:o, s:I, s:I}", "m.heroes", heroes,
-                                      "m.joined_member_count", (json_int_t)joined,
-                                      "m.invited_member_count", (json_int_t)invited));
+        json_t *sum = json_pack("{s:I, s:I}", "m.joined_member_count", (json_int_t)joined,
+                                "m.invited_member_count", (json_int_t)invited);
+        if (!sy_named(room))
+            json_object_set_new(sum, "m.heroes", heroes);
+        else
+            json_decref(heroes);
+        json_object_set_new(out, "summary", sum);
         return;
     }
     for (int i = 0; i < mx_sql_nrows(res, r->st_counts); i++) {
@@ -568,14 +641,32 @@ static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)
 static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int st)
 {
     const char *rid = r->room_id;
-    /* timeline: RM_EV_COLS then type, sender */
-    mx_sql_add(b, "SELECT " RM_EV_COLS ", e.type, e.sender FROM events e WHERE e.room_id = ?"
-                  " AND e.stream_ordering > ? AND e.stream_ordering <= ?"
-                  " ORDER BY e.stream_ordering DESC LIMIT ?",
+    const char *tf = c->tl_sql ? c->tl_sql : "";
+    /* timeline: RM_EV_COLS then type, sender, state group; the filter
+     * applies before the limit */
+    mx_sql_add(b, mx_psprintf(c->scratch, "SELECT " RM_EV_COLS ", e.type, e.sender, g.group_id"
+                                          " FROM events e LEFT JOIN event_to_state_group g"
+                                          " ON g.event_id = e.event_id WHERE e.room_id = ?"
+                                          " AND e.stream_ordering > ? AND e.stream_ordering <= ?%s"
+                                          " ORDER BY e.stream_ordering DESC LIMIT ?", tf),
                "siii", rid, r->lo, r->hi, (int64_t)c->limit + 1);
     r->st_tl = st++;
+    /* history visibility, for the timeline events up to the user's latest
+     * membership change (all later ones carry the current membership:
+     * visible when joined) or all of them when not joined */
+    r->st_vis = -1;
+    if (c->limit > 0 && (r->kind != SY_JOIN || r->peeking || r->mem_so > r->lo)) {
+        const char *seed = mx_psprintf(c->scratch,
+            "SELECT x.event_id FROM (SELECT e.event_id, e.stream_ordering FROM events e"
+            " WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?%s"
+            " ORDER BY e.stream_ordering DESC LIMIT ?) x WHERE x.stream_ordering <= ?", tf);
+        mx_sql_add(b, rm_vis_sql(c->scratch, seed), "ssiiii", c->user_id, rid, r->lo, r->hi,
+                   (int64_t)c->limit + 1, r->kind == SY_JOIN && !r->peeking ? r->mem_so : r->hi);
+        r->st_vis = st++;
+    }
     if (c->limit > 0)
-        mx_sql_add(b, sy_sql_state_start, "ssiii", rid, rid, r->lo, r->hi, (int64_t)c->limit);
+        mx_sql_add(b, mx_psprintf(c->scratch, sy_sql_state_start, tf), "ssiiii", rid, rid, r->lo,
+                   r->hi, (int64_t)c->limit, r->hi + 1);
     else /* no timeline: the state at its end */
         mx_sql_add(b, sy_sql_state_at, "si", rid, r->hi);
     r->st_start = st++;
@@ -609,6 +700,29 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
     json_t *changed = json_object();
     for (int i = 0; i < mx_sql_nrows(res, 1); i++)
         json_object_set_new(changed, mx_sql_text(res, 1, i, 0), json_true());
+    /* The user's membership events since `since` (incremental syncs):
+     * {room: true} when they were already joined at `since` (the first
+     * one's prev_content), so a profile change is not a new join. */
+    json_t *was_joined = json_object();
+    json_t *joined_in_window = json_object();
+    for (int i = 0; !c->initial && i < mx_sql_nrows(res, 2); i++) {
+        const char *rid = mx_sql_text(res, 2, i, 0);
+        const char *m = mx_sql_text(res, 2, i, 2);
+        if (m && strcmp(m, "join") == 0)
+            json_object_set_new(joined_in_window, rid, json_true());
+        if (json_object_get(was_joined, rid))
+            continue;
+        const char *us = mx_sql_text(res, 2, i, 1);
+        json_t *uns = us ? json_loads(us, 0, NULL) : NULL;
+        const char *pm = json_string_value(
+            json_object_get(json_object_get(uns, "prev_content"), "membership"));
+        json_object_set_new(was_joined, rid, json_boolean(pm && strcmp(pm, "join") == 0));
+        json_decref(uns);
+    }
+    c->tl_sql = hs_filter_sql(c->scratch, json_object_get(json_object_get(c->filter, "room"),
+                                                          "timeline"), "e.type", "e.sender");
+    if (c->initial && c->lazy_members)
+        sy_llc_dev(c, true);
     int nm = mx_sql_nrows(res, 0);
     c->rooms = mx_palloc(c->scratch, sizeof(sy_room_t) * (size_t)(nm ? nm : 1));
     c->nrooms = 0;
@@ -646,7 +760,8 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         r->event_id = mx_pstrdup(c->scratch, mx_sql_text(res, 0, i, 2));
         r->mem_so = mso;
         r->st_since = -1;
-        bool fresh = c->initial || mso > since;
+        json_t *wj = json_object_get(was_joined, rid);
+        bool fresh = c->initial || (mso > since && !json_is_true(wj));
         if (strcmp(m, "join") == 0) {
             r->kind = SY_JOIN;
             if (!fresh && !c->full_state && !json_object_get(changed, rid))
@@ -674,8 +789,11 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->kind = SY_LEAVE;
             if (c->initial ? !c->include_leave : mso <= since)
                 continue;
-            r->full = c->initial || c->full_state;
-            r->lo = c->initial ? 0 : since;
+            /* joined and left since `since`: the room is new to the client */
+            bool new_room = !c->initial && !json_is_true(wj) &&
+                            json_object_get(joined_in_window, rid);
+            r->full = c->initial || c->full_state || new_room;
+            r->lo = c->initial || new_room ? 0 : since;
             r->hi = mso;
         }
         st = sy_add_room_reads(c, b, r, st);
@@ -686,6 +804,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         memset(r, 0, sizeof(*r));
         r->room_id = mx_pstrdup(c->scratch, c->only_room);
         r->kind = SY_JOIN;
+        r->peeking = true;
         r->st_since = -1;
         r->full = true;
         r->lo = c->initial ? 0 : since;
@@ -695,6 +814,8 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         c->nrooms++;
     }
     json_decref(changed);
+    json_decref(was_joined);
+    json_decref(joined_in_window);
     if (st == 0) {
         mx_sql_batch_free(b);
         sy_rooms_read(0, NULL, c);
@@ -743,6 +864,11 @@ static void sy_compute(sy_ctx_t *c)
                   " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?",
                "sii", c->user_id, c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
                c->upto[HS_STREAM_EVENTS]);
+    mx_sql_add(b, "SELECT e.room_id, e.unsigned_json, e.membership FROM events e"
+                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+                  " AND e.type = 'm.room.member' AND e.state_key = ? ORDER BY e.stream_ordering",
+               "iis", c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
+               c->upto[HS_STREAM_EVENTS], c->user_id);
     c->busy = true;
     if (mx_sql_run(b, sy_plan_read, c) < 0) {
         mx_sql_batch_free(b);
@@ -764,6 +890,8 @@ static void sy_apply_filter(sy_ctx_t *c)
     c->lazy_members =
         json_is_true(json_object_get(json_object_get(rf, "state"), "lazy_load_members"));
     c->include_leave = json_is_true(json_object_get(rf, "include_leave"));
+    c->redundant_members = json_is_true(
+        json_object_get(json_object_get(rf, "state"), "include_redundant_members"));
     const char *fmt = json_string_value(json_object_get(c->filter, "event_format"));
     c->ev_flags = fmt && strcmp(fmt, "federation") == 0 ? RM_CE_FEDERATION : 0;
 }
@@ -884,5 +1012,7 @@ int hs_sync_start(char *err, size_t errlen)
 
 void hs_sync_stop(void)
 {
+    json_decref(sy_llc);
+    sy_llc = NULL;
     hs_notifier_stop();
 }

@@ -1,0 +1,297 @@
+/*
+ * au_admin_sessions.c: the admin API's sessions — OAuth 2.0 sessions
+ * (/oauth2-sessions), compatibility sessions of legacy logins
+ * (/compat-sessions) and browser sessions (/user-sessions): list with
+ * filter[user] / filter[status] (and filter[client] for OAuth), get, and
+ * finish (which revokes the tokens, as the user's own logout would).
+ *
+ * Browser sessions are stored by the hash of their cookie; their ULID is
+ * derived from their creation time and that hash (au_ulid.c) and read back
+ * the same way.
+ */
+#include "au_admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef enum { AA_OAUTH, AA_COMPAT, AA_BROWSER } aa_kind_t;
+
+/* -------------------------------------------------------------- rows --- */
+
+#define AA_OAUTH_COLS "id, client_id, user_id, scope, created_ts, finished_ts"
+static json_t *aa_oauth_row(const mx_sql_res_t *res, int st, int i)
+{
+    json_t *a = json_pack("{s:o, s:o, s:o, s:n, s:s, s:s, s:n, s:n, s:n, s:n}",
+                          "created_at", aa_time(mx_sql_int(res, st, i, 4)),
+                          "finished_at", aa_time(mx_sql_is_null(res, st, i, 5)
+                                                     ? 0 : mx_sql_int(res, st, i, 5)),
+                          "user_id", mx_sql_is_null(res, st, i, 2)
+                                         ? json_null() : json_string(mx_sql_text(res, st, i, 2)),
+                          "user_session_id", "client_id", mx_sql_text(res, st, i, 1),
+                          "scope", mx_sql_text(res, st, i, 3), "user_agent", "last_active_at",
+                          "last_active_ip", "human_name");
+    return aa_resource("oauth2-session", "oauth2-sessions", mx_sql_text(res, st, i, 0), a);
+}
+
+#define AA_COMPAT_COLS "id, user_id, device_id, human_name, created_ts, finished_ts"
+static json_t *aa_compat_row(const mx_sql_res_t *res, int st, int i)
+{
+    json_t *a = json_pack("{s:s, s:s, s:n, s:n, s:o, s:n, s:n, s:n, s:o, s:o}",
+                          "user_id", mx_sql_text(res, st, i, 1),
+                          "device_id", mx_sql_text(res, st, i, 2),
+                          "user_session_id", "redirect_uri",
+                          "created_at", aa_time(mx_sql_int(res, st, i, 4)),
+                          "user_agent", "last_active_at", "last_active_ip",
+                          "finished_at", aa_time(mx_sql_is_null(res, st, i, 5)
+                                                     ? 0 : mx_sql_int(res, st, i, 5)),
+                          "human_name", mx_sql_is_null(res, st, i, 3)
+                                            ? json_null()
+                                            : json_string(mx_sql_text(res, st, i, 3)));
+    return aa_resource("compat-session", "compat-sessions", mx_sql_text(res, st, i, 0), a);
+}
+
+#define AA_BROWSER_COLS "id_hash, user_id, created_ts, finished_ts"
+static json_t *aa_browser_row(const mx_sql_res_t *res, int st, int i)
+{
+    char id[AU_ULID_LEN + 1];
+    if (au_ulid_from_hex((uint64_t)mx_sql_int(res, st, i, 2), mx_sql_text(res, st, i, 0), id) < 0)
+        return NULL;
+    json_t *a = json_pack("{s:o, s:o, s:s, s:n, s:n, s:n}",
+                          "created_at", aa_time(mx_sql_int(res, st, i, 2)),
+                          "finished_at", aa_time(mx_sql_is_null(res, st, i, 3)
+                                                     ? 0 : mx_sql_int(res, st, i, 3)),
+                          "user_id", mx_sql_text(res, st, i, 1), "user_agent", "last_active_at",
+                          "last_active_ip");
+    return aa_resource("user-session", "user-sessions", id, a);
+}
+
+static aa_list_t *aa_list_new(aa_req_t *r, aa_kind_t kind)
+{
+    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
+    if (!l)
+        return NULL;
+    memset(l, 0, sizeof(*l));
+    l->where = mx_pstrdup(r->pool, "1=1");
+    l->user_attr = "user_id";
+    switch (kind) {
+    case AA_OAUTH:
+        l->cols = AA_OAUTH_COLS;
+        l->from = "auth_oauth_sessions";
+        l->id_col = "id";
+        l->row = aa_oauth_row;
+        l->not_found = "OAuth 2.0 session not found";
+        break;
+    case AA_COMPAT:
+        l->cols = AA_COMPAT_COLS;
+        l->from = "auth_compat_sessions";
+        l->id_col = "id";
+        l->row = aa_compat_row;
+        l->not_found = "Compatibility session not found";
+        break;
+    case AA_BROWSER:
+        l->cols = AA_BROWSER_COLS;
+        l->from = "auth_browser_sessions";
+        l->ts_col = "created_ts";
+        l->hash_col = "id_hash";
+        l->row = aa_browser_row;
+        l->not_found = "User session not found";
+        break;
+    }
+    return l;
+}
+
+/* Restricts `l` to the object `id` (false when `id` cannot name one). */
+static bool aa_where_id(aa_req_t *r, aa_list_t *l, const char *id)
+{
+    if (l->id_col) {
+        l->where = mx_psprintf(r->pool, "%s AND id = ?", l->where);
+        l->args[l->nargs++] = id;
+        return true;
+    }
+    uint64_t ms;
+    char hex[21];
+    if (au_ulid_to_hex(id, &ms, hex) < 0)
+        return false;
+    l->where = mx_psprintf(r->pool, "%s AND created_ts = %lld AND substr(id_hash, 1, 20) = '%s'",
+                           l->where, (long long)ms, hex);
+    return true;
+}
+
+/* --------------------------------------------------------------- lists --- */
+
+typedef struct aa_sl {
+    aa_page_t p;
+    aa_list_t *l;
+} aa_sl_t;
+
+static void aa_sl_user(aa_req_t *r, int status, const char *user_id)
+{
+    aa_sl_t *s = r->priv;
+    if (status < 0) {
+        aa_fail(r, status, "user lookup");
+        return;
+    }
+    if (!user_id) {
+        aa_error(r->req, 404, mx_psprintf(r->pool, "User ID %s not found",
+                                          mx_req_query(r->req, "filter[user]")));
+        return;
+    }
+    s->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", s->l->where);
+    s->l->args[s->l->nargs++] = mx_pstrdup(r->pool, user_id);
+    aa_list_run(r, &s->p, s->l);
+}
+
+static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
+{
+    aa_sl_t *s = mx_palloc(r->pool, sizeof(*s));
+    aa_list_t *l = s ? aa_list_new(r, kind) : NULL;
+    if (!l) {
+        aa_fail(r, -ENOMEM, "sessions");
+        return;
+    }
+    s->l = l;
+    bool bad = false;
+    if (!aa_page_parse(r, &s->p))
+        return;
+    const char *user = aa_qulid(r, "filter[user]", &bad);
+    if (bad)
+        return;
+    const char *status = aa_qstr(r, "filter[status]");
+    if (status && strcmp(status, "active") && strcmp(status, "finished")) {
+        aa_error(r->req, 400, "Invalid filter parameters: filter[status]");
+        return;
+    }
+    if (status)
+        l->where = mx_psprintf(r->pool, "%s AND finished_ts IS %sNULL", l->where,
+                               strcmp(status, "active") ? "NOT " : "");
+    if (kind == AA_OAUTH) {
+        const char *client = aa_qstr(r, "filter[client]");
+        if (client) {
+            l->where = mx_psprintf(r->pool, "%s AND client_id = ?", l->where);
+            l->args[l->nargs++] = client;
+        }
+    }
+    if (user) {
+        r->priv = s;
+        aa_user_of(r, user, aa_sl_user);
+        return;
+    }
+    aa_list_run(r, &s->p, l);
+}
+
+static void aa_oauth_list(aa_req_t *r) { aa_sessions_list(r, AA_OAUTH); }
+static void aa_compat_list(aa_req_t *r) { aa_sessions_list(r, AA_COMPAT); }
+static void aa_browser_list(aa_req_t *r) { aa_sessions_list(r, AA_BROWSER); }
+
+static void aa_sessions_get(aa_req_t *r, aa_kind_t kind, const char *self)
+{
+    const char *id = aa_path_id(r);
+    aa_list_t *l = id ? aa_list_new(r, kind) : NULL;
+    if (!id)
+        return;
+    if (!l || !aa_where_id(r, l, id)) {
+        aa_fail(r, -ENOMEM, "session");
+        return;
+    }
+    aa_get_run(r, l, self);
+}
+
+static void aa_oauth_get(aa_req_t *r) { aa_sessions_get(r, AA_OAUTH, NULL); }
+static void aa_compat_get(aa_req_t *r) { aa_sessions_get(r, AA_COMPAT, NULL); }
+static void aa_browser_get(aa_req_t *r) { aa_sessions_get(r, AA_BROWSER, NULL); }
+
+/* -------------------------------------------------------------- finish --- */
+
+typedef struct aa_fin {
+    aa_req_t *r;
+    aa_kind_t kind;
+    const char *id;
+} aa_fin_t;
+
+static void aa_fin_done(int status, void *ud)
+{
+    aa_fin_t *f = ud;
+    if (status < 0) {
+        aa_fail(f->r, status, "finishing a session");
+        return;
+    }
+    aa_sessions_get(f->r, f->kind, NULL);
+}
+
+static void aa_fin_read(int status, mx_sql_res_t *res, void *ud)
+{
+    aa_fin_t *f = ud;
+    aa_req_t *r = f->r;
+    static const char *const names[] = { "OAuth 2.0 session", "Compatibility session",
+                                         "User session" };
+    if (status < 0) {
+        aa_fail(r, status, "session");
+        return;
+    }
+    if (mx_sql_nrows(res, 0) < 1) {
+        aa_error(r->req, 404, mx_psprintf(r->pool, "%s ID %s not found", names[f->kind], f->id));
+        return;
+    }
+    if (!mx_sql_is_null(res, 0, 0, 1)) {
+        aa_error(r->req, 400, mx_psprintf(r->pool, "%s ID %s is already finished",
+                                          names[f->kind], f->id));
+        return;
+    }
+    const char *key = mx_pstrdup(r->pool, mx_sql_text(res, 0, 0, 0));
+    int rc = f->kind == AA_OAUTH    ? au_session_finish(key, aa_fin_done, f)
+             : f->kind == AA_COMPAT ? au_compat_finish(key, true, aa_fin_done, f)
+                                    : au_browser_end(key, NULL, aa_fin_done, f);
+    if (rc < 0)
+        aa_fail(r, rc, "finishing a session");
+}
+
+static void aa_sessions_finish(aa_req_t *r, aa_kind_t kind)
+{
+    const char *id = aa_path_id(r);
+    aa_fin_t *f = id ? mx_palloc(r->pool, sizeof(*f)) : NULL;
+    aa_list_t *l = f ? aa_list_new(r, kind) : NULL;
+    if (!id)
+        return;
+    mx_sql_batch_t *b = l && aa_where_id(r, l, id) ? mx_sql_batch_new(au.db, MX_SQL_READ) : NULL;
+    if (!b) {
+        aa_fail(r, -ENOMEM, "session");
+        return;
+    }
+    f->r = r;
+    f->kind = kind;
+    f->id = id;
+    const char *key = kind == AA_BROWSER ? "id_hash" : "id";
+    mx_sql_add(b, mx_psprintf(r->pool, "SELECT %s, finished_ts FROM %s WHERE %s", key, l->from,
+                              l->where), l->nargs ? "s" : "", l->args[0]);
+    if (mx_sql_run(b, aa_fin_read, f) < 0)
+        aa_fail(r, -EIO, "session");
+}
+
+static void aa_oauth_finish(aa_req_t *r) { aa_sessions_finish(r, AA_OAUTH); }
+static void aa_compat_finish(aa_req_t *r) { aa_sessions_finish(r, AA_COMPAT); }
+static void aa_browser_finish(aa_req_t *r) { aa_sessions_finish(r, AA_BROWSER); }
+
+int aa_sessions_routes(void)
+{
+    static const struct {
+        const char *method, *path;
+        aa_fn fn;
+    } routes[] = {
+        { "GET", "/oauth2-sessions", aa_oauth_list },
+        { "GET", "/oauth2-sessions/{id}", aa_oauth_get },
+        { "POST", "/oauth2-sessions/{id}/finish", aa_oauth_finish },
+        { "GET", "/compat-sessions", aa_compat_list },
+        { "GET", "/compat-sessions/{id}", aa_compat_get },
+        { "POST", "/compat-sessions/{id}/finish", aa_compat_finish },
+        { "GET", "/user-sessions", aa_browser_list },
+        { "GET", "/user-sessions/{id}", aa_browser_get },
+        { "POST", "/user-sessions/{id}/finish", aa_browser_finish },
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = aa_route(routes[i].method, routes[i].path, routes[i].fn);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
