@@ -63,7 +63,7 @@ static char *au_ac_time(mx_pool_t *pool, int64_t ms)
 }
 
 /* Message keys a redirect may name (anything else is ignored). */
-static const char *au_ac_msg(const char *key, bool error)
+static const char *au_ac_msg(mx_pool_t *pool, const char *key, bool error)
 {
     static const char *const done[] = { "password_changed", "session_ended",
                                         "crosssign_allowed", NULL };
@@ -74,7 +74,7 @@ static const char *au_ac_msg(const char *key, bool error)
                                         NULL };
     for (const char *const *k = error ? errs : done; key && *k; k++)
         if (!strcmp(*k, key))
-            return au_string(key);
+            return au_policy_text(pool, key);
     return NULL;
 }
 
@@ -106,10 +106,10 @@ static void au_ac_page(int status, mx_sql_res_t *res, void *ud)
     json_object_set_new(v, "user_id", json_string(a->b->user_id));
     json_object_set_new(v, "csrf", json_string(au_csrf_token(pool, a->b->sid)));
     json_object_set_new(v, "password_change", json_boolean(au.fl->password_change_allowed));
-    const char *m = au_ac_msg(mx_req_query(req, "done"), false);
+    const char *m = au_ac_msg(pool, mx_req_query(req, "done"), false);
     if (m)
         json_object_set_new(v, "message", json_string(m));
-    m = au_ac_msg(mx_req_query(req, "error"), true);
+    m = au_ac_msg(pool, mx_req_query(req, "error"), true);
     if (m)
         json_object_set_new(v, "error", json_string(m));
     const char *action = mx_req_query(req, "action");

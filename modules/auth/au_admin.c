@@ -263,14 +263,11 @@ bool aa_page_parse(aa_req_t *r, aa_page_t *p)
 static json_t *aa_link(aa_req_t *r, const char *base, const char *before, const char *after,
                        bool backward, int64_t n)
 {
-    char *q = mx_psprintf(r->pool, "%s%s%s%s%s&page[%s]=%lld", strchr(base, '?') ? "&" : "",
-                          before ? "&page[before]=" : "", before ? before : "",
-                          after ? "&page[after]=" : "", after ? after : "",
+    char *q = mx_psprintf(r->pool, "%s%s%s%s&page[%s]=%lld", before ? "&page[before]=" : "",
+                          before ? before : "", after ? "&page[after]=" : "", after ? after : "",
                           backward ? "last" : "first", (long long)n);
-    const char *qs = q;
-    if (!strchr(base, '?'))
-        qs = q + 1;   /* drop the leading '&' */
-    return json_sprintf("%s%s%s", base, strchr(base, '?') ? "" : "?", qs);
+    bool has_query = strchr(base, '?') != NULL;
+    return json_sprintf("%s%s%s", base, has_query ? "" : "?", has_query ? q : q + 1);
 }
 
 void aa_reply_page(aa_req_t *r, const aa_page_t *p, json_t *items, bool more, int64_t count)

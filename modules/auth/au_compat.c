@@ -28,6 +28,57 @@
 
 #define AU_HS_EVICT_TOPIC "homeserver.accounts.evict"
 
+/* A device the homeserver deleted: tokens created before `ts` are dead at
+ * once, before the write that ends their sessions has committed (and so
+ * cannot re-create the device on their first use). */
+#define AU_TOMB_TTL_MS (60 * 1000)
+typedef struct au_tomb {
+    struct au_tomb *next;
+    uint64_t ts;
+    char user_id[256], device_id[256];
+} au_tomb_t;
+
+static void au_tomb_add(const char *user, const char *dev)
+{
+    uint64_t now = mx_now_ms();
+    for (au_tomb_t **pp = &au.tombs; *pp;) {
+        au_tomb_t *t = *pp;
+        if (now - t->ts > AU_TOMB_TTL_MS) {
+            *pp = t->next;
+            free(t);
+        } else {
+            pp = &t->next;
+        }
+    }
+    au_tomb_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return;
+    t->ts = now;
+    snprintf(t->user_id, sizeof(t->user_id), "%s", user);
+    snprintf(t->device_id, sizeof(t->device_id), "%s", dev);
+    t->next = au.tombs;
+    au.tombs = t;
+}
+
+static bool au_tomb_kills(const au_tokinfo_t *t)
+{
+    uint64_t now = mx_now_ms();
+    for (const au_tomb_t *d = au.tombs; d && t->device_id; d = d->next)
+        if (now - d->ts <= AU_TOMB_TTL_MS && (uint64_t)t->created_ts <= d->ts &&
+            !strcmp(d->user_id, t->user_id) && !strcmp(d->device_id, t->device_id))
+            return true;
+    return false;
+}
+
+void au_compat_fini(void)
+{
+    while (au.tombs) {
+        au_tomb_t *t = au.tombs;
+        au.tombs = t->next;
+        free(t);
+    }
+}
+
 typedef struct au_vq {
     mx_pool_t *pool;
     hs_token_done_fn cb;
@@ -106,6 +157,10 @@ static void au_v_found(int status, const au_tokinfo_t *t, void *ud)
         return;
     }
     au_info_fill(&q->info, t->user_id, t->device_id, t->scope);
+    if (t->active && au_tomb_kills(t)) {
+        au_vq_end(q, -ENOENT, NULL);
+        return;
+    }
     if (!t->active) {
         bool expired = t->expires_ts && (uint64_t)t->expires_ts <= mx_now_ms();
         au_vq_end(q, expired ? -EKEYEXPIRED : -ENOENT, expired ? &q->info : NULL);
@@ -246,6 +301,7 @@ static void au_hs_evict(const char *topic, const json_t *msg, void *ud)
     au_cache_evict_user(user, dev);
     if (!dev)
         return;   /* a lock, a password change...: only re-check */
+    au_tomb_add(user, dev);
     if (au_compat_finish_device(user, dev, false, NULL, NULL) < 0)
         mx_log(AU_LOG, MX_LOG_WARN, "ending the compat sessions of a deleted device failed");
     mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);

@@ -11,6 +11,8 @@
  *   auth_registration_tokens  tokens that open token-gated registration
  *                             (MAS's shape: usage limit, uses, expiry,
  *                             revocation)
+ *   auth_email_verifications  (v2) addresses given at registration: link
+ *                             token (sha256 hex), until when, verified when
  *
  * Flags are INTEGER; times are ms.
  */
@@ -46,8 +48,19 @@ static const char au_flows_v1[] =
     " expires_ts BIGINT,"
     " revoked_ts BIGINT);\n";
 
+static const char au_flows_v2[] =
+    "CREATE TABLE auth_email_verifications ("
+    " token_hash TEXT PRIMARY KEY,"
+    " user_id TEXT NOT NULL,"
+    " email TEXT NOT NULL,"
+    " created_ts BIGINT NOT NULL,"
+    " expires_ts BIGINT NOT NULL,"
+    " verified_ts BIGINT);\n"
+    "CREATE INDEX auth_email_verifications_user ON auth_email_verifications (user_id);\n";
+
 static const mx_migration_t au_flows_migrations[] = {
     { 1, au_flows_v1, NULL, NULL },
+    { 2, au_flows_v2, NULL, NULL },
 };
 
 int au_flows_migrate(char *err, size_t errlen)

@@ -8,6 +8,7 @@
  *   set-password USER [PASSWORD | --password P]
  *   lock-user USER / unlock-user USER
  *   list-users
+ *   issue-compatibility-token USER [DEVICE] [--yes-i-want-to-grant-synapse-admin-privileges]
  *
  * Accounts are the homeserver's for now, so every command goes through its
  * `homeserver.users` service.  Commands run after the modules started, with
@@ -110,13 +111,13 @@ static int au_register_user(int argc, char **argv)
             username = argv[++i];
         else if (!strncmp(a, "--username=", 11))
             username = a + 11;
-        else if (!strcmp(a, "--password") && i + 1 < argc)
+        else if ((!strcmp(a, "--password") || !strcmp(a, "-p")) && i + 1 < argc)
             password = argv[++i];
         else if (!strncmp(a, "--password=", 11))
             password = a + 11;
-        else if (!strcmp(a, "--admin"))
+        else if (!strcmp(a, "--admin") || !strcmp(a, "-a"))
             admin = true;
-        else if (!strcmp(a, "--no-admin"))
+        else if (!strcmp(a, "--no-admin") || !strcmp(a, "-A"))
             admin = false;
         else if (!strcmp(a, "--yes") || !strcmp(a, "-y"))
             yes = true;
@@ -124,7 +125,7 @@ static int au_register_user(int argc, char **argv)
             username = a;
         else {
             fprintf(stderr, "usage: mxstack manage register-user [USERNAME] [--username U]"
-                            " [--password P] [--admin|--no-admin] [--yes]\n");
+                            " [-p|--password P] [-a|--admin|-A|--no-admin] [-y|--yes]\n");
             return 2;
         }
     }
@@ -296,9 +297,102 @@ static int au_list_users(int argc, char **argv)
     return 0;
 }
 
+/* --------------------------------------------- issue-compatibility-token --- */
+
+typedef struct au_ct {
+    bool done;
+    int status;
+    char user_id[256];
+    bool locked, deactivated;
+    char token[128], device[256];
+} au_ct_t;
+
+static void au_ct_user(int status, const hs_users_info_t *u, void *ud)
+{
+    au_ct_t *q = ud;
+    q->status = status;
+    if (u) {
+        snprintf(q->user_id, sizeof(q->user_id), "%s", u->user_id);
+        q->locked = u->locked;
+        q->deactivated = u->deactivated;
+    }
+    q->done = true;
+}
+
+static void au_ct_issued(int status, const au_compat_tokens_t *t, void *ud)
+{
+    au_ct_t *q = ud;
+    q->status = status;
+    if (t) {
+        snprintf(q->token, sizeof(q->token), "%s", t->access_token);
+        snprintf(q->device, sizeof(q->device), "%s", t->device_id);
+    }
+    q->done = true;
+}
+
+/* MAS's `manage issue-compatibility-token`: a compat session for USER on
+ * DEVICE (a new random one when absent); the access token is printed on
+ * stdout, alone, for scripts. */
+static int au_issue_compat_token(int argc, char **argv)
+{
+    const char *user = NULL, *device = NULL;
+    bool admin = false, bad = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--yes-i-want-to-grant-synapse-admin-privileges"))
+            admin = true;
+        else if (argv[i][0] != '-' && !user)
+            user = argv[i];
+        else if (argv[i][0] != '-' && !device)
+            device = argv[i];
+        else
+            bad = true;
+    }
+    if (bad || !user || (device && (!*device || strlen(device) > 255))) {
+        fprintf(stderr, "usage: mxstack manage issue-compatibility-token USER [DEVICE]"
+                        " [--yes-i-want-to-grant-synapse-admin-privileges]\n");
+        return 2;
+    }
+    const hs_users_iface_t *users = au_users();
+    if (!users)
+        return 1;
+    au_ct_t q = { 0 };
+    int rc = users->get(user, au_ct_user, &q);
+    if (rc >= 0)
+        while (!q.done)
+            uv_run(mx_loop(), UV_RUN_ONCE);
+    if (rc < 0 || q.status < 0) {
+        fprintf(stderr, "mxstack manage issue-compatibility-token: %s\n",
+                au_errtext(rc < 0 ? rc : q.status));
+        return 1;
+    }
+    if (q.deactivated || q.locked) {
+        fprintf(stderr, "mxstack manage issue-compatibility-token: %s is %s\n", q.user_id,
+                q.deactivated ? "deactivated" : "locked");
+        return 1;
+    }
+    mx_pool_t *pool = mx_pool_new();
+    au_compat_new_t n = { .user_id = q.user_id, .device_id = device, .synapse_admin = admin };
+    q.done = false;
+    rc = pool ? au_compat_session_new(pool, &n, au_ct_issued, &q) : -ENOMEM;
+    if (rc >= 0)
+        while (!q.done)
+            uv_run(mx_loop(), UV_RUN_ONCE);
+    mx_pool_free(pool);
+    if (rc < 0 || q.status < 0) {
+        fprintf(stderr, "mxstack manage issue-compatibility-token: storage error\n");
+        return 1;
+    }
+    fprintf(stderr, "Compatibility token issued for %s, device %s%s\n", q.user_id, q.device,
+            admin ? " (with Synapse admin privileges)" : "");
+    printf("%s\n", q.token);
+    return 0;
+}
+
 const mx_manage_cmd_t au_manage_cmds[] = {
-    { "register-user", "[USERNAME] [--username U] [--password P] [--admin] [--yes]",
+    { "register-user", "[USERNAME] [--username U] [-p|--password P] [-a|--admin] [-y|--yes]",
       au_register_user },
+    { "issue-compatibility-token", "USER [DEVICE] [--yes-i-want-to-grant-synapse-admin-privileges]",
+      au_issue_compat_token },
     { "set-password", "USER [PASSWORD | --password P]", au_set_password },
     { "lock-user", "USER", au_lock_user },
     { "unlock-user", "USER", au_unlock_user },

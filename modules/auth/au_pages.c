@@ -28,7 +28,7 @@
 
 static const char *const au_page_names[] = { "layout", "login", "register", "consent", "error",
                                              "done", "link", "device", "end_session",
-                                             "account", NULL };
+                                             "account", "notice", NULL };
 
 struct au_pages {
     char *dir;

@@ -75,3 +75,14 @@ const char *au_password_policy(const char *password)
         return "err_password_weak";
     return NULL;
 }
+
+const char *au_policy_text(mx_pool_t *pool, const char *key)
+{
+    const char *t = au_string(key);
+    const char *at = strstr(t, "{min}");
+    if (!at)
+        return t;
+    char *out = mx_psprintf(pool, "%.*s%lld%s", (int)(at - t), t,
+                            (long long)(au.fl ? au.fl->pw_min_length : 8), at + 5);
+    return out ? out : t;
+}

@@ -17,6 +17,8 @@
  *   GET/POST /register   password registration: closed, open, or open to
  *                        holders of a registration token (account.*)
  *   POST     /logout     ends the browser session
+ *   (with account.email_verification: dev, registration asks for an
+ *   address and login waits for its link: au_email.c)
  *
  * After a login the browser goes on with its authorization request
  * (`grant`) or to one of our pages (`next`: link, device, account/; see
@@ -203,6 +205,8 @@ static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant, c
     json_object_set_new(v, "next", json_string(next ? next : ""));
     json_object_set_new(v, "username", json_string(username ? username : ""));
     json_object_set_new(v, "token_required", json_boolean(au.fl->registration == AU_REG_TOKEN));
+    json_object_set_new(v, "email_required",
+                        json_boolean(au.fl->email_verification == AU_EMAIL_DEV));
     if (error_key)
         json_object_set_new(v, "error_key", json_string(error_key));
     const char *q = grant && *grant ? mx_psprintf(pool, "?grant=%s", au_urlencode(pool, grant))
@@ -220,7 +224,7 @@ static void au_form_reply(mx_req_t *req, const char *page, json_t *v, int status
 {
     const char *ek = json_string_value(json_object_get(v, "error_key"));
     if (ek)
-        json_object_set_new(v, "error", json_string(au_string(ek)));
+        json_object_set_new(v, "error", json_string(au_policy_text(mx_req_pool(req), ek)));
     au_page_reply(req, status, page, v, NULL);
 }
 
@@ -306,6 +310,24 @@ static void au_login_limited(au_login_t *l, uint64_t wait_ms)
     au_form_reply(l->req, "login", v, 429);
 }
 
+/* Whether an address given at registration still waits for its link. */
+static void au_login_gated(int status, bool ok, void *ud)
+{
+    au_login_t *l = ud;
+    if (status < 0) {
+        au_page_error(l->req, 500, "err_internal", NULL);
+        return;
+    }
+    if (!ok) {
+        json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
+                                 "err_email_unverified");
+        mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+        au_form_reply(l->req, "login", v, 403);
+        return;
+    }
+    au_login_start_session(l);
+}
+
 static void au_login_checked(int status, const char *user_id, bool is_admin, void *ud)
 {
     (void)is_admin;
@@ -324,7 +346,8 @@ static void au_login_checked(int status, const char *user_id, bool is_admin, voi
         return;
     }
     l->user_id = mx_pstrdup(mx_req_pool(l->req), user_id);
-    au_login_start_session(l);
+    if (au_email_login_gate(l->user_id, au_login_gated, l) < 0)
+        au_page_error(l->req, 500, "err_internal", NULL);
 }
 
 /* Parses the urlencoded body and checks CSRF; answers on failure. */
@@ -424,6 +447,13 @@ static void au_register_created(int status, const hs_users_info_t *u, void *ud)
         return;
     }
     l->user_id = mx_pstrdup(mx_req_pool(l->req), u->user_id);
+    if (au.fl->email_verification == AU_EMAIL_DEV) {
+        /* No session until the address is verified. */
+        const char *email = json_string_value(json_object_get(l->form, "email"));
+        if (au_email_verification_start(l->req, l->user_id, email) < 0)
+            au_page_error(l->req, 500, "err_internal", NULL);
+        return;
+    }
     au_login_start_session(l);
 }
 
@@ -485,6 +515,9 @@ static int au_post_register(mx_req_t *req, void *ud)
         err = "err_password_mismatch";
     else if (!err && au.fl->registration == AU_REG_TOKEN && (!token || !*token))
         err = "err_registration_token";
+    else if (!err && au.fl->email_verification == AU_EMAIL_DEV &&
+             !au_email_valid(json_string_value(json_object_get(l->form, "email"))))
+        err = "err_email_invalid";
     if (err) {
         au_register_again(l, err);
         return MX_DONE;
@@ -609,7 +642,8 @@ int au_session_routes(void)
                            MX_ROUTE_NO_CORS)) < 0 ||
         (rc = mx_route_add("auth", "POST", "/register", au_post_register, NULL,
                            MX_ROUTE_NO_CORS)) < 0 ||
-        (rc = mx_route_add("auth", "POST", "/logout", au_post_logout, NULL, MX_ROUTE_NO_CORS)) < 0)
+        (rc = mx_route_add("auth", "POST", "/logout", au_post_logout, NULL, MX_ROUTE_NO_CORS)) < 0 ||
+        (rc = au_email_routes()) < 0)
         return rc;
     return 0;
 }

@@ -183,6 +183,7 @@ static void au_stop(void (*done)(const char *module))
 static void au_fini(void)
 {
     au_cache_fini();
+    au_compat_fini();
     au_flows_fini();
     au_pages_fini();
     au_keys_fini();

@@ -72,6 +72,7 @@ typedef struct au_state {
     json_t *discovery;            /* the openid-configuration document */
     char *account_url;            /* account management URL, MSC4191 (malloc) */
     char *hs_secret;              /* the homeserver's introspection secret (malloc) or NULL */
+    struct au_tomb *tombs;        /* devices deleted lately (au_compat.c), list */
     struct au_flows *fl;          /* accounts, rate limits (au_flows.c) */
     mx_counter_t *m_logins, *m_tokens, *m_validations;
 } au_state_t;
@@ -290,6 +291,9 @@ int au_password_check(const char *user, const char *password, au_pw_fn cb, void 
 /* The password policy for new passwords: NULL when fine, else the strings
  * key of the reason. */
 const char *au_password_policy(const char *password);
+/* The text of strings key `key` with "{min}" replaced by the policy's
+ * minimum length (pool string). */
+const char *au_policy_text(mx_pool_t *pool, const char *key);
 
 /* ------------------------------------------------------------- tokens --- */
 
@@ -381,6 +385,8 @@ int au_compat_login_routes(void);
 /* Registers `homeserver.users` over HTTP when the homeserver is not in this
  * process (au_compat_users.c). */
 int au_compat_users_register(void);
+/* Frees what au_compat.c keeps (fini). */
+void au_compat_fini(void);
 /* Whether `bearer` is the homeserver's shared secret for introspection
  * (matrix_authentication_service.secret, or the internal_secret). */
 bool au_hs_secret_ok(const char *bearer);
@@ -407,11 +413,13 @@ extern const mx_manage_cmd_t au_manage_cmds[];
 #define AU_CROSSSIGN_RESET_MS (10 * 60 * 1000)
 
 enum { AU_REG_CLOSED = 0, AU_REG_OPEN = 1, AU_REG_TOKEN = 2 };
+enum { AU_EMAIL_OFF = 0, AU_EMAIL_DEV = 1 };
 typedef struct au_rl au_rl_t;           /* au_ratelimit.c */
 typedef struct au_flows {
     int registration;             /* AU_REG_* */
     bool password_change_allowed;
     int64_t pw_min_length, pw_min_classes;   /* classes: lower, upper, digit, other */
+    int email_verification;       /* AU_EMAIL_* (au_email.c) */
     au_rl_t *login_ip, *login_account;
 } au_flows_t;
 /* Reads conf->account / rate_limit into au.fl (from start). */
@@ -444,6 +452,17 @@ void au_cookie_clear(mx_req_t *req);
 /* `next` of a login form: a page of ours to return to (link, device,
  * account/), else NULL. */
 const char *au_next_ok(const char *next);
+
+/* E-mail verification (au_email.c).  A plausible address? */
+bool au_email_valid(const char *email);
+/* Records a pending verification of `email` for `user_id`, logs the link
+ * and answers `req` with the "check your e-mail" page. */
+int au_email_verification_start(mx_req_t *req, const char *user_id, const char *email);
+/* Whether `user_id` may sign in: no address waiting for verification.
+ * `cb` may run before the call returns. */
+typedef void (*au_gate_fn)(int status, bool ok, void *ud);
+int au_email_login_gate(const char *user_id, au_gate_fn cb, void *ud);
+int au_email_routes(void);
 
 /* Verifies a JWS we signed (any of our keys, by kid); the claims (new
  * reference) or NULL. */

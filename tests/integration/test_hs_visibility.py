@@ -189,3 +189,52 @@ def test_gapped_lazy_sync_includes_gap_members(server):
     charlie.send(room, "again")
     j = sync(alice, s2["next_batch"], filt=f)["rooms"]["join"][room]
     assert [e for e in j["state"]["events"] if e["type"] == "m.room.member"] == []
+
+
+def test_current_state_always_in_timeline(server):
+    """A join that happened while the user was away (joined history) still
+    shows in the timeline when it is current state (Synapse)."""
+    creator, syncer, invitee = C(server), C(server), C(server)
+    room = creator.create(preset="public_chat")
+    assert syncer.join(room).status_code == 200
+    set_hv(creator, room, "joined")
+    invite(creator, room, invitee.id)
+    tok = sync(syncer)["next_batch"]
+    assert syncer.req("POST", f"/rooms/{q(room)}/leave", {}).status_code == 200
+    assert invitee.join(room).status_code == 200
+    assert syncer.join(room).status_code == 200
+    tl = sync(syncer, tok)["rooms"]["join"][room]["timeline"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == invitee.id
+               and e["content"]["membership"] == "join" for e in tl["events"])
+    assert tl["limited"] is True  # a newly joined room is always limited
+
+
+def test_filtered_out_room_left_out(server):
+    a = C(server)
+    room = a.create(preset="public_chat")
+    f = {"room": {"timeline": {"types": ["nothing.matches"]}}, "presence": {"types": []}}
+    tok = sync(a, filt=f)["next_batch"]
+    a.send(room, "filtered")
+    assert room not in sync(a, tok, filt=f).get("rooms", {}).get("join", {})
+
+
+def test_presence_of_new_room_mates(server):
+    a, b = C(server), C(server)
+    room = a.create(preset="public_chat")
+    sync(a)  # a is online
+    tok = sync(b)["next_batch"]
+    assert b.join(room).status_code == 200
+    s = sync(b, tok)
+    senders = {e["sender"] for e in s["presence"]["events"]}
+    assert a.id in senders
+    # only once
+    s = sync(b, s["next_batch"])
+    assert a.id not in {e["sender"] for e in s.get("presence", {}).get("events", [])}
+
+
+def test_own_presence_in_initial_sync(server):
+    a = C(server)
+    r = a.req("GET", "/initialSync")
+    assert r.status_code == 200, r.text
+    assert any(p["content"].get("user_id") == a.id or p.get("sender") == a.id
+               for p in r.json()["presence"])

@@ -58,7 +58,10 @@ def sql(s, stmt, params=()):
     con = psycopg2.connect(s.pg)
     try:
         cur = con.cursor()
-        cur.execute(stmt.replace("?", "%s"), params)
+        if params:
+            cur.execute(stmt.replace("%", "%%").replace("?", "%s"), params)
+        else:
+            cur.execute(stmt)
         rows = cur.fetchall() if cur.description else []
         con.commit()
         return rows

@@ -135,6 +135,11 @@ int acc_mas_start(void);
  * or another one), and the account management URL it advertises (or NULL). */
 bool acc_delegated(void);
 const char *acc_account_url(void);
+/* Delegated mode: whether the auth service's account page approved a
+ * cross-signing reset for the user lately, and the 401 UIA answer that
+ * sends the user there (stage org.matrix.cross_signing_reset). */
+bool acc_crosssign_reset_allowed(const char *user_id);
+void acc_crosssign_reset_reply(mx_req_t *req);
 /* Writes pending last-seen figures (timer). */
 void acc_seen_flush(void);
 /* Adds in-memory last-seen figures of the user's devices to `devices` (array
@@ -197,6 +202,7 @@ typedef struct acc_reg {
     const char *displayname;    /* profile name asked for (shared-secret) */
     const char *user_type;
     bool guest, admin, inhibit_login, refresh;
+    const char *upgrade_guest;  /* the guest user ID this registration upgrades, or NULL */
     int attempts;
     char *hash;
     char *user_id;

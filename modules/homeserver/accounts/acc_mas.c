@@ -462,13 +462,73 @@ static int acc_mas_validate(const char *token, hs_token_done_fn cb, void *ud)
 
 static const mx_auth_token_iface_t acc_mas_iface = { .validate = acc_mas_validate };
 
+/* ------------------------------------------------- cross-signing reset ---
+ * The auth service's account page approves a reset for a while and says so
+ * on the bus ("auth.crosssign_reset": {user_id, until_ms}, across processes
+ * with the pubsub module); replacing cross-signing keys is allowed until
+ * then, as Synapse allows it after MAS's approval. */
+#define ACC_XS_TOPIC "auth.crosssign_reset"
+
+static acc_map_t *acc_xs;         /* user ID -> uint64_t* until (ms) */
+
+static void acc_xs_heard(const char *topic, const json_t *msg, void *ud)
+{
+    (void)topic;
+    (void)ud;
+    const char *user = json_string_value(json_object_get(msg, "user_id"));
+    const json_t *until = json_object_get(msg, "until_ms");
+    uint64_t *v = user && json_is_integer(until) && acc_xs ? malloc(sizeof(*v)) : NULL;
+    if (!v)
+        return;
+    *v = (uint64_t)json_integer_value(until);
+    if (acc_map_put(acc_xs, user, v) < 0)
+        free(v);
+}
+
+bool acc_crosssign_reset_allowed(const char *user_id)
+{
+    const uint64_t *until = acc_xs && user_id ? acc_map_get(acc_xs, user_id) : NULL;
+    return until && mx_now_ms() < *until;
+}
+
+void acc_crosssign_reset_reply(mx_req_t *req)
+{
+    const char *acct = acc_account_url();
+    mx_pool_t *pool = mx_req_pool(req);
+    const char *url = acct ? mx_psprintf(pool, "%s%saction=org.matrix.cross_signing_reset", acct,
+                                         strchr(acct, '?') ? "&" : "?")
+                           : "";
+    json_t *b = json_pack(
+        "{s:s, s:[{s:[s]}], s:{s:{s:s}}, s:s}", "session", "dummy", "flows", "stages",
+        "org.matrix.cross_signing_reset", "params", "org.matrix.cross_signing_reset", "url", url,
+        "msg",
+        mx_psprintf(pool,
+                    "To reset your end-to-end encryption cross-signing identity, you first need"
+                    " to approve it at %s and then try again.",
+                    url));
+    mx_req_reply_json(req, 401, b);
+}
+
+static int acc_xs_start(void)
+{
+    if (acc_xs || !acc_delegated())
+        return 0;
+    acc_xs = calloc(1, sizeof(*acc_xs));
+    if (!acc_xs || acc_map_init(acc_xs, free) < 0) {
+        free(acc_xs);
+        acc_xs = NULL;
+        return -ENOMEM;
+    }
+    return mx_bus_subscribe(ACC_XS_TOPIC, acc_xs_heard, NULL);
+}
+
 int acc_mas_start(void)
 {
     if (acc_mas)
         return 0;
     int rc = acc_mas_conf();
     if (rc <= 0)
-        return rc;
+        return rc < 0 ? rc : acc_xs_start();
     if (mx_service_get("auth.token")) {
         mx_log("homeserver", MX_LOG_WARN,
                "matrix_authentication_service/msc3861 ignored: the auth module runs here");
@@ -482,5 +542,5 @@ int acc_mas_start(void)
     }
     mx_log("homeserver", MX_LOG_INFO, "access tokens are checked by introspection at %s",
            acc_mas->url);
-    return 0;
+    return acc_xs_start();
 }

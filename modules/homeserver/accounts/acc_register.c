@@ -8,7 +8,10 @@
  * another name before going through the stages; numeric localparts are
  * reserved for generated IDs (guests, or registrations without a username)
  * and come from the accounts_seq counter; registration per IP is
- * rate-limited, a use counted when an account is created.
+ * rate-limited, a use counted when an account is created.  A guest
+ * becomes a full user by registering with its `guest_access_token` (kind
+ * user): the guest's own user ID (numeric localpart) keeps its rooms and
+ * data, the users row just gets the password and loses the guest flag.
  */
 #include "acc_int.h"
 
@@ -75,6 +78,9 @@ static void acc_reg_alloc(acc_reg_t *r);
  * replay of the completed session answers for that user again (a new
  * login, as Synapse does) instead of registering another. */
 #define ACC_REG_DONE_KEY "_registered_user_id"
+/* In the request body: the guest user a guest_access_token proved (set by
+ * the server only, see acc_post_register). */
+#define ACC_REG_GUEST_KEY "_mx_guest_user_id"
 
 /* Puts a registration's UIA session back in the map, marked with the user
  * it registered (its registration token, if any, is spent). */
@@ -157,13 +163,21 @@ static void acc_reg_written(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(r->req, status, "register");
         return;
     }
+    if (r->upgrade_guest && mx_sql_nrows(res, 0) < 1) {
+        /* The row is no guest any more (upgraded by a concurrent call);
+         * the session rows of this batch were written for nothing. */
+        acc_reg_fail(r);
+        mx_req_error(r->req, 400, "M_USER_IN_USE", "User ID already taken.");
+        return;
+    }
     acc_reg_keep(r->sess, r->user_id);
     r->sess = NULL;
     char key[96];
     acc_reg_key(r->req, key, sizeof(key));
     acc_rl_take(key, (double)hs.conf.rc_registration_per_second,
                 (double)hs.conf.rc_registration_burst, true);
-    acc_hook_user_registered(r->user_id, r->displayname, r->guest);
+    if (!r->upgrade_guest)
+        acc_hook_user_registered(r->user_id, r->displayname, r->guest);
     acc_reg_reply(r);
 }
 
@@ -179,11 +193,16 @@ static void acc_reg_write(acc_reg_t *r, const char *localpart)
         hs_reply_storage_error(r->req, -ENOMEM, "register");
         return;
     }
-    mx_sql_add(b,
-               "INSERT INTO users (name, password_hash, is_guest, admin, user_type, creation_ts)"
-               " VALUES (?, ?, ?, ?, ?, ?)",
-               "ssiisi", r->user_id, r->hash, (int64_t)r->guest, (int64_t)r->admin, r->user_type,
-               (int64_t)(mx_now_ms() / 1000));
+    if (r->upgrade_guest)
+        mx_sql_add(b,
+                   "UPDATE users SET password_hash = ?, is_guest = 0 WHERE name = ?"
+                   " AND is_guest = 1 RETURNING name", "ss", r->hash, r->user_id);
+    else
+        mx_sql_add(b,
+                   "INSERT INTO users (name, password_hash, is_guest, admin, user_type,"
+                   " creation_ts) VALUES (?, ?, ?, ?, ?, ?)",
+                   "ssiisi", r->user_id, r->hash, (int64_t)r->guest, (int64_t)r->admin,
+                   r->user_type, (int64_t)(mx_now_ms() / 1000));
     if (r->sess && r->sess->regtoken)
         mx_sql_add(b,
                    "UPDATE registration_tokens SET pending = pending - 1,"
@@ -334,6 +353,14 @@ static void acc_reg_uia_done(mx_req_t *req, acc_uia_sess_t *s, void *ud)
         return;
     }
     r->password = mx_pstrdup(pool, json_string_value(pw));
+    const char *guest = json_string_value(json_object_get(body, ACC_REG_GUEST_KEY));
+    if (guest) {
+        /* checked in acc_post_register: the username, if any, is the guest's */
+        r->upgrade_guest = mx_pstrdup(pool, guest);
+        r->localpart = acc_localpart(pool, guest);
+        acc_register_create(r);
+        return;
+    }
     if (json_is_string(user)) {
         char *lp = acc_lower(mx_pstrdup(pool, json_string_value(user)));
         if (!acc_username_ok(req, lp)) {
@@ -357,7 +384,9 @@ static void acc_reg_checked(int status, mx_sql_res_t *res, void *ud)
     const char *sid = json_string_value(json_object_get(auth, "session"));
     acc_uia_sess_t *s = sid ? acc_map_get(&hs_acc->uia, sid) : NULL;
     const char *done = s ? json_string_value(json_object_get(s->saved, ACC_REG_DONE_KEY)) : NULL;
-    if (mx_sql_nrows(res, 0) > 0 && !(done && strcmp(done, mx_sql_text(res, 0, 0, 0)) == 0)) {
+    const char *guest = json_string_value(json_object_get(mx_req_json(req), ACC_REG_GUEST_KEY));
+    if (mx_sql_nrows(res, 0) > 0 && !(done && strcmp(done, mx_sql_text(res, 0, 0, 0)) == 0) &&
+        !(guest && strcmp(guest, mx_sql_text(res, 0, 0, 0)) == 0)) {
         mx_req_error(req, 400, "M_USER_IN_USE", "User ID already taken.");
         return;
     }
@@ -388,6 +417,28 @@ static void acc_reg_guest(mx_req_t *req, json_t *body)
     acc_register_create(r);
 }
 
+static int acc_reg_start(mx_req_t *req);
+
+/* The guest_access_token of an upgrade: it must be a guest's. */
+static void acc_reg_guest_checked(int status, const hs_token_info_t *info, void *ud)
+{
+    mx_req_t *req = ud;
+    if (status == -ENOENT || status == -EKEYEXPIRED || status == -EKEYREVOKED) {
+        mx_req_error(req, 401, "M_UNKNOWN_TOKEN", "Invalid guest access token");
+        return;
+    }
+    if (status < 0) {
+        hs_reply_storage_error(req, status, "register: guest token");
+        return;
+    }
+    if (!info->is_guest) {
+        mx_req_error(req, 403, "M_FORBIDDEN", "guest_access_token is not a guest's");
+        return;
+    }
+    json_object_set_new(mx_req_json(req), ACC_REG_GUEST_KEY, json_string(info->user_id));
+    acc_reg_start(req);
+}
+
 static int acc_post_register(mx_req_t *req, void *ud)
 {
     (void)ud;
@@ -413,6 +464,26 @@ static int acc_post_register(mx_req_t *req, void *ud)
         mx_req_error(req, 403, "M_FORBIDDEN", "Registration has been disabled");
         return MX_DONE;
     }
+    /* Only acc_reg_guest_checked may set this. */
+    json_object_del(body, ACC_REG_GUEST_KEY);
+    const char *gtok = json_string_value(json_object_get(body, "guest_access_token"));
+    if (gtok) {
+        const mx_auth_token_iface_t *iface = mx_service_get("auth.token");
+        int rc = iface ? iface->validate(gtok, acc_reg_guest_checked, req) : -ENOSYS;
+        if (rc < 0) {
+            hs_reply_storage_error(req, rc, "register: guest token");
+            return MX_DONE;
+        }
+        return MX_ASYNC;
+    }
+    return acc_reg_start(req);
+}
+
+/* The second half of POST /register: name checks, then UIA. */
+static int acc_reg_start(mx_req_t *req)
+{
+    json_t *body = mx_req_json(req);
+    const char *guest = json_string_value(json_object_get(body, ACC_REG_GUEST_KEY));
     json_t *user = json_object_get(body, "username");
     json_t *pw = json_object_get(body, "password");
     if (user && !json_is_string(user)) {
@@ -431,9 +502,17 @@ static int acc_post_register(mx_req_t *req, void *ud)
     char *uid = NULL;
     if (user) {
         char *lp = acc_lower(mx_pstrdup(pool, json_string_value(user)));
-        if (!acc_username_ok(req, lp))
-            return MX_DONE;
         uid = hs_user_id(pool, lp);
+        if (guest && (!uid || strcmp(uid, guest) != 0)) {
+            mx_req_error(req, 403, "M_FORBIDDEN",
+                         "Cannot register taken user ID without valid guest credentials for"
+                         " that user.");
+            return MX_DONE;
+        }
+        if (!guest && !acc_username_ok(req, lp))
+            return MX_DONE;
+    } else if (guest) {
+        uid = mx_pstrdup(pool, guest);
     }
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {

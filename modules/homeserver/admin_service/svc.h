@@ -81,6 +81,8 @@ typedef struct svc_state {
     json_t *counts;
     uint64_t counts_gen, counts_ms;
     json_t *rl;                /* user_id -> [per_second, burst] (ratelimit_override) */
+    json_t *keys;              /* keyset pages of the user list (svc_users.c) */
+    uint64_t keys_ms;
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;

@@ -159,9 +159,17 @@ static const char svc_v2[] =
     "CREATE TABLE server_notice_rooms (user_id TEXT PRIMARY KEY, room_id TEXT NOT NULL);"
     "CREATE TABLE media_protected (media_id TEXT PRIMARY KEY);";
 
+/* The user list's filters next to the user ID, so that walking it in
+ * order (and past `from` rows) reads this index alone. */
+static const char svc_v3[] =
+    "CREATE INDEX users_admin_list ON users(name, is_guest, deactivated, locked, admin);"
+    "CREATE INDEX users_admin_created ON users(creation_ts, name, is_guest, deactivated,"
+    " locked);";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
     { 2, svc_v2, NULL, NULL },
+    { 3, svc_v3, NULL, NULL },
 };
 
 static const hs_admin_iface_t svc_iface = {
@@ -261,12 +269,14 @@ int hs_admin_service_start(char *err, size_t errlen)
     json_decref(svc_store.blocked);
     json_decref(svc_store.counts);
     json_decref(svc_store.rl);
+    json_decref(svc_store.keys);
     memset(&svc_store, 0, sizeof(svc_store));
     svc = &svc_store;
     svc->blocked = json_object();
     svc->counts = json_object();
     svc->rl = json_object();
-    if (!svc->blocked || !svc->counts || !svc->rl)
+    svc->keys = json_object();
+    if (!svc->blocked || !svc->counts || !svc->rl || !svc->keys)
         return -ENOMEM;
     if ((rc = svc_ratelimit_load()) < 0 || (rc = svc_purge_resume()) < 0) {
         snprintf(err, errlen, "homeserver.admin: cannot read overrides or purges (%d)", rc);

@@ -13,6 +13,9 @@
  * thrown away, only taken out of the timeline, and neither are local
  * events (event IDs naming this server, room versions 1-2) unless
  * delete_local_events: those are copied into `purged_events` first.  The
+ * current state events become outliers: their stream positions move below
+ * zero (order kept), where neither /sync nor /messages reads, while state
+ * groups and memberships still resolve them.  The
  * event's rows in the other tables (transaction IDs, push actions,
  * relations, search, state group links) go with it.  The newest event of
  * the room is always kept.
@@ -79,6 +82,13 @@ static void svc_purge_written(int status, mx_sql_res_t *res, void *ud)
     " AND stream_ordering <= ? AND event_id NOT IN"                                       \
     " (SELECT event_id FROM current_state WHERE room_id = ?)"
 
+/* The current state events of the step, and how far below zero they go. */
+#define SVC_PURGE_CUR                                                                     \
+    "SELECT event_id FROM events WHERE room_id = ? AND stream_ordering > ?"               \
+    " AND stream_ordering <= ? AND event_id IN"                                           \
+    " (SELECT event_id FROM current_state WHERE room_id = ?)"
+#define SVC_PURGE_OFF "1125899906842624"
+
 static void svc_purge_range(int status, mx_sql_res_t *res, void *ud)
 {
     svc_purge_t *p = ud;
@@ -129,6 +139,25 @@ static void svc_purge_range(int status, mx_sql_res_t *res, void *ud)
                       " events WHERE event_id IN (" SVC_PURGE_SEL "))", "siis", rid, lo, hi, rid);
     mx_sql_add(b, "DELETE FROM events WHERE event_id IN (" SVC_PURGE_SEL ")", "siis", rid, lo,
                hi, rid);
+    /* The current state stays, as outliers: below every stream position,
+     * so neither /sync nor /messages shows it again while state lookups
+     * (state groups, room_memberships) still find it. */
+    static const char *const outl[] = {
+        "DELETE FROM event_push_actions WHERE event_id IN (" SVC_PURGE_CUR ")",
+        "DELETE FROM event_relations WHERE event_id IN (" SVC_PURGE_CUR ")",
+        "UPDATE room_memberships SET stream_ordering = stream_ordering - " SVC_PURGE_OFF
+        " WHERE event_id IN (" SVC_PURGE_CUR ")",
+    };
+    if (mx_db_is_postgres(hs.db))
+        mx_sql_add(b, "DELETE FROM event_search WHERE event_id IN (" SVC_PURGE_CUR ")", "siis",
+                   rid, lo, hi, rid);
+    else
+        mx_sql_add(b, "DELETE FROM event_search WHERE rowid IN (SELECT stream_ordering FROM"
+                      " events WHERE event_id IN (" SVC_PURGE_CUR "))", "siis", rid, lo, hi, rid);
+    for (size_t i = 0; i < sizeof(outl) / sizeof(outl[0]); i++)
+        mx_sql_add(b, outl[i], "siis", rid, lo, hi, rid);
+    mx_sql_add(b, "UPDATE events SET stream_ordering = stream_ordering - " SVC_PURGE_OFF
+                  " WHERE event_id IN (" SVC_PURGE_CUR ")", "siis", rid, lo, hi, rid);
     mx_sql_add(b, "UPDATE purge_jobs SET done_upto = ? WHERE purge_id = ?", "is", hi,
                p->purge_id);
     if (mx_sql_run(b, svc_purge_written, p) < 0) {

@@ -113,7 +113,31 @@ void svc_users_changed(void)
     if (svc) {
         svc->counts_gen++;
         json_object_clear(svc->counts);
+        json_object_clear(svc->keys);
     }
+}
+
+/* Keyset pages: the user ID a page ending at offset `end` stopped at, per
+ * filter and direction, so that following next_token (an offset, as in
+ * Synapse) continues from that ID instead of walking `end` rows again.
+ * Forgotten on any change to users and after SVC_KEYS_TTL_MS. */
+#define SVC_KEYS_MAX 1024
+#define SVC_KEYS_TTL_MS 60000
+
+static const char *svc_key_name(mx_pool_t *p, const char *count_key, const char *dir,
+                                int64_t end)
+{
+    return mx_psprintf(p, "%s\x1f%s\x1f%lld", count_key, dir, (long long)end);
+}
+
+static const char *svc_key_get(const char *name)
+{
+    uint64_t now = mx_now_ms();
+    if (now - svc->keys_ms > SVC_KEYS_TTL_MS || json_object_size(svc->keys) > SVC_KEYS_MAX) {
+        json_object_clear(svc->keys);
+        svc->keys_ms = now;
+    }
+    return json_string_value(json_object_get(svc->keys, name));
 }
 
 /* The list's total for `key`, or -1 when not cached (or stale). */
@@ -133,6 +157,7 @@ typedef struct svc_list {
     const char *count_key;
     int64_t total;        /* -1: counted by statement 0 */
     uint64_t gen;         /* counts_gen when the query was sent */
+    const char *dir;      /* keyset pages (ordering by user ID) only, else NULL */
 } svc_list_t;
 
 static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
@@ -154,8 +179,12 @@ static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int 
         json_array_append_new(users, svc_user_json(res, st, i));
     json_t *out = json_pack("{s:o, s:I}", "users", users, "total", (json_int_t)total);
     /* next_token: the next offset, only when more rows follow. */
-    if (out && c->n + n < total && n > 0)
+    if (out && c->n + n < total && n > 0) {
         json_object_set_new(out, "next_token", json_sprintf("%lld", (long long)(c->n + n)));
+        if (l->dir && l->gen == svc->counts_gen)
+            json_object_set_new(svc->keys, svc_key_name(c->pool, l->count_key, l->dir, c->n + n),
+                                json_string(mx_sql_text(res, st, n - 1, 0)));
+    }
     return out;
 }
 
@@ -182,6 +211,33 @@ static char *svc_like(mx_pool_t *p, const char *s)
     *o++ = '%';
     *o = 0;
     return out;
+}
+
+/* Adds `sql` with `n` (<= 4) string binds, then limit and offset when
+ * `page`. */
+static void svc_add_strs(mx_sql_batch_t *b, const char *sql, const char *const *s, int n,
+                         bool page, int64_t limit, int64_t from)
+{
+    static const char *const fmts[2][5] = {
+        { "", "s", "ss", "sss", "ssss" }, { "ii", "sii", "ssii", "sssii", "ssssii" } };
+    const char *f = fmts[page][n];
+    switch (n) {
+    case 0:
+        mx_sql_add(b, sql, f, limit, from);
+        break;
+    case 1:
+        mx_sql_add(b, sql, f, s[0], limit, from);
+        break;
+    case 2:
+        mx_sql_add(b, sql, f, s[0], s[1], limit, from);
+        break;
+    case 3:
+        mx_sql_add(b, sql, f, s[0], s[1], s[2], limit, from);
+        break;
+    default:
+        mx_sql_add(b, sql, f, s[0], s[1], s[2], s[3], limit, from);
+        break;
+    }
 }
 
 int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
@@ -263,13 +319,8 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
     /* A deferred join: the page's names come from the narrow inner query
      * (walking users' name index past `from` rows); only those rows are
      * joined with profiles and devices. */
-    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM users u%s"
-                                " WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
-                                " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
-                                " ON p.user_id = u.name ORDER BY %s",
-                             by_profile ? join : "", where, ord, ord);
     svc_list_t *l = mx_palloc(p, sizeof(*l));
-    if (!count || !page || !ord || !l) {
+    if (!count || !ord || !l) {
         mx_sql_batch_free(b);
         svc_call_free(c);
         return -ENOMEM;
@@ -279,29 +330,30 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
     l->count_key = mx_psprintf(p, "%s\x1f%s\x1f%s\x1f%s", count, binds[0] ? binds[0] : "",
                                binds[1] ? binds[1] : "", binds[2] ? binds[2] : "");
     l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
-    bool need_count = l->total < 0;
-    switch (nb) {
-    case 0:
-        if (need_count)
-            mx_sql_add(b, count, "");
-        mx_sql_add(b, page, "ii", limit, from);
-        break;
-    case 1:
-        if (need_count)
-            mx_sql_add(b, count, "s", binds[0]);
-        mx_sql_add(b, page, "sii", binds[0], limit, from);
-        break;
-    case 2:
-        if (need_count)
-            mx_sql_add(b, count, "ss", binds[0], binds[1]);
-        mx_sql_add(b, page, "ssii", binds[0], binds[1], limit, from);
-        break;
-    default:
-        if (need_count)
-            mx_sql_add(b, count, "sss", binds[0], binds[1], binds[2]);
-        mx_sql_add(b, page, "sssii", binds[0], binds[1], binds[2], limit, from);
-        break;
+    l->dir = !strcmp(col, "u.name") && l->count_key ? d : NULL;
+    /* Following a next_token we handed out: continue after its user ID. */
+    const char *after = l->dir && from > 0 ? svc_key_get(svc_key_name(p, l->count_key, d, from))
+                                           : NULL;
+    int ncount = nb;
+    if (after) {
+        where = svc_and(p, where, *d == 'D' ? "u.name < ?" : "u.name > ?");
+        binds[nb++] = mx_pstrdup(p, after);
+        from = 0;
     }
+    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM users u%s"
+                                " WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
+                                " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
+                                " ON p.user_id = u.name ORDER BY %s",
+                             by_profile ? join : "", where, ord, ord);
+    if (!page || !where) {
+        mx_sql_batch_free(b);
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    bool need_count = l->total < 0;
+    if (need_count)
+        svc_add_strs(b, count, binds, ncount, false, 0, 0);
+    svc_add_strs(b, page, binds, nb, true, limit, from);
     return svc_run(c, b, svc_list_users_built);
 }
 

@@ -345,26 +345,44 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
     const json_t *filter = json_object_get(sc->filter, "presence");
     uint64_t now = mx_now_ms();
     json_t *evs = json_array();
-    int n = mx_sql_nrows(res, 0);
-    for (int i = 0; i < n; i++) {
-        const char *user_id = mx_sql_text(res, 0, i, 0);
-        if (!user_id)
-            continue;
-        if (filter && !hs_filter_match(filter, "m.presence", user_id))
-            continue;
-        const pr_entry_t *e = pr_entry(user_id, false);
-        const char *state = e ? e->state : mx_sql_text(res, 0, i, 1);
-        if (!state)
-            continue;
-        /* An initial sync leaves out offline users (Synapse). */
-        if (sc->initial && strcmp(state, "offline") == 0)
-            continue;
-        json_t *c = e ? pr_content(e->state, e->status_msg, e->last_active_ts, now)
-                      : pr_content(state, mx_sql_text(res, 0, i, 2),
-                                   (uint64_t)mx_sql_int(res, 0, i, 3), now);
-        json_array_append_new(evs, json_pack("{s:s, s:s, s:o}", "type", "m.presence", "sender",
-                                             user_id, "content", c));
+    json_t *seen = json_object();
+    /* statement 0: presence changes in (since, upto]; statement 1
+     * (incremental syncs): the current presence of users who started to
+     * share a room with the user (either side joined) — Synapse sends it
+     * so that a client knows the presence of its new room-mates */
+    int nst = sc->initial ? 1 : 2;
+    for (int st = 0; st < nst; st++) {
+        for (int i = 0; i < mx_sql_nrows(res, st); i++) {
+            const char *user_id = mx_sql_text(res, st, i, 0);
+            if (!user_id || json_object_get(seen, user_id))
+                continue;
+            json_object_set_new(seen, user_id, json_true());
+            if (filter && !hs_filter_match(filter, "m.presence", user_id))
+                continue;
+            const pr_entry_t *e = pr_entry(user_id, false);
+            const char *state = e ? e->state : mx_sql_text(res, st, i, 1);
+            if (!state)
+                continue;
+            /* An initial sync leaves out offline users (Synapse). */
+            if (sc->initial && strcmp(state, "offline") == 0)
+                continue;
+            json_t *c = e ? pr_content(e->state, e->status_msg, e->last_active_ts, now)
+                          : pr_content(state, mx_sql_text(res, st, i, 2),
+                                       (uint64_t)mx_sql_int(res, st, i, 3), now);
+            json_array_append_new(evs, json_pack("{s:s, s:s, s:o}", "type", "m.presence", "sender",
+                                                 user_id, "content", c));
+        }
     }
+    /* an initial sync always shows the user's own presence, even while the
+     * change this very sync made is still being written (SYT-34) */
+    const pr_entry_t *me = pr_entry(sc->who->user_id, false);
+    if (sc->initial && me && !json_object_get(seen, sc->who->user_id) &&
+        (!filter || hs_filter_match(filter, "m.presence", sc->who->user_id)))
+        json_array_append_new(evs, json_pack("{s:s, s:s, s:o}", "type", "m.presence", "sender",
+                                             sc->who->user_id, "content",
+                                             pr_content(me->state, me->status_msg,
+                                                        me->last_active_ts, now)));
+    json_decref(seen);
     json_object_set_new(sc->response, "presence", json_pack("{s:o}", "events", evs));
     s->done(sc, 0);
 }
@@ -372,7 +390,8 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
 static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
 {
     /* Nothing new on this stream: no read (most long-poll wake-ups). */
-    if (!sc->initial && sc->since[HS_STREAM_PRESENCE] >= sc->upto[HS_STREAM_PRESENCE]) {
+    if (!sc->initial && sc->since[HS_STREAM_PRESENCE] >= sc->upto[HS_STREAM_PRESENCE] &&
+        sc->since[HS_STREAM_EVENTS] >= sc->upto[HS_STREAM_EVENTS]) {
         json_object_set_new(sc->response, "presence", json_pack("{s:[]}", "events"));
         done(sc, 0);
         return;
@@ -393,6 +412,18 @@ static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
                   " ON m2.room_id = m1.room_id WHERE m1.user_id = ? AND m1.membership = 'join'"
                   " AND m2.membership = 'join')) ORDER BY p.stream_id",
                "iiss", since, sc->upto[HS_STREAM_PRESENCE], me, me);
+    if (!sc->initial)
+        /* joins since `since` in the user's rooms (a range of the events
+         * stream): the joiner, or everyone when the joiner is the user */
+        mx_sql_add(b, "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p"
+                      " WHERE p.user_id IN (SELECT m2.user_id FROM events e"
+                      " JOIN room_memberships m1 ON m1.room_id = e.room_id AND m1.user_id = ?"
+                      " AND m1.membership = 'join'"
+                      " JOIN room_memberships m2 ON m2.room_id = e.room_id AND m2.membership = 'join'"
+                      " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+                      " AND e.type = 'm.room.member' AND e.membership = 'join'"
+                      " AND (e.state_key = ? OR m2.user_id = e.state_key) AND m2.user_id <> ?)",
+                   "siiss", me, sc->since[HS_STREAM_EVENTS], sc->upto[HS_STREAM_EVENTS], me, me);
     int rc = mx_sql_run(b, pr_sync_got, s);
     if (rc < 0)
         done(sc, rc);

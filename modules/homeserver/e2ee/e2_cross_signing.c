@@ -5,7 +5,9 @@
  * device_signing/upload needs User-Interactive Authentication (password,
  * through the accounts part's UIA) only when it would replace keys: the
  * first upload and an identical re-upload go through without, as Synapse
- * does.  Self-signing and user-signing keys must be signed by the master
+ * does.  When authentication is delegated (MSC3861) a replacement needs the
+ * approval given on the auth service's account page instead (a 401 with the
+ * org.matrix.cross_signing_reset stage and its URL otherwise).  Self-signing and user-signing keys must be signed by the master
  * key.  A master/self-signing change is a public device-list change of the
  * user; a user-signing change is visible to the user only.
  *
@@ -159,8 +161,13 @@ static void cs_up_read(int status, mx_sql_res_t *res, void *ud)
             if (k && !json_is_null(k) && (!u->stored[i] || !json_equal(u->stored[i], (json_t *)k)))
                 replacing = true;
         }
-    if (!replacing) {
+    if (!replacing || (acc_delegated() && acc_crosssign_reset_allowed(u->who->user_id))) {
         cs_up_apply(u);
+        return;
+    }
+    if (acc_delegated()) {
+        /* No password here: the reset is approved on the account page. */
+        acc_crosssign_reset_reply(u->req);
         return;
     }
     static const unsigned flows[] = { ACC_STAGE_PASSWORD };

@@ -398,6 +398,8 @@ static void pv_image_stored(const char *media_id, void *ud)
         json_object_del(pv->og, "og:image");
         json_object_del(pv->og, "og:image:type");
         json_object_del(pv->og, "matrix:image:size");
+        json_object_del(pv->og, "og:image:width");
+        json_object_del(pv->og, "og:image:height");
     }
     pv_finish(pv);
 }
@@ -414,6 +416,11 @@ static void pv_take_image(pv_req_t *pv, const mx_http_response_t *r, const char 
     snprintf(type, sizeof(type), "%.*s", (int)strcspn(ct, "; "), ct);
     json_object_set_new(pv->og, "og:image:type", json_string(type));
     json_object_set_new(pv->og, "matrix:image:size", json_integer((json_int_t)r->body_len));
+    unsigned w, h;
+    if (md_image_size(r->body, r->body_len, &w, &h) == 0 && w && h) {
+        json_object_set_new(pv->og, "og:image:width", json_integer(w));
+        json_object_set_new(pv->og, "og:image:height", json_integer(h));
+    }
     if (md_store_internal(pv->user_id, type, r->body, r->body_len, pv_image_stored, pv) < 0)
         pv_image_stored(NULL, pv);
 }

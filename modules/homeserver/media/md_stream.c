@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MD_ST_BUF (256 * 1024)
+#define MD_ST_BUF (1024 * 1024)
 
 struct md_stream {
     md_put_t put;                    /* result: tmp_path, sha256, err */

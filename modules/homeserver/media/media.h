@@ -187,6 +187,10 @@ typedef void (*md_stored_fn)(const char *media_id, void *ud);
 int md_store_internal(const char *user_id, const char *content_type, const void *data,
                       size_t len, md_stored_fn cb, void *ud);
 
+/* Width and height from an image's header (PNG, GIF, JPEG, WebP), nothing
+ * decoded: 0 or -EINVAL (md_imgsize.c). */
+int md_image_size(const void *data, size_t len, unsigned *w, unsigned *h);
+
 /* ------------------------------------------------------ headers, misc --- */
 
 /* Sets Content-Disposition and the safety headers (nosniff, sandbox CSP,

@@ -441,6 +441,66 @@ static int mb_forget(mx_req_t *req, void *ud)
     return hs_require_auth(req, mb_forget_authed, NULL);
 }
 
+/* ------------------------------------------- guests on guest_access off --- */
+
+/* Leaves, sent as themselves (as Synapse does), for the joined guests of a
+ * room whose current guest_access is no longer can_join. */
+static void mb_guests_found(int status, mx_sql_res_t *res, void *ud)
+{
+    rm_room_t *room = ud;
+    const json_t *ga = rm_state_get(room, "m.room.guest_access", "");
+    const char *v = json_string_value(
+        json_object_get(json_object_get(ga, "content"), "guest_access"));
+    if (status < 0 || (v && strcmp(v, "can_join") == 0) || mx_sql_nrows(res, 0) == 0) {
+        rm_room_unref(room);
+        return;
+    }
+    rm_txn_t *t = rm_txn_new(room);
+    json_t *leave = json_pack("{s:s}", "membership", "leave");
+    for (int i = 0; t && leave && i < mx_sql_nrows(res, 0); i++) {
+        const char *u = mx_sql_text(res, 0, i, 0);
+        const char *m = rm_membership(room, u);
+        char why[256];
+        if (m && strcmp(m, "join") == 0 &&
+            rm_txn_add(t, "m.room.member", u, u, leave, NULL, NULL, why, sizeof(why)) != 0)
+            mx_log("homeserver", MX_LOG_WARN, "guest %s not removed from %s: %s", u,
+                   room->room_id, why);
+    }
+    json_decref(leave);
+    if (t && rm_txn_count(t))
+        rm_txn_commit(t, NULL, NULL);
+    else
+        rm_txn_abort(t);
+    rm_room_unref(room);
+}
+
+static void mb_kick_guests_room(rm_room_t *room, int status, void *ud)
+{
+    (void)ud;
+    (void)status;
+    if (!room)
+        return;
+    mx_sql_batch_t *b = rm_room_count(room, "join") ? mx_sql_batch_new(hs.db, MX_SQL_READ)
+                                                     : NULL;
+    if (!b)
+        return;
+    /* The room's members who are guests (their membership is checked on the
+     * cached state once the answer is here). */
+    mx_sql_add(b, "SELECT u.name FROM users u JOIN current_state c ON c.state_key = u.name"
+                  " WHERE c.room_id = ? AND c.type = 'm.room.member' AND u.is_guest = 1",
+               "s", room->room_id);
+    rm_room_ref(room);
+    if (mx_sql_run(b, mb_guests_found, room) < 0) {
+        mx_sql_batch_free(b);
+        rm_room_unref(room);
+    }
+}
+
+void rm_kick_guests(const char *room_id)
+{
+    rm_room_get(room_id, mb_kick_guests_room, NULL);
+}
+
 int rm_membership_routes(void)
 {
     static const char *const acts[] = { "join", "leave", "invite", "kick", "ban", "unban" };

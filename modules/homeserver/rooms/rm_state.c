@@ -178,6 +178,8 @@ static void stt_put_room(rm_room_t *room, int status, void *ud)
         }
     }
     rm_send_one(c->req, room, type, sk ? sk : "", c->who->user_id, c->content, NULL, NULL);
+    if (strcmp(type, "m.room.guest_access") == 0)
+        rm_kick_guests(room->room_id);
 }
 
 /* "#local:domain"? */

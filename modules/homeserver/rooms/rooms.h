@@ -235,4 +235,8 @@ int rm_do_membership(mx_req_t *req, const hs_user_t *who, const char *room_id,
                      const char *target, const char *membership, const char *reason,
                      json_t *extra);
 
+/* Removes the joined guests of a room whose guest_access is no longer
+ * can_join (rm_membership.c; runs in the background). */
+void rm_kick_guests(const char *room_id);
+
 #endif /* HS_ROOMS_H */

@@ -101,6 +101,7 @@ typedef struct sy_room {
     int st_tl, st_start, st_since, st_counts, st_heroes, st_ev;
     int st_vis;               /* history visibility of the timeline, -1: all visible */
     bool peeking;             /* world_readable preview without membership */
+    bool newly_joined;        /* incremental sync: joined since `since` */
 } sy_room_t;
 
 typedef struct sy_ctx {
@@ -375,6 +376,19 @@ static bool sy_key_is_member(const char *k, const char **user)
     return true;
 }
 
+/* Whether `ev` is part of the room's current state: such events are shown
+ * in a timeline whatever the history visibility (Synapse's
+ * always_include_ids), so that a client's view of the state is complete. */
+static bool sy_is_current_state(const char *room_id, const json_t *ev)
+{
+    const char *sk = json_string_value(json_object_get(ev, "state_key"));
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *eid = json_string_value(json_object_get(ev, "event_id"));
+    rm_room_t *room = sk && type && eid ? rm_room_cached(room_id) : NULL;
+    const char *cur = room ? rm_state_id(room, type, sk) : NULL;
+    return cur && strcmp(cur, eid) == 0;
+}
+
 static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
 {
     json_t *rf = json_object_get(c->filter, "room");
@@ -386,6 +400,10 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
     bool limited = n > c->limit;
     if (limited)
         n = c->limit;
+    /* a room new to the client is always "limited" (Synapse): its history
+     * starts before what it is shown */
+    if (r->newly_joined)
+        limited = true;
     json_t *events = json_array();
     json_t *senders = json_object();
     json_t *tl_members = json_object();
@@ -400,7 +418,8 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
             continue;
         json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
         if (ev && vis && !mx_sql_is_null(res, r->st_tl, i, 8) &&
-            !rm_vis_visible(vis, mx_sql_int(res, r->st_tl, i, 8), ev, c->user_id, r->peeking)) {
+            !rm_vis_visible(vis, mx_sql_int(res, r->st_tl, i, 8), ev, c->user_id, r->peeking) &&
+            !sy_is_current_state(r->room_id, ev)) {
             json_decref(ev);
             continue;
         }
@@ -598,6 +617,14 @@ static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
         }
         json_t *out = json_object();
         sy_fill_room(c, res, r, out);
+        /* an incremental sync leaves out a room whose new events were all
+         * filtered out (the providers may still add it) */
+        if (r->kind == SY_JOIN && !c->initial && !r->full &&
+            !sy_nonempty_events(json_object_get(out, "timeline")) &&
+            !sy_nonempty_events(json_object_get(out, "state"))) {
+            json_decref(out);
+            continue;
+        }
         if (r->kind == SY_JOIN) {
             sy_fill_summary(c, res, r, out);
             json_object_set_new(out, "ephemeral", sy_events_obj());
@@ -767,6 +794,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             if (!fresh && !c->full_state && !json_object_get(changed, rid))
                 continue;
             r->full = fresh || c->full_state;
+            r->newly_joined = fresh && !c->initial;
             r->lo = r->full && fresh ? 0 : since;
             r->hi = upto;
             if (c->legacy_stream && !c->initial) {
