@@ -438,6 +438,25 @@ int aa_route(const char *method, const char *path, aa_fn fn)
     return rc;
 }
 
+int aa_routes(const aa_route_def_t *defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = aa_route(defs[i].method, defs[i].path, defs[i].fn);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+bool aa_user_found(aa_req_t *r, int status, const char *user_id, const char *ulid)
+{
+    if (status < 0)
+        aa_fail(r, status, "user lookup");
+    else if (!user_id)
+        aa_error(r->req, 404, mx_psprintf(r->pool, "User ID %s not found", ulid ? ulid : ""));
+    return status >= 0 && user_id;
+}
+
 /* ------------------------------------------------------- server routes --- */
 
 static void aa_site_config(aa_req_t *r)

@@ -57,6 +57,11 @@ typedef void (*aa_fn)(aa_req_t *r);
 /* Adds `method` `AA_BASE path`: the handler runs once the caller is an
  * admin (au_admin.c answers 401/403 otherwise). */
 int aa_route(const char *method, const char *path, aa_fn fn);
+typedef struct aa_route_def {
+    const char *method, *path;
+    aa_fn fn;
+} aa_route_def_t;
+int aa_routes(const aa_route_def_t *defs, size_t n);
 
 /* {errors: [{title}]} with `status`; finishes the request. */
 void aa_error(mx_req_t *req, int status, const char *title);
@@ -124,6 +129,9 @@ void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
 /* Answers the one row `l->where` selects (404 `l->not_found` when none);
  * `self` as for aa_reply_one. */
 void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self);
+/* aa_get_run of the object whose `id` column is `id` (`l` NULL: out of
+ * memory, answered); `status` 0 means 200. */
+void aa_get_by_id(aa_req_t *r, aa_list_t *l, const char *id, int status, const char *self);
 
 /* ---------------------------------------------------------- user IDs --- */
 
@@ -135,6 +143,9 @@ void aa_user_ids(aa_req_t *r, json_t *user_ids, aa_ids_fn cb);
 /* The Matrix user ID of a user ULID (NULL: unknown), or a negative status. */
 typedef void (*aa_uid_fn)(aa_req_t *r, int status, const char *user_id);
 void aa_user_of(aa_req_t *r, const char *ulid, aa_uid_fn cb);
+/* In an aa_uid_fn: false (and the request answered: 500, or 404 "User ID
+ * <ulid> not found") unless the user was found. */
+bool aa_user_found(aa_req_t *r, int status, const char *user_id, const char *ulid);
 /* The derived ULID of a user (creation time in seconds). */
 void aa_user_ulid(const char *user_id, int64_t creation_s, char out[AU_ULID_LEN + 1]);
 

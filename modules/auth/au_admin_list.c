@@ -392,3 +392,15 @@ void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self)
     q->p.n = 1;
     aa_run(r, q);
 }
+
+void aa_get_by_id(aa_req_t *r, aa_list_t *l, const char *id, int status, const char *self)
+{
+    if (!l) {
+        aa_fail(r, -ENOMEM, "get");
+        return;
+    }
+    l->where = mx_psprintf(r->pool, "%s AND id = ?", l->where);
+    l->args[l->nargs++] = id;
+    l->status = status;
+    aa_get_run(r, l, self);
+}

@@ -85,24 +85,11 @@ static void aa_tokens_list(aa_req_t *r)
     aa_list_run(r, &p, l);
 }
 
-static void aa_tokens_get_id(aa_req_t *r, const char *id, int status)
-{
-    aa_list_t *l = aa_tokens_new(r);
-    if (!l) {
-        aa_fail(r, -ENOMEM, "tokens");
-        return;
-    }
-    l->where = mx_psprintf(r->pool, "%s AND id = ?", l->where);
-    l->args[l->nargs++] = id;
-    (void)status;
-    aa_get_run(r, l, NULL);
-}
-
 static void aa_tokens_get(aa_req_t *r)
 {
     const char *id = aa_path_id(r);
     if (id)
-        aa_tokens_get_id(r, id, 200);
+        aa_get_by_id(r, aa_tokens_new(r), id, 0, NULL);
 }
 
 /* A nullable field of a body: 1 set (value in *v), 0 null, -1 absent,
@@ -159,15 +146,7 @@ static void aa_tokens_written(int status, mx_sql_res_t *res, void *ud)
                                              w->id));
         return;
     }
-    aa_list_t *l = aa_tokens_new(w->r);
-    if (!l) {
-        aa_fail(w->r, -ENOMEM, "token");
-        return;
-    }
-    l->where = mx_psprintf(w->r->pool, "%s AND id = ?", l->where);
-    l->args[l->nargs++] = w->id;
-    l->status = w->status;
-    aa_get_run(w->r, l, NULL);
+    aa_get_by_id(w->r, aa_tokens_new(w->r), w->id, w->status, NULL);
 }
 
 static aa_tw_t *aa_tw_new(aa_req_t *r, const char *id)
@@ -345,21 +324,14 @@ static aa_list_t *aa_emails_new(aa_req_t *r)
 typedef struct aa_el {
     aa_page_t p;
     aa_list_t *l;
-    json_t *body;
-    const char *email;
+    const char *email, *user;
 } aa_el_t;
 
 static void aa_el_user(aa_req_t *r, int status, const char *user_id)
 {
     aa_el_t *e = r->priv;
-    if (status < 0) {
-        aa_fail(r, status, "user lookup");
+    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
         return;
-    }
-    if (!user_id) {
-        aa_error(r->req, 404, "User not found");
-        return;
-    }
     e->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", e->l->where);
     e->l->args[e->l->nargs++] = mx_pstrdup(r->pool, user_id);
     aa_list_run(r, &e->p, e->l);
@@ -393,23 +365,11 @@ static void aa_emails_list(aa_req_t *r)
     aa_list_run(r, &e->p, l);
 }
 
-static void aa_emails_get_id(aa_req_t *r, const char *id, const char *self)
-{
-    aa_list_t *l = aa_emails_new(r);
-    if (!l) {
-        aa_fail(r, -ENOMEM, "emails");
-        return;
-    }
-    l->where = mx_psprintf(r->pool, "%s AND id = ?", l->where);
-    l->args[l->nargs++] = id;
-    aa_get_run(r, l, self);
-}
-
 static void aa_emails_get(aa_req_t *r)
 {
     const char *id = aa_path_id(r);
     if (id)
-        aa_emails_get_id(r, id, NULL);
+        aa_get_by_id(r, aa_emails_new(r), id, 0, NULL);
 }
 
 typedef struct aa_ew {
@@ -430,28 +390,14 @@ static void aa_email_written(int status, mx_sql_res_t *res, void *ud)
         aa_fail(w->r, status, "email");
         return;
     }
-    aa_list_t *l = aa_emails_new(w->r);
-    if (!l) {
-        aa_fail(w->r, -ENOMEM, "email");
-        return;
-    }
-    l->where = mx_psprintf(w->r->pool, "%s AND id = ?", l->where);
-    l->args[l->nargs++] = w->id;
-    l->status = 201;
-    aa_get_run(w->r, l, AA_BASE "/user-emails");
+    aa_get_by_id(w->r, aa_emails_new(w->r), w->id, 201, AA_BASE "/user-emails");
 }
 
 static void aa_email_user(aa_req_t *r, int status, const char *user_id)
 {
     aa_el_t *e = r->priv;
-    if (status < 0) {
-        aa_fail(r, status, "user lookup");
+    if (!aa_user_found(r, status, user_id, e->user))
         return;
-    }
-    if (!user_id) {
-        aa_error(r->req, 404, "User not found");
-        return;
-    }
     aa_ew_t *w = mx_palloc(r->pool, sizeof(*w));
     mx_sql_batch_t *b = w ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
     if (!b || !(w->id = au_ulid(r->pool))) {
@@ -501,6 +447,7 @@ static void aa_emails_add(aa_req_t *r)
     }
     memset(e, 0, sizeof(*e));
     e->email = email;
+    e->user = user;
     r->priv = e;
     aa_user_of(r, user, aa_email_user);
 }
@@ -537,10 +484,7 @@ static void aa_emails_delete(aa_req_t *r)
 
 int aa_misc_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        aa_fn fn;
-    } routes[] = {
+    static const aa_route_def_t routes[] = {
         { "GET", "/user-registration-tokens", aa_tokens_list },
         { "POST", "/user-registration-tokens", aa_tokens_add },
         { "GET", "/user-registration-tokens/{id}", aa_tokens_get },
@@ -552,10 +496,5 @@ int aa_misc_routes(void)
         { "GET", "/user-emails/{id}", aa_emails_get },
         { "DELETE", "/user-emails/{id}", aa_emails_delete },
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = aa_route(routes[i].method, routes[i].path, routes[i].fn);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
 }

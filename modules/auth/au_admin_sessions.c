@@ -128,15 +128,8 @@ typedef struct aa_sl {
 static void aa_sl_user(aa_req_t *r, int status, const char *user_id)
 {
     aa_sl_t *s = r->priv;
-    if (status < 0) {
-        aa_fail(r, status, "user lookup");
+    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
         return;
-    }
-    if (!user_id) {
-        aa_error(r->req, 404, mx_psprintf(r->pool, "User ID %s not found",
-                                          mx_req_query(r->req, "filter[user]")));
-        return;
-    }
     s->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", s->l->where);
     s->l->args[s->l->nargs++] = mx_pstrdup(r->pool, user_id);
     aa_list_run(r, &s->p, s->l);
@@ -274,10 +267,7 @@ static void aa_browser_finish(aa_req_t *r) { aa_sessions_finish(r, AA_BROWSER); 
 
 int aa_sessions_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        aa_fn fn;
-    } routes[] = {
+    static const aa_route_def_t routes[] = {
         { "GET", "/oauth2-sessions", aa_oauth_list },
         { "GET", "/oauth2-sessions/{id}", aa_oauth_get },
         { "POST", "/oauth2-sessions/{id}/finish", aa_oauth_finish },
@@ -288,10 +278,5 @@ int aa_sessions_routes(void)
         { "GET", "/user-sessions/{id}", aa_browser_get },
         { "POST", "/user-sessions/{id}/finish", aa_browser_finish },
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = aa_route(routes[i].method, routes[i].path, routes[i].fn);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
 }

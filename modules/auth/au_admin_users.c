@@ -9,7 +9,9 @@
  * derived from its creation time and Matrix ID (au_admin_list.c); the list
  * is read whole from the homeserver, filtered and sorted by ULID here.
  * MAS's `admin` attribute ("may ask for admin scopes") is the homeserver's
- * admin flag, which is what the authorization endpoint checks.  When the
+ * admin flag, which is what the authorization endpoint checks.
+ * Reactivation sets a random password (deactivation removed it): the
+ * admin gives a usable one with set-password.  When the
  * API locks or deactivates a user it records the time (locked_at,
  * deactivated_at); a flag set elsewhere shows the creation time.
  */
@@ -70,6 +72,7 @@ typedef struct aa_one {
     bool set_locked, set_deact;   /* record the time of a change */
     int64_t locked_ts, deact_ts;
     int sel;                      /* index of the SELECT in the batch */
+    bool written;                 /* the ID is recorded */
 } aa_one_t;
 
 static void aa_one_marked(int status, mx_sql_res_t *res, void *ud)
@@ -85,34 +88,53 @@ static void aa_one_marked(int status, mx_sql_res_t *res, void *ud)
         m.locked_ts = mx_sql_is_null(res, o->sel, 0, 0) ? 0 : mx_sql_int(res, o->sel, 0, 0);
         m.deactivated_ts = mx_sql_is_null(res, o->sel, 0, 1) ? 0 : mx_sql_int(res, o->sel, 0, 1);
     }
+    if (!m.known && !o->written) {
+        /* First time the API shows this user: record its ID. */
+        o->written = true;
+        mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+        if (!b) {
+            aa_fail(o->r, -ENOMEM, "user");
+            return;
+        }
+        o->sel = 0;
+        mx_sql_add(b, "INSERT INTO auth_admin_users (user_id, id) VALUES (?, ?)"
+                      " ON CONFLICT (user_id) DO NOTHING", "ss", o->u.user_id, o->u.id);
+        if (mx_sql_run(b, aa_one_marked, o) < 0)
+            aa_fail(o->r, -EIO, "user");
+        return;
+    }
     aa_reply_one(o->r, o->status, aa_user_resource(o->r->pool, &o->u, &m), o->self);
 }
 
-/* Records the ULID (and the times of changes), then replies. */
+/* Reads (and, for a change, records the time of) the API's marks of the
+ * user, then replies. */
 static void aa_one_reply(aa_one_t *o)
 {
-    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    bool change = o->set_locked || o->set_deact;
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, change ? MX_SQL_WRITE : MX_SQL_READ);
     if (!b) {
         aa_fail(o->r, -ENOMEM, "user");
         return;
     }
-    o->sel = 1;
-    mx_sql_add(b, "INSERT INTO auth_admin_users (user_id, id) VALUES (?, ?)"
-                  " ON CONFLICT (user_id) DO NOTHING", "ss", o->u.user_id, o->u.id);
-    if (o->set_locked && o->locked_ts)
-        mx_sql_add(b, "UPDATE auth_admin_users SET locked_ts = ? WHERE user_id = ?", "is",
-                   o->locked_ts, o->u.user_id);
-    else if (o->set_locked)
-        mx_sql_add(b, "UPDATE auth_admin_users SET locked_ts = NULL WHERE user_id = ?", "s",
-                   o->u.user_id);
-    o->sel += o->set_locked;
-    if (o->set_deact && o->deact_ts)
-        mx_sql_add(b, "UPDATE auth_admin_users SET deactivated_ts = ? WHERE user_id = ?", "is",
-                   o->deact_ts, o->u.user_id);
-    else if (o->set_deact)
-        mx_sql_add(b, "UPDATE auth_admin_users SET deactivated_ts = NULL WHERE user_id = ?", "s",
-                   o->u.user_id);
-    o->sel += o->set_deact;
+    o->sel = 0;
+    if (change) {
+        o->written = true;
+        o->sel = 3;
+        mx_sql_add(b, "INSERT INTO auth_admin_users (user_id, id) VALUES (?, ?)"
+                      " ON CONFLICT (user_id) DO NOTHING", "ss", o->u.user_id, o->u.id);
+        if (o->set_locked && o->locked_ts)
+            mx_sql_add(b, "UPDATE auth_admin_users SET locked_ts = ? WHERE user_id = ?", "is",
+                       o->locked_ts, o->u.user_id);
+        else
+            mx_sql_add(b, "UPDATE auth_admin_users SET locked_ts = NULL WHERE user_id = ?"
+                          " AND 1 = ?", "si", o->u.user_id, (int64_t)o->set_locked);
+        if (o->set_deact && o->deact_ts)
+            mx_sql_add(b, "UPDATE auth_admin_users SET deactivated_ts = ? WHERE user_id = ?",
+                       "is", o->deact_ts, o->u.user_id);
+        else
+            mx_sql_add(b, "UPDATE auth_admin_users SET deactivated_ts = NULL WHERE user_id = ?"
+                          " AND 1 = ?", "si", o->u.user_id, (int64_t)o->set_deact);
+    }
     mx_sql_add(b, "SELECT locked_ts, deactivated_ts FROM auth_admin_users WHERE user_id = ?",
                "s", o->u.user_id);
     if (mx_sql_run(b, aa_one_marked, o) < 0)
@@ -166,15 +188,8 @@ static void aa_one_load(aa_one_t *o, const char *user)
 
 static void aa_get_found(aa_req_t *r, int status, const char *user_id)
 {
-    if (status < 0) {
-        aa_fail(r, status, "user");
+    if (!aa_user_found(r, status, user_id, mx_req_param(r->req, "id")))
         return;
-    }
-    if (!user_id) {
-        aa_error(r->req, 404, mx_psprintf(r->pool, "User ID %s not found",
-                                          mx_req_param(r->req, "id")));
-        return;
-    }
     aa_one_t *o = aa_one_new(r, 200);
     if (o)
         aa_one_load(o, user_id);
@@ -322,15 +337,8 @@ static void aa_change_admin_done(int status, json_t *result, void *ud)
 static void aa_change_found(aa_req_t *r, int status, const char *user_id)
 {
     aa_change_t *c = r->priv;
-    if (status < 0) {
-        aa_fail(r, status, "user");
+    if (!aa_user_found(r, status, user_id, mx_req_param(r->req, "id")))
         return;
-    }
-    if (!user_id) {
-        aa_error(r->req, 404, mx_psprintf(r->pool, "User ID %s not found",
-                                          mx_req_param(r->req, "id")));
-        return;
-    }
     c->user_id = mx_pstrdup(r->pool, user_id);
     const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
     const hs_admin_iface_t *hs = mx_service_get(HS_ADMIN_SERVICE);
@@ -363,7 +371,12 @@ static void aa_change_found(aa_req_t *r, int status, const char *user_id)
     case AA_REACT: {
         c->o->set_deact = true;
         c->o->deact_ts = 0;
-        json_t *b = json_pack("{s:b}", "deactivated", 0);
+        /* Deactivation dropped the password; the homeserver wants one to
+         * reactivate: a random one nobody knows (set-password gives the
+         * user a usable one, as after MAS's reactivation of a user who
+         * had none). */
+        json_t *b = json_pack("{s:b, s:s}", "deactivated", 0, "password",
+                              au_token_new(r->pool, NULL, 32));
         if (hs)
             rc = hs->upsert_user(user_id, b, aa_change_admin_done, c);
         json_decref(b);
@@ -432,6 +445,7 @@ typedef struct aa_ul {
     json_t *oauth_users, *compat_users;   /* {user_id: true} */
     aa_user_t *page;
     int npage;
+    json_t *items;                /* the page, while new IDs are recorded */
     bool more;
     int64_t count;
 } aa_ul_t;
@@ -466,6 +480,18 @@ static bool aa_ul_keep(const aa_ul_t *l, const aa_user_t *u)
     return true;
 }
 
+static void aa_ul_recorded(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    aa_ul_t *l = ud;
+    if (status < 0) {
+        json_decref(l->items);
+        aa_fail(l->r, status, "user list");
+        return;
+    }
+    aa_reply_page(l->r, &l->p, l->items, l->more, l->count);
+}
+
 static void aa_ul_marked(int status, mx_sql_res_t *res, void *ud)
 {
     aa_ul_t *l = ud;
@@ -474,24 +500,44 @@ static void aa_ul_marked(int status, mx_sql_res_t *res, void *ud)
         aa_fail(r, status, "user list");
         return;
     }
-    const int last = 1;   /* statement 0 records the IDs */
     json_t *marks = json_object();
-    for (int i = 0; i < mx_sql_nrows(res, last); i++)
-        json_object_set_new(marks, mx_sql_text(res, last, i, 0),
+    for (int i = 0; i < mx_sql_nrows(res, 0); i++)
+        json_object_set_new(marks, mx_sql_text(res, 0, i, 0),
                             json_pack("[I, I]",
-                                      (json_int_t)(mx_sql_is_null(res, last, i, 1)
-                                                       ? 0 : mx_sql_int(res, last, i, 1)),
-                                      (json_int_t)(mx_sql_is_null(res, last, i, 2)
-                                                       ? 0 : mx_sql_int(res, last, i, 2))));
+                                      (json_int_t)(mx_sql_is_null(res, 0, i, 1)
+                                                       ? 0 : mx_sql_int(res, 0, i, 1)),
+                                      (json_int_t)(mx_sql_is_null(res, 0, i, 2)
+                                                       ? 0 : mx_sql_int(res, 0, i, 2))));
     json_t *items = json_array();
+    char *values = NULL;   /* users the API shows for the first time */
     for (int i = 0; i < l->npage; i++) {
         json_t *m = json_object_get(marks, l->page[i].user_id);
         aa_marks_t mk = { json_integer_value(json_array_get(m, 0)),
                           json_integer_value(json_array_get(m, 1)), m != NULL };
         json_array_append_new(items, aa_user_resource(r->pool, &l->page[i], &mk));
+        if (!m)
+            values = mx_psprintf(r->pool, "%s%s(%s, '%s')", values ? values : "",
+                                 values ? ", " : "", aa_sql_quote(r->pool, l->page[i].user_id),
+                                 l->page[i].id);
     }
     json_decref(marks);
-    aa_reply_page(r, &l->p, items, l->more, l->count);
+    if (!values) {
+        aa_reply_page(r, &l->p, items, l->more, l->count);
+        return;
+    }
+    l->items = items;
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    if (!b) {
+        json_decref(items);
+        aa_fail(r, -ENOMEM, "user list");
+        return;
+    }
+    mx_sql_add(b, mx_psprintf(r->pool, "INSERT INTO auth_admin_users (user_id, id) VALUES %s"
+                                       " ON CONFLICT (user_id) DO NOTHING", values), "");
+    if (mx_sql_run(b, aa_ul_recorded, l) < 0) {
+        json_decref(items);
+        aa_fail(r, -EIO, "user list");
+    }
 }
 
 static void aa_ul_listed(int status, json_t *list, void *ud)
@@ -564,19 +610,12 @@ static void aa_ul_listed(int status, json_t *list, void *ud)
     }
     if (l->p.count == AA_COUNT_FALSE)
         l->count = -1;
-    /* Record the page's ULIDs (only the new ones are written) and read the
-     * times of API locks and deactivations. */
-    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    /* The times of API locks and deactivations (and which users are new). */
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_READ);
     if (!b) {
         aa_fail(r, -ENOMEM, "user list");
         return;
     }
-    char *values = NULL;
-    for (int j = 0; j < l->npage; j++)
-        values = mx_psprintf(r->pool, "%s%s(%s, '%s')", values ? values : "", values ? ", " : "",
-                             aa_sql_quote(r->pool, l->page[j].user_id), l->page[j].id);
-    mx_sql_add(b, mx_psprintf(r->pool, "INSERT INTO auth_admin_users (user_id, id) VALUES %s"
-                                       " ON CONFLICT (user_id) DO NOTHING", values), "");
     mx_sql_add(b, mx_psprintf(r->pool, "SELECT user_id, locked_ts, deactivated_ts"
                                        " FROM auth_admin_users WHERE user_id IN (%s)", in), "");
     if (mx_sql_run(b, aa_ul_marked, l) < 0)
@@ -660,10 +699,7 @@ static void aa_users_list(aa_req_t *r)
 
 int aa_users_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        aa_fn fn;
-    } routes[] = {
+    static const aa_route_def_t routes[] = {
         { "GET", "/users", aa_users_list },
         { "POST", "/users", aa_users_add },
         { "GET", "/users/by-username/{username}", aa_users_by_name },
@@ -675,10 +711,5 @@ int aa_users_routes(void)
         { "POST", "/users/{id}/reactivate", aa_users_reactivate },
         { "POST", "/users/{id}/set-admin", aa_users_set_admin },
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = aa_route(routes[i].method, routes[i].path, routes[i].fn);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -171,3 +171,28 @@ def test_guest_cannot_upgrade_others(server):
     r = server.api("POST", V3 + "/register", None, {
         "username": lp1, "password": "pw12345678", "auth": {"type": "m.login.dummy"}})
     assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_USERNAME"
+
+
+def test_guests_leave_when_guest_access_is_revoked(server):
+    a = server.register()
+    ta = a["access_token"]
+    room = ok(server, "POST", "/createRoom", ta, {"preset": "public_chat"})["room_id"]
+    ok(server, "PUT", f"/rooms/{q(room)}/state/m.room.guest_access/", ta,
+       {"guest_access": "can_join"})
+    g = guest(server)
+    ok(server, "POST", f"/join/{q(room)}", g["access_token"], {})
+    b = server.register()
+    ok(server, "POST", f"/join/{q(room)}", b["access_token"], {})
+    ok(server, "PUT", f"/rooms/{q(room)}/state/m.room.guest_access/", ta,
+       {"guest_access": "forbidden"})
+    import time
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        m = state(server, ta, room, "m.room.member", q(g["user_id"])).json()["membership"]
+        if m == "leave":
+            break
+        time.sleep(0.1)
+    assert m == "leave"
+    # full members stay
+    assert state(server, ta, room, "m.room.member",
+                 q(b["user_id"])).json()["membership"] == "join"

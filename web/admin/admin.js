@@ -836,21 +836,35 @@ async function loadFederation() {
   try {
     const r = await api('GET', `${A1}/federation/destinations${query({ from: p.from, limit: PAGE_SIZE })}`);
     const list = r.destinations || [];
-    if (!list.length) emptyRow(tbody, 4, 'No federation destinations.');
+    if (!list.length) emptyRow(tbody, 5, 'No federation destinations.');
     else {
       tbody.replaceChildren(...list.map((d) => h('tr', {},
         h('td', { class: 'id' }, d.destination),
         h('td', {}, fmtTs(d.retry_last_ts)),
         h('td', {}, fmtDuration(d.retry_interval)),
-        h('td', {}, d.failure_ts ? fmtTs(d.failure_ts) : 'not failing'))));
+        h('td', {}, d.failure_ts ? fmtTs(d.failure_ts) : 'not failing'),
+        h('td', {}, d.retry_last_ts || d.retry_interval || d.failure_ts
+          ? h('button', {
+            type: 'button', class: 'small secondary', 'aria-label': `Reset connection to ${d.destination}`,
+            onclick: async () => {
+              try {
+                await api('POST', `${A1}/federation/destinations/${enc(d.destination)}/reset_connection`, {});
+                say(`Retrying ${d.destination} now.`);
+                loadFederation();
+              } catch (e) {
+                sayError('Resetting the connection failed', e);
+              }
+            },
+          }, 'Reset connection')
+          : ''))));
     }
     p.update(r.next_token, pageInfo(p, list.length, r.total));
   } catch (e) {
     p.update(undefined, '');
     if (e.status === 404 || e.status === 405) {
-      emptyRow(tbody, 4, 'This server does not list federation destinations.');
+      emptyRow(tbody, 5, 'This server does not list federation destinations.');
     } else {
-      emptyRow(tbody, 4, 'Cannot list federation destinations.');
+      emptyRow(tbody, 5, 'Cannot list federation destinations.');
       sayError('Listing federation destinations failed', e);
     }
   }

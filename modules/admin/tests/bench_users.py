@@ -4,8 +4,8 @@ Benchmark (not a test): the admin user list over 100,000 users.
 
 Starts mxstack (homeserver + admin) on SQLite, stops it, inserts N users
 (with profiles) in bulk with the sqlite3 CLI, starts it again and times
-GET /_synapse/admin/v2/users?limit=100 at several offsets, plus a name
-filter and an ordering by creation_ts.  With MXSTACK_TEST_PG set, does the
+GET /_synapse/admin/v2/users?limit=100 at several offsets, following a
+next_token from a deep page, plus a name filter and orderings.  With MXSTACK_TEST_PG set, does the
 same on PostgreSQL (rows inserted with psql).
 
     MXSTACK_BIN=build/mxstack python3 modules/admin/tests/bench_users.py [N]
@@ -64,11 +64,16 @@ def run(engine):
             ("first page", "/_synapse/admin/v2/users?limit=100"),
             ("middle page", f"/_synapse/admin/v2/users?limit=100&from={N // 2}"),
             ("last page", f"/_synapse/admin/v2/users?limit=100&from={N - 50}"),
+            ("deep next_token", None),
             ("dir=b", "/_synapse/admin/v2/users?limit=100&dir=b"),
             ("order_by=creation_ts", "/_synapse/admin/v2/users?limit=100&order_by=creation_ts"),
             ("order_by=displayname", "/_synapse/admin/v2/users?limit=100&order_by=displayname"),
             ("name filter", "/_synapse/admin/v2/users?limit=100&name=user%204242"),
         ]:
+            if path is None:
+                # Following next_token from a deep page (keyset continuation).
+                seed = s.api("GET", f"/_synapse/admin/v2/users?limit=100&from={N - 250}", tok)
+                path = f"/_synapse/admin/v2/users?limit=100&from={seed.json()['next_token']}"
             med, worst, body = timed(s, tok, path)
             print(f"[{engine}] {label:24s} median {med:7.2f} ms  max {worst:7.2f} ms"
                   f"  ({len(body['users'])} users, total {body['total']})")

@@ -468,3 +468,43 @@ def test_login_rate_limits_and_locked_user(make_server):
     s.start()
     b, r = login(s, other, opw)
     assert r.status_code == 403 and "locked" in r.text
+
+
+def test_email_verification_dev_mode(make_server):
+    s = start(make_server, yaml=BASE_YAML + "    email_verification: dev\n")
+    page = requests.get(s.url + "/register", timeout=10)
+    assert 'name="email"' in page.text
+    b = requests.Session()
+    page = b.get(s.url + "/register", timeout=10)
+    user = "e" + secrets.token_hex(5)
+    data = {"csrf": field(page.text, "csrf"), "username": user, "password": "correct horse 1",
+            "password_confirm": "correct horse 1", "email": "not an address"}
+    assert b.post(s.url + "/register", data=data, timeout=30).status_code == 400
+    data["email"] = "someone@example.org"
+    r = b.post(s.url + "/register", data=data, allow_redirects=False, timeout=30)
+    assert r.status_code == 200 and "Check your e-mail" in r.text and "someone@example.org" in r.text
+    # No session yet, and no login until the link is opened.
+    assert b.get(s.url + "/account/", allow_redirects=False, timeout=10).status_code == 302
+    _, r = login(s, user, "correct horse 1")
+    assert r.status_code == 403 and "link sent to your e-mail" in r.text
+    link = None
+    for _ in range(50):
+        m = re.search(r"verify_email\?token=(\w+)", s.log())
+        if m:
+            link = s.url + "/verify_email?token=" + m.group(1)
+            break
+        time.sleep(0.1)
+    assert link
+    assert requests.get(s.url + "/verify_email?token=nope", timeout=10).status_code == 400
+    r = requests.get(link, timeout=10)
+    assert r.status_code == 200 and "verified" in r.text
+    assert requests.get(link, timeout=10).status_code == 400          # single use
+    _, r = login(s, user, "correct horse 1")
+    assert r.status_code == 200
+    s.stop()
+    # smtp is refused with a clear message.
+    s.extra_yaml = BASE_YAML + "    email_verification: smtp\n"
+    s.write_config()
+    with pytest.raises(RuntimeError) as e:
+        s.start()
+    assert "smtp is not available" in str(e.value)

@@ -9,7 +9,8 @@
  * hashing, token cache eviction and hooks of the accounts part, the rooms
  * pipeline for leave events, the media part's delete and quarantine).
  *
- * It owns the schema "homeserver.admin" (blocked rooms).  Room deletions
+ * It owns the schema "homeserver.admin" (blocked rooms, purge jobs,
+ * destinations, rate-limit overrides, notices rooms, protected media).  Room deletions
  * run in the background and are tracked in memory (as Synapse does until
  * they are done).  All state hangs off `svc`, set by hs_admin_service_start;
  * everything runs on the loop thread.

@@ -12,6 +12,7 @@
 #include "../events/events.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const hs_versions[] = {
@@ -20,21 +21,36 @@ static const char *const hs_versions[] = {
     "v1.11", "v1.12",
 };
 
+/* The /versions body, serialised once (clients poll it; it only changes
+ * when a part sets an unstable flag).  malloc'd; reachable until replaced. */
+static char *hs_versions_body;
+
 int hs_versions_set_unstable(const char *flag, bool enabled)
 {
     if (!hs_acc || !hs_acc->unstable || !flag)
         return -EINVAL;
+    free(hs_versions_body);
+    hs_versions_body = NULL;
     return json_object_set_new(hs_acc->unstable, flag, json_boolean(enabled)) ? -ENOMEM : 0;
 }
 
 static int hs_get_versions(mx_req_t *req, void *ud)
 {
     (void)ud;
-    json_t *v = json_array();
-    for (size_t i = 0; i < sizeof(hs_versions) / sizeof(hs_versions[0]); i++)
-        json_array_append_new(v, json_string(hs_versions[i]));
-    json_t *uf = hs_acc && hs_acc->unstable ? json_deep_copy(hs_acc->unstable) : json_object();
-    mx_req_reply_json(req, 200, json_pack("{s:o, s:o}", "versions", v, "unstable_features", uf));
+    if (!hs_versions_body) {
+        json_t *v = json_array();
+        for (size_t i = 0; i < sizeof(hs_versions) / sizeof(hs_versions[0]); i++)
+            json_array_append_new(v, json_string(hs_versions[i]));
+        json_t *uf = hs_acc && hs_acc->unstable ? json_deep_copy(hs_acc->unstable) : json_object();
+        json_t *body = json_pack("{s:o, s:o}", "versions", v, "unstable_features", uf);
+        hs_versions_body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        json_decref(body);
+        if (!hs_versions_body) {
+            mx_req_error(req, 500, "M_UNKNOWN", "out of memory");
+            return MX_DONE;
+        }
+    }
+    mx_req_reply(req, 200, "application/json", hs_versions_body, strlen(hs_versions_body));
     return MX_DONE;
 }
 

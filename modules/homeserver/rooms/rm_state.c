@@ -177,9 +177,10 @@ static void stt_put_room(rm_room_t *room, int status, void *ud)
             return;
         }
     }
+    const char *rid = mx_pstrdup(mx_req_pool(c->req), room->room_id);
     rm_send_one(c->req, room, type, sk ? sk : "", c->who->user_id, c->content, NULL, NULL);
-    if (strcmp(type, "m.room.guest_access") == 0)
-        rm_kick_guests(room->room_id);
+    if (strcmp(type, "m.room.guest_access") == 0 && rid)
+        rm_kick_guests(rid);
 }
 
 /* "#local:domain"? */

@@ -737,6 +737,8 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         const char *m = mx_sql_text(res, 2, i, 2);
         if (m && strcmp(m, "join") == 0)
             json_object_set_new(joined_in_window, rid, json_true());
+        else /* left (or was invited...) and, if joined now, rejoined: new */
+            json_object_set_new(was_joined, rid, json_false());
         if (json_object_get(was_joined, rid))
             continue;
         const char *us = mx_sql_text(res, 2, i, 1);
