@@ -11,7 +11,10 @@
  * Without delegation those paths stay unknown, so the core answers 404
  * M_UNRECOGNIZED and clients fall back to the legacy /login.
  *
- * The document is built once at start (endpoints are fixed by config).
+ * The document is built once at start (endpoints are fixed by config); it
+ * names the device authorization endpoint (au_device_code.c), the
+ * end_session_endpoint (au_end_session.c) and the account management URI
+ * with its MSC4191 actions (au_account.c).
  */
 #include "auth.h"
 

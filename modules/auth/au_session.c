@@ -216,6 +216,11 @@ static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant, c
         json_object_set_new(v, "register_url", json_string(mx_psprintf(pool, "%sregister%s",
                                                                        au.base, q)));
     json_object_set_new(v, "login_url", json_string(mx_psprintf(pool, "%slogin%s", au.base, q)));
+    json_t *up = au_upstream_buttons(pool, grant, next);
+    if (json_array_size(up))
+        json_object_set_new(v, "providers", up);
+    else
+        json_decref(up);
     return v;
 }
 
@@ -282,6 +287,21 @@ static void au_login_start_session(au_login_t *l)
     if (rc < 0) {
         au_page_error(l->req, 500, "err_internal", NULL);
     }
+}
+
+int au_browser_login(mx_req_t *req, const char *user_id, const char *grant, const char *next)
+{
+    mx_pool_t *pool = mx_req_pool(req);
+    au_login_t *l = mx_palloc(pool, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    memset(l, 0, sizeof(*l));
+    l->req = req;
+    l->grant = grant ? mx_pstrdup(pool, grant) : NULL;
+    l->next = next ? mx_pstrdup(pool, next) : NULL;
+    l->user_id = mx_pstrdup(pool, user_id);
+    au_login_start_session(l);
+    return 0;
 }
 
 /* The key of an account's failure bucket: the name as typed, lower-cased

@@ -46,6 +46,7 @@ static const mx_conf_item_t au_conf_items[] = {
     MX_CONF_DURATION("device_code_ttl", au_conf_t, device_code_ttl_ms, "10m"),
     MX_CONF_JSON("clients", au_conf_t, clients),
     MX_CONF_JSON("policy", au_conf_t, policy),
+    MX_CONF_JSON("upstream_oauth2", au_conf_t, upstream_oauth2),
     MX_CONF_END,
 };
 
@@ -165,6 +166,8 @@ static int au_start(char *err, size_t errlen)
     }
     if ((rc = au_admin_start(err, errlen)) < 0)
         return rc;
+    if ((rc = au_upstream_start(err, errlen)) < 0)
+        return rc;
     au.m_logins = mx_metrics_counter("mxstack_auth_logins_total", "Browser logins", NULL);
     au.m_tokens = mx_metrics_counter("mxstack_auth_tokens_issued_total",
                                      "Token endpoint successes", NULL);
@@ -187,6 +190,7 @@ static void au_fini(void)
     au_flows_fini();
     au_pages_fini();
     au_keys_fini();
+    au_upstream_fini();
     json_decref(au.discovery);
     free(au.base);
     free(au.issuer);

@@ -53,6 +53,8 @@ typedef struct au_conf {
     /* admin API (au_admin*.c): configured clients, MAS's policy.data */
     json_t *clients;              /* [{client_id, client_secret, client_auth_method}] */
     json_t *policy;               /* {data: {admin_clients: [client_id]}} */
+    /* upstream OIDC providers (au_upstream.c), MAS's upstream_oauth2 */
+    json_t *upstream_oauth2;      /* {providers: [...]} */
 } au_conf_t;
 
 typedef struct au_keys au_keys_t;     /* au_jwks.c */
@@ -478,5 +480,17 @@ typedef void (*au_xs_fn)(int status, bool allowed, int64_t until_ms, void *ud);
 int au_crosssign_reset_allowed(const char *user_id, au_xs_fn cb, void *ud);
 /* Consumes the approval (after a successful reset); `cb` may be NULL. */
 int au_crosssign_reset_consume(const char *user_id, au_done_fn cb, void *ud);
+
+/* Upstream OIDC providers (au_upstream.c): config, tables and routes
+ * (from start), state freed in fini. */
+int au_upstream_start(char *err, size_t errlen);
+void au_upstream_fini(void);
+/* The login page's provider buttons [{name, url}] (new reference), passing
+ * `grant` or `next` (either may be NULL) on. */
+json_t *au_upstream_buttons(mx_pool_t *pool, const char *grant, const char *next);
+/* Starts a browser session for `user_id` (a login that succeeded elsewhere,
+ * e.g. upstream) and answers `req` like a password login: back to the
+ * grant's consent, to `next`, or the "done" page (au_session.c). */
+int au_browser_login(mx_req_t *req, const char *user_id, const char *grant, const char *next);
 
 #endif /* AUTH_H */

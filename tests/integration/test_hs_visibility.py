@@ -238,3 +238,16 @@ def test_own_presence_in_initial_sync(server):
     assert r.status_code == 200, r.text
     assert any(p["content"].get("user_id") == a.id or p.get("sender") == a.id
                for p in r.json()["presence"])
+
+
+def test_presence_of_new_room_mate_never_online(server):
+    """A room-mate who never was online shows as offline (Synapse's default
+    state), so the client learns of them."""
+    a, b = C(server), C(server)
+    room = a.create(preset="public_chat")
+    sync(a, set_presence="offline")
+    tok = sync(b, set_presence="offline")["next_batch"]
+    assert b.join(room).status_code == 200
+    evs = sync(b, tok, set_presence="offline")["presence"]["events"]
+    mine = [e for e in evs if e["sender"] == a.id]
+    assert len(mine) == 1 and mine[0]["content"]["presence"] == "offline"

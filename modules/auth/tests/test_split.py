@@ -10,6 +10,7 @@ short cache.  A user registers through OIDC on the auth process, then
 /whoami and sends a message on the homeserver process; after revocation
 the homeserver answers 401 once the cache TTL has passed.
 """
+import contextlib
 import secrets
 import time
 
@@ -162,6 +163,27 @@ def test_introspection_needs_the_secret(split):
     assert r.status_code == 200 and r.json() == {"active": False}
 
 
+@contextlib.contextmanager
+def msc3861_homeserver(hs, au, client_id, client_secret):
+    """Another homeserver process for the same server name, delegating with
+    experimental_features.msc3861 (client_secret_basic)."""
+    p = Proc("sqlite", server_name=hs.server_name, modules=["homeserver"])
+    p.extra_yaml = (
+        f"experimental_features:\n"
+        f"  msc3861:\n"
+        f"    enabled: true\n"
+        f"    issuer: \"{au.url}/\"\n"
+        f"    client_id: \"{client_id}\"\n"
+        f"    client_auth_method: client_secret_basic\n"
+        f"    client_secret: \"{client_secret}\"\n")
+    p.write_config()
+    p.start()
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
 def test_msc3861_client_credentials_and_first_use_provisioning(split):
     """A second homeserver process configured with experimental_features.msc3861
     (a confidential client's id/secret) knows nothing of the user: it is
@@ -172,38 +194,13 @@ def test_msc3861_client_credentials_and_first_use_provisioning(split):
     svc = register_client(au, token_endpoint_auth_method="client_secret_basic",
                           grant_types=["client_credentials"], redirect_uris=None,
                           response_types=[]).json()
-    hs2 = Proc("sqlite", server_name=hs.server_name, modules=["homeserver"])
-    hs2.extra_yaml = (
-        f"experimental_features:\n"
-        f"  msc3861:\n"
-        f"    enabled: true\n"
-        f"    issuer: \"{au.url}/\"\n"
-        f"    client_id: \"{svc['client_id']}\"\n"
-        f"    client_auth_method: client_secret_basic\n"
-        f"    client_secret: \"{svc['client_secret']}\"\n")
-    hs2.write_config()
-    hs2.start()
-    try:
+    with msc3861_homeserver(hs, au, svc["client_id"], svc["client_secret"]) as hs2:
         r = hs2.api("GET", "/_matrix/client/v3/account/whoami", tok["access_token"])
         assert r.status_code == 200, r.text + hs2.log()
         assert r.json()["user_id"] == f"@{name}:{hs.server_name}"
         r = hs2.api("GET", f"/_matrix/client/v3/profile/@{name}:{hs.server_name}")
         assert r.status_code == 200, r.text
-    finally:
-        hs2.cleanup()
     # Wrong client credentials: nothing validates.
-    hs3 = Proc("sqlite", server_name=hs.server_name, modules=["homeserver"])
-    hs3.extra_yaml = (
-        f"experimental_features:\n"
-        f"  msc3861:\n"
-        f"    enabled: true\n"
-        f"    issuer: \"{au.url}/\"\n"
-        f"    client_id: \"{svc['client_id']}\"\n"
-        f"    client_secret: \"not-the-secret\"\n")
-    hs3.write_config()
-    hs3.start()
-    try:
+    with msc3861_homeserver(hs, au, svc["client_id"], "not-the-secret") as hs3:
         r = hs3.api("GET", "/_matrix/client/v3/account/whoami", tok["access_token"])
         assert r.status_code >= 400
-    finally:
-        hs3.cleanup()

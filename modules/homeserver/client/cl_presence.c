@@ -361,6 +361,8 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
                 continue;
             const pr_entry_t *e = pr_entry(user_id, false);
             const char *state = e ? e->state : mx_sql_text(res, st, i, 1);
+            if (!state && st == 1)
+                state = "offline"; /* never seen: offline */
             if (!state)
                 continue;
             /* An initial sync leaves out offline users (Synapse). */
@@ -415,14 +417,15 @@ static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     if (!sc->initial)
         /* joins since `since` in the user's rooms (a range of the events
          * stream): the joiner, or everyone when the joiner is the user */
-        mx_sql_add(b, "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p"
-                      " WHERE p.user_id IN (SELECT m2.user_id FROM events e"
+        mx_sql_add(b, "SELECT u.user_id, p.state, p.status_msg, p.last_active_ts FROM"
+                      " (SELECT DISTINCT m2.user_id FROM events e"
                       " JOIN room_memberships m1 ON m1.room_id = e.room_id AND m1.user_id = ?"
                       " AND m1.membership = 'join'"
                       " JOIN room_memberships m2 ON m2.room_id = e.room_id AND m2.membership = 'join'"
                       " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
                       " AND e.type = 'm.room.member' AND e.membership = 'join'"
-                      " AND (e.state_key = ? OR m2.user_id = e.state_key) AND m2.user_id <> ?)",
+                      " AND (e.state_key = ? OR m2.user_id = e.state_key) AND m2.user_id <> ?) u"
+                      " LEFT JOIN presence p ON p.user_id = u.user_id",
                    "siiss", me, sc->since[HS_STREAM_EVENTS], sc->upto[HS_STREAM_EVENTS], me, me);
     int rc = mx_sql_run(b, pr_sync_got, s);
     if (rc < 0)
