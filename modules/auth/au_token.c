@@ -23,6 +23,7 @@
  * id_tokens are RS256 JWTs (ES256 when the client registered it).
  */
 #include "auth.h"
+#include "au_admin.h"
 #include "../homeserver/accounts/users_iface.h"
 
 #include <errno.h>
@@ -371,6 +372,20 @@ static void au_grant_refresh(au_tr_t *t)
 
 /* -------------------------------------------------- client_credentials --- */
 
+/* True when the space-separated scope names urn:mas:admin or a urn:synapse:admin:* scope. */
+static bool au_scope_has_admin(const char *scope)
+{
+    for (const char *p = scope; p && *p;) {
+        size_t n = strcspn(p, " ");
+        if ((n == 13 && !strncmp(p, "urn:mas:admin", 13)) ||
+            (n >= 18 && !strncmp(p, "urn:synapse:admin:", 18)))
+            return true;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return false;
+}
+
 static void au_grant_client_credentials(au_tr_t *t)
 {
     mx_pool_t *pool = mx_req_pool(t->req);
@@ -388,6 +403,11 @@ static void au_grant_client_credentials(au_tr_t *t)
         return;
     }
     const char *scope = json_string_value(json_object_get(t->form, "scope"));
+    if (au_scope_has_admin(scope) && !aa_client_is_admin(t->client->client_id)) {
+        /* Only clients listed in policy.data.admin_clients may hold admin scopes. */
+        au_oauth_error(t->req, 400, "invalid_scope", "This client may not request admin scopes");
+        return;
+    }
     t->scope = scope ? scope : "";
     t->session_id = au_ulid(pool);
     mx_sql_batch_t *b = t->session_id ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;

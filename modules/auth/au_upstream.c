@@ -335,6 +335,25 @@ static void up_json_free(void *p)
     json_decref(p);
 }
 
+/* The flow of a request to provider {id}, from the request's pool; NULL
+ * when the request was answered (unknown provider, no memory). */
+static up_flow_t *up_flow_new(mx_req_t *req)
+{
+    up_flow_t *f = mx_palloc(mx_req_pool(req), sizeof(*f));
+    if (!f) {
+        au_page_error(req, 500, "err_internal", NULL);
+        return NULL;
+    }
+    memset(f, 0, sizeof(*f));
+    f->req = req;
+    f->p = up_find(mx_req_param(req, "id"));
+    if (!f->p) {
+        au_page_error(req, 404, "upstream_unknown", NULL);
+        return NULL;
+    }
+    return f;
+}
+
 static char *up_redirect_uri(mx_pool_t *pool, const up_provider_t *p)
 {
     return mx_psprintf(pool, "%supstream/callback/%s", au.base, p->id);
@@ -416,17 +435,9 @@ static void up_authorize_browser(mx_req_t *req, const au_browser_t *b, void *ud)
 static int up_get_authorize(mx_req_t *req, void *ud)
 {
     (void)ud;
-    mx_pool_t *pool = mx_req_pool(req);
-    up_flow_t *f = mx_palloc(pool, sizeof(*f));
+    up_flow_t *f = up_flow_new(req);
     if (!f)
-        return mx_req_error(req, 500, "M_UNKNOWN", "out of memory"), MX_DONE;
-    memset(f, 0, sizeof(*f));
-    f->req = req;
-    f->p = up_find(mx_req_param(req, "id"));
-    if (!f->p) {
-        au_page_error(req, 404, "upstream_unknown", NULL);
         return MX_DONE;
-    }
     f->grant = mx_req_query(req, "grant");
     f->next = au_next_ok(mx_req_query(req, "next"));
     au_browser_load(req, up_authorize_browser, f);
@@ -742,17 +753,9 @@ static void up_state_read(int status, mx_sql_res_t *res, void *ud)
 static int up_get_callback(mx_req_t *req, void *ud)
 {
     (void)ud;
-    mx_pool_t *pool = mx_req_pool(req);
-    up_flow_t *f = mx_palloc(pool, sizeof(*f));
+    up_flow_t *f = up_flow_new(req);
     if (!f)
-        return mx_req_error(req, 500, "M_UNKNOWN", "out of memory"), MX_DONE;
-    memset(f, 0, sizeof(*f));
-    f->req = req;
-    f->p = up_find(mx_req_param(req, "id"));
-    if (!f->p) {
-        au_page_error(req, 404, "upstream_unknown", NULL);
         return MX_DONE;
-    }
     const char *state = mx_req_query(req, "state");
     f->code = mx_req_query(req, "code");
     f->sid = au_cookie_sid(req);
@@ -767,9 +770,13 @@ static int up_get_callback(mx_req_t *req, void *ud)
         au_page_error(req, 500, "err_internal", NULL);
         return MX_DONE;
     }
+    /* Consumed only by the browser that started it (the session cookie). */
+    char bh[AU_HASH_HEX];
+    au_hash_hex(f->sid ? f->sid : "", bh);
     int64_t now = (int64_t)mx_now_ms();
     mx_sql_add(b, "UPDATE auth_upstream_states SET consumed_ts = ? WHERE state_hash = ?"
-               " AND consumed_ts IS NULL AND expires_ts > ?", "isi", now, sh, now);
+               " AND consumed_ts IS NULL AND expires_ts > ? AND browser_hash = ?", "isis", now,
+               sh, now, bh);
     mx_sql_add(b, "SELECT provider_id, nonce, code_verifier, grant_id, next, link_user_id,"
                " browser_hash FROM auth_upstream_states WHERE state_hash = ?", "s", sh);
     if (mx_sql_run(b, up_state_read, f) < 0)

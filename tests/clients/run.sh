@@ -7,6 +7,9 @@
 #   nio_chat.py   matrix-nio (Debian python3-matrix-nio), r0 paths
 #   console.spec.mjs  the admin console in headless Debian chromium (npm
 #                 playwright-core); starts its own server (SQLite)
+#   oidc_login.mjs  MSC3861 login as Element Web runs it (auth_metadata,
+#                 registration, PKCE, login form in chromium, whoami, refresh,
+#                 revoke); starts its own server (SQLite)
 # MX_VERBOSE=1 keeps the SDK's own logging.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -58,5 +61,7 @@ run_on sqlite || rc=1
 if [ -n "${MXSTACK_TEST_PG:-}" ]; then run_on postgres || rc=1; fi
 echo "-- admin console: chromium + playwright-core"
 ( cd "$HERE" && MXSTACK_BIN="$BIN" timeout 300 node console.spec.mjs ) || rc=1
+echo "-- OAuth login as Element Web runs it: chromium + playwright-core"
+( cd "$HERE" && MXSTACK_BIN="$BIN" timeout 300 node oidc_login.mjs ) || rc=1
 [ $rc -eq 0 ] || { echo "real clients: FAILED"; exit 1; }
 echo "real clients: OK"

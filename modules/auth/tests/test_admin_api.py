@@ -106,7 +106,13 @@ def test_authentication_and_errors(s):
     tok, _, _ = user_token(s, admin=False)
     assert call(s, tok, "GET", "/users").status_code == 403
     # Client credentials: only the clients the policy names.
-    assert call(s, cc_token(s, OTHER_ID), "GET", "/users").status_code == 403
+    # A client the policy does not name cannot even obtain an admin-scoped token.
+    r = requests.post(s.url + "/oauth2/token", data={
+        "grant_type": "client_credentials", "scope": "urn:mas:admin", "client_id": OTHER_ID,
+        "client_secret": CLIENT_SECRET}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_scope", r.text
+    # Without admin scopes it gets a token, which the admin API refuses.
+    assert call(s, cc_token(s, OTHER_ID, scope=""), "GET", "/users").status_code == 403
     good = cc_token(s)
     r = call(s, good, "GET", "/users")
     assert r.status_code == 200, r.text
