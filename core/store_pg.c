@@ -6,16 +6,27 @@
  * PQsendQueryParams/PQconsumeInput/PQgetResult, woken by a uv_poll_t on
  * its socket; the loop never waits for the server.  A batch goes to an
  * idle connection, or waits in a FIFO queue while all are busy (the pool
- * grows up to cp_max).  A write batch runs as BEGIN; statements; COMMIT, a
- * read batch inside BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; a
- * single-statement batch needs no explicit transaction.  Commands go one
- * at a time (no pipelining).  Write completions are delivered in the order
- * the writes were submitted, whatever order the server finished them in.
+ * grows up to cp_max).  A read batch runs inside BEGIN ISOLATION LEVEL
+ * REPEATABLE READ READ ONLY (a single statement needs no transaction), one
+ * command at a time.
  *
- * A dropped connection fails the batch it was running with MX_EDB (a write
- * may or may not have committed, so it is never retried) and reconnects
- * after an exponential backoff (100 ms doubling to 10 s).  When no
- * connection can be made at all, queued batches fail instead of waiting.
+ * Writes commit in groups, like the SQLite writer: one write group is in
+ * flight at a time, and it takes every write batch queued meanwhile.  The
+ * group goes out in libpq pipeline mode as one round trip:
+ *   BEGIN; SAVEPOINT s; <batch 1>; RELEASE s; SAVEPOINT s; Sync;
+ *   ROLLBACK TO s; <batch 2>; RELEASE s; SAVEPOINT s; Sync; ...
+ *   ROLLBACK TO s; COMMIT; Sync
+ * A failing statement makes the server skip the rest of its batch up to
+ * the Sync; the next ROLLBACK TO s (harmless after a batch that worked)
+ * then undoes that batch only.  One COMMIT (one WAL fsync) acknowledges the
+ * whole group; callbacks run after it, in submission order.  A batch
+ * holding a migration script (several statements, simple protocol) runs
+ * alone, as BEGIN; script; COMMIT, one command at a time.
+ *
+ * A dropped connection fails the batches it was running with MX_EDB (a
+ * write may or may not have committed, so it is never retried) and
+ * reconnects after an exponential backoff (100 ms doubling to 10 s).  When
+ * no connection can be made at all, queued batches fail instead of waiting.
  *
  * mx_sql_run_sync uses one more, blocking connection (PQexecParams),
  * opened at start so that a bad conninfo is reported at once.
@@ -40,6 +51,7 @@
 #define PG_OID_INT8 20
 #define PG_OID_FLOAT8 701
 #define PG_MAX_PREPARED 256    /* per connection; beyond, statements run unnamed */
+#define PG_GROUP_MAX 512       /* write batches in one group commit */
 
 /* A statement prepared on one connection, keyed by parameter types + SQL. */
 typedef struct pg_prep {
@@ -49,6 +61,30 @@ typedef struct pg_prep {
 } pg_prep_t;
 
 typedef enum { PGC_DOWN, PGC_CONNECTING, PGC_IDLE, PGC_BUSY } pgc_state_t;
+
+/* What one command of a pipelined write group answers for. */
+typedef enum { PGO_CTL, PGO_STMT, PGO_SYNC, PGO_COMMIT, PGO_PREPARE } pg_op_kind_t;
+
+typedef struct pg_op {
+    pg_op_kind_t kind;
+    mx_sql_batch_t *b;         /* the batch a failure belongs to (NULL: the group) */
+    int idx;                   /* statement index (PGO_STMT) or prepare slot */
+    const char *what;          /* command name for errors (PGO_CTL) */
+} pg_op_t;
+
+/* A write group in flight on one connection (pipeline mode). */
+typedef struct pg_group {
+    mx_sql_batch_t *list;      /* batches, linked by ->next, in submission order */
+    int n;
+    pg_op_t *ops;              /* owned: every result we expect, in order */
+    int nops, cur;
+    bool got;                  /* the current command has produced its result */
+    bool committed;            /* COMMIT succeeded */
+    char commit_err[400];      /* why the group did not commit */
+    pg_prep_t *prep;           /* owned: statements to prepare after COMMIT */
+    const mx__sql_stmt_t **prep_stmt; /* owned array: what each one prepares */
+    int nprep;
+} pg_group_t;
 
 typedef struct pg_db pg_db_t;
 
@@ -72,6 +108,8 @@ typedef struct pg_conn {
     int nprep;
     pg_prep_t pending;         /* being prepared */
     unsigned next_id;
+    pg_group_t *g;             /* owned: the write group in flight, if any */
+    bool writer;               /* runs the write (group or script) in flight */
     struct pg_conn *next;
 } pg_conn_t;
 
@@ -80,16 +118,19 @@ struct pg_db {
     char *conninfo;
     int cp_min, cp_max;
     pg_conn_t *conns;
-    mx_sql_batch_t *q_head, *q_tail;
-    int nq;
+    mx_sql_batch_t *q_head, *q_tail;  /* reads */
+    mx_sql_batch_t *w_head, *w_tail;  /* writes not yet sent */
+    int nq, nw;
     mx_sql_batch_t *o_head, *o_tail;  /* unfinished writes, in submission order */
     bool started, closing;
+    bool writing;                     /* a write group or script is in flight */
     uv_mutex_t sync_mu;
     PGconn *sync;
 };
 
 static void pgc_on_poll(uv_poll_t *h, int status, int events);
 static void pg_dispatch(pg_db_t *p);
+static void pgg_collect(pg_conn_t *c);
 
 /* ------------------------------------------------------------ helpers --- */
 
@@ -222,25 +263,30 @@ static int pg_store_rows(mx_sql_batch_t *b, int idx, const PGresult *r)
     return 0;
 }
 
+/* One line: the primary message, its SQLSTATE and the detail (which
+ * names the key of a unique violation); `msg` when `r` says nothing. */
+static void pg_describe(char *why, size_t n, const PGresult *r, const char *msg)
+{
+    const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (prim) {
+        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        const char *det = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
+        snprintf(why, n, "%s (SQLSTATE %s)%s%s", prim, st ? st : "?",
+                 det ? " " : "", det ? det : "");
+    } else {
+        pg_oneline(why, n, NULL, r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r)
+                                           : msg && *msg ? msg : "failed");
+    }
+}
+
 /* Records the error of `r` (or libpq's `msg`) for statement idx (-1: the
  * transaction commands). Returns the code. */
 static int pg_record_error(mx_sql_batch_t *b, int idx, const char *what, const PGresult *r,
                            const char *msg)
 {
     int code = pg_code(r);
-    /* One line: the primary message, its SQLSTATE and the detail (which
-     * names the key of a unique violation). */
     char why[300];
-    const char *prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (prim) {
-        const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        const char *det = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
-        snprintf(why, sizeof(why), "%s (SQLSTATE %s)%s%s", prim, st ? st : "?",
-                 det ? " " : "", det ? det : "");
-    } else {
-        pg_oneline(why, sizeof(why), NULL, r && *PQresultErrorMessage(r) ? PQresultErrorMessage(r)
-                                           : msg && *msg ? msg : "failed");
-    }
+    pg_describe(why, sizeof(why), r, msg);
     char buf[400];
     if (what)
         snprintf(buf, sizeof(buf), "%s: %s", what, why);
@@ -293,18 +339,61 @@ static void pg_batch_done(pg_db_t *p, mx_sql_batch_t *b)
     }
 }
 
+/* The queue a batch waits in: reads or writes. */
+static mx_sql_batch_t **pg_queue(pg_db_t *p, bool write, mx_sql_batch_t ***tail, int **n)
+{
+    *tail = write ? &p->w_tail : &p->q_tail;
+    *n = write ? &p->nw : &p->nq;
+    return write ? &p->w_head : &p->q_head;
+}
+
+static void pg_queue_add(pg_db_t *p, mx_sql_batch_t *b, bool front)
+{
+    mx_sql_batch_t **tail;
+    int *n;
+    mx_sql_batch_t **head = pg_queue(p, b->mode == MX_SQL_WRITE, &tail, &n);
+    if (front) {
+        b->next = *head;
+        *head = b;
+        if (!*tail)
+            *tail = b;
+    } else {
+        b->next = NULL;
+        if (*tail)
+            (*tail)->next = b;
+        else
+            *head = b;
+        *tail = b;
+    }
+    (*n)++;
+}
+
+static mx_sql_batch_t *pg_queue_pop(pg_db_t *p, bool write)
+{
+    mx_sql_batch_t **tail;
+    int *n;
+    mx_sql_batch_t **head = pg_queue(p, write, &tail, &n);
+    mx_sql_batch_t *b = *head;
+    if (!b)
+        return NULL;
+    *head = b->next;
+    if (!*head)
+        *tail = NULL;
+    (*n)--;
+    b->next = NULL;
+    return b;
+}
+
 static void pg_fail_queue(pg_db_t *p, const char *why)
 {
-    while (p->q_head) {
-        mx_sql_batch_t *b = p->q_head;
-        p->q_head = b->next;
-        p->nq--;
-        b->next = NULL;
-        b->status = MX_EDB;
-        mx__res_error(b->res, -1, NULL, why);
-        pg_batch_done(p, b);
+    for (int w = 1; w >= 0; w--) {
+        mx_sql_batch_t *b;
+        while ((b = pg_queue_pop(p, w))) {
+            b->status = MX_EDB;
+            mx__res_error(b->res, -1, NULL, why);
+            pg_batch_done(p, b);
+        }
     }
-    p->q_tail = NULL;
 }
 
 /* -------------------------------------------------------- connections --- */
@@ -370,13 +459,13 @@ static char *pg_prep_key(const mx__sql_stmt_t *s, uint32_t *hash)
     return k;
 }
 
-static const pg_prep_t *pg_prep_find(const pg_conn_t *c, const char *key, uint32_t hash,
-                                     int nparams)
+static const pg_prep_t *pg_prep_find(const pg_prep_t *preps, int n, const char *key,
+                                     uint32_t hash, int nparams)
 {
     size_t kl = (size_t)nparams + 1 + strlen(key + nparams + 1) + 1;
-    for (int i = 0; i < c->nprep; i++)
-        if (c->preps[i].hash == hash && memcmp(c->preps[i].key, key, kl) == 0)
-            return &c->preps[i];
+    for (int i = 0; i < n; i++)
+        if (preps[i].hash == hash && memcmp(preps[i].key, key, kl) == 0)
+            return &preps[i];
     return NULL;
 }
 
@@ -492,17 +581,61 @@ static void pgc_connect_step(pg_conn_t *c)
     pg_dispatch(c->p);
 }
 
+/* The write in flight on `c` (if any) is over: the next may go. */
+static void pgc_writer_done(pg_conn_t *c)
+{
+    if (c->writer) {
+        c->writer = false;
+        c->p->writing = false;
+    }
+}
+
+/* Delivers the batches of a finished (or broken) write group, in order,
+ * and frees it.  Unless it committed, every batch that had not failed by
+ * itself fails with `why` (or the COMMIT's error). */
+static void pg_group_end(pg_db_t *p, pg_group_t *g, const char *why)
+{
+    if (!g->committed && !why)
+        why = g->commit_err[0] ? g->commit_err : "COMMIT failed";
+    mx_sql_batch_t *b = g->list;
+    while (b) {
+        mx_sql_batch_t *next = b->next;
+        b->next = NULL;
+        if (!g->committed && !b->status) {
+            mx__res_reset(b->res);
+            b->status = MX_EDB;
+        }
+        /* Skipped batches (status set, no message) take the group's. */
+        if (b->status && !b->res->errmsg)
+            mx__res_error(b->res, -1, NULL, why ? why : "skipped: its transaction was aborted");
+        pg_batch_done(p, b);
+        b = next;
+    }
+    for (int i = 0; i < g->nprep; i++)
+        free(g->prep[i].key);
+    free(g->prep);
+    free(g->prep_stmt);
+    free(g->ops);
+    free(g);
+}
+
 /* The connection broke while idle or running a batch. */
 static void pgc_broken(pg_conn_t *c, const char *why)
 {
     char msg[300];
     pg_oneline(msg, sizeof(msg), "PostgreSQL connection lost: ", why);
-    mx_log("store", MX_LOG_WARN, "%s%s", msg, c->b ? " (failing the batch in flight)" : "");
+    mx_log("store", MX_LOG_WARN, "%s%s", msg,
+           c->b || c->g ? " (failing the batches in flight)" : "");
     mx_sql_batch_t *b = c->b;
+    pg_group_t *g = c->g;
     c->b = NULL;
+    c->g = NULL;
+    pgc_writer_done(c);
     pgc_teardown(c);
     c->backoff_ms = 0;
     pgc_schedule_reconnect(c);
+    if (g)
+        pg_group_end(c->p, g, msg); /* committed ones stay committed */
     if (b && b->attempts < 1 && (b->mode == MX_SQL_READ || c->step == 0)) {
         /* Safe to resend: a read, or a write whose BEGIN had not even
          * been answered (statements go one at a time, so nothing else
@@ -510,11 +643,7 @@ static void pgc_broken(pg_conn_t *c, const char *why)
         b->attempts++;
         b->status = 0;
         mx__res_reset(b->res);
-        b->next = c->p->q_head;
-        c->p->q_head = b;
-        if (!c->p->q_tail)
-            c->p->q_tail = b;
-        c->p->nq++;
+        pg_queue_add(c->p, b, true);
     } else if (b) {
         /* Never retried: a write may have committed before the drop. */
         b->status = MX_EDB;
@@ -545,6 +674,7 @@ static void pgc_finish(pg_conn_t *c)
 {
     mx_sql_batch_t *b = c->b;
     c->b = NULL;
+    pgc_writer_done(c);
     c->state = PGC_IDLE;
     c->rolling_back = false;
     c->cmd_err = 0;
@@ -581,7 +711,7 @@ static void pgc_send_step(pg_conn_t *c)
             }
             uint32_t h = 0;
             char *key = pg_prep_key(s, &h);
-            const pg_prep_t *pr = key ? pg_prep_find(c, key, h, s->nparams) : NULL;
+            const pg_prep_t *pr = key ? pg_prep_find(c->preps, c->nprep, key, h, s->nparams) : NULL;
             char name[24];
             if (pr) {
                 snprintf(name, sizeof(name), "mx%u", pr->id);
@@ -693,6 +823,272 @@ static void pgc_command_done(pg_conn_t *c)
     pgc_send_step(c);
 }
 
+/* ------------------------------------------------------ write groups --- */
+
+#define PG_SP "mx_batch"
+
+/* A write batch that can join a group: statements with the extended
+ * protocol only (a migration script needs the simple one). */
+static bool pg_groupable(const mx_sql_batch_t *b)
+{
+    if (b->mode != MX_SQL_WRITE)
+        return false;
+    for (int i = 0; i < b->nstmts; i++)
+        if (b->stmts[i].is_script)
+            return false;
+    return true;
+}
+
+static void pgg_op(pg_group_t *g, pg_op_kind_t kind, mx_sql_batch_t *b, int idx,
+                   const char *what)
+{
+    g->ops[g->nops++] = (pg_op_t){ .kind = kind, .b = b, .idx = idx, .what = what };
+}
+
+/* Queues a command without parameters.  Returns libpq's 1 or 0. */
+static int pgg_ctl(pg_conn_t *c, pg_op_kind_t kind, mx_sql_batch_t *b, const char *sql)
+{
+    pgg_op(c->g, kind, b, -1, sql);
+    return PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+static int pgg_sync(pg_conn_t *c)
+{
+    pgg_op(c->g, PGO_SYNC, NULL, -1, NULL);
+    return PQpipelineSync(c->conn);
+}
+
+/* Queues statement `idx` of `b`: prepared if this session knows it, else
+ * unnamed (and remembered, to prepare after the COMMIT).  Returns 1, 0 on
+ * a libpq failure, -ENOMEM. */
+static int pgg_stmt(pg_conn_t *c, mx_sql_batch_t *b, int idx)
+{
+    pg_group_t *g = c->g;
+    const mx__sql_stmt_t *s = &b->stmts[idx];
+    pg_params_t pp;
+    if (pg_params_build(s, &pp) < 0)
+        return -ENOMEM;
+    uint32_t h = 0;
+    char *key = pg_prep_key(s, &h);
+    const pg_prep_t *pr = key ? pg_prep_find(c->preps, c->nprep, key, h, s->nparams) : NULL;
+    int ok;
+    if (pr) {
+        char name[24];
+        snprintf(name, sizeof(name), "mx%u", pr->id);
+        ok = PQsendQueryPrepared(c->conn, name, s->nparams, pp.values, pp.lengths, pp.formats, 0);
+        free(key);
+    } else {
+        ok = PQsendQueryParams(c->conn, s->pg_sql, s->nparams, pp.types, pp.values, pp.lengths,
+                               pp.formats, 0);
+        if (key && c->nprep + g->nprep < PG_MAX_PREPARED &&
+            !pg_prep_find(g->prep, g->nprep, key, h, s->nparams)) {
+            g->prep[g->nprep] = (pg_prep_t){ .hash = h, .key = key, .id = c->next_id++ };
+            g->prep_stmt[g->nprep++] = s;
+        } else {
+            free(key);
+        }
+    }
+    pg_params_free(&pp);
+    pgg_op(g, PGO_STMT, b, idx, NULL);
+    return ok;
+}
+
+/* Sends the whole group (see the top of the file) in one go. */
+static void pgc_start_group(pg_conn_t *c, mx_sql_batch_t *list, int n)
+{
+    size_t nops = 9, nst = 0;
+    for (mx_sql_batch_t *b = list; b; b = b->next) {
+        nops += 4 + (size_t)b->nstmts;
+        nst += (size_t)b->nstmts;
+    }
+    nops += 2 * nst;
+    pg_group_t *g = calloc(1, sizeof(*g));
+    if (g) {
+        g->ops = malloc(nops * sizeof(*g->ops));
+        g->prep = malloc((nst + 1) * sizeof(*g->prep));
+        g->prep_stmt = malloc((nst + 1) * sizeof(*g->prep_stmt));
+    }
+    c->state = PGC_BUSY;
+    c->g = g;
+    if (!g || !g->ops || !g->prep || !g->prep_stmt) {
+        if (g) {
+            free(g->ops);
+            free(g->prep);
+            free(g->prep_stmt);
+            free(g);
+        }
+        c->g = NULL;
+        pgc_writer_done(c);
+        c->state = PGC_IDLE;
+        while (list) {
+            mx_sql_batch_t *b = list;
+            list = b->next;
+            b->next = NULL;
+            b->status = -ENOMEM;
+            mx__res_error(b->res, -1, NULL, "out of memory");
+            pg_batch_done(c->p, b);
+        }
+        pg_dispatch(c->p);
+        return;
+    }
+    g->list = list;
+    g->n = n;
+    if (!PQenterPipelineMode(c->conn)) {
+        pgc_broken(c, PQerrorMessage(c->conn));
+        return;
+    }
+    int ok = pgg_ctl(c, PGO_CTL, NULL, "BEGIN") && pgg_ctl(c, PGO_CTL, NULL, "SAVEPOINT " PG_SP);
+    for (mx_sql_batch_t *b = list; ok > 0 && b; b = b->next) {
+        if (b != list)
+            ok = pgg_ctl(c, PGO_CTL, NULL, "ROLLBACK TO SAVEPOINT " PG_SP);
+        for (int i = 0; ok > 0 && i < b->nstmts; i++)
+            ok = pgg_stmt(c, b, i);
+        if (ok > 0)
+            ok = pgg_ctl(c, PGO_CTL, b, "RELEASE SAVEPOINT " PG_SP) &&
+                 pgg_ctl(c, PGO_CTL, NULL, "SAVEPOINT " PG_SP) && pgg_sync(c);
+    }
+    if (ok > 0)
+        ok = pgg_ctl(c, PGO_CTL, NULL, "ROLLBACK TO SAVEPOINT " PG_SP) &&
+             pgg_ctl(c, PGO_COMMIT, NULL, "COMMIT") && pgg_sync(c);
+    for (int i = 0; ok > 0 && i < g->nprep; i++) {
+        const mx__sql_stmt_t *s = g->prep_stmt[i];
+        pg_params_t pp;
+        char name[24];
+        if (pg_params_build(s, &pp) < 0) {
+            ok = -ENOMEM;
+            break;
+        }
+        snprintf(name, sizeof(name), "mx%u", g->prep[i].id);
+        ok = PQsendPrepare(c->conn, name, s->pg_sql, s->nparams, pp.types);
+        pg_params_free(&pp);
+        pgg_op(g, PGO_PREPARE, NULL, i, NULL);
+        if (ok)
+            ok = pgg_sync(c);
+    }
+    if (ok <= 0) {
+        /* Nothing is committed before the COMMIT goes out: dropping the
+         * connection rolls everything back. */
+        pgc_broken(c, ok < 0 ? "out of memory" : PQerrorMessage(c->conn));
+        return;
+    }
+    pgc_flush(c);
+}
+
+/* Sends ROLLBACK after a COMMIT the server skipped (the transaction is
+ * still open, aborted).  ops has room for it (see pgc_start_group). */
+static int pgg_rollback(pg_conn_t *c)
+{
+    return pgg_ctl(c, PGO_CTL, NULL, "ROLLBACK") && pgg_sync(c);
+}
+
+static void pgg_result(pg_conn_t *c, pg_group_t *g, const pg_op_t *op, PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    bool good = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    bool skipped = st == PGRES_PIPELINE_ABORTED;
+    mx_sql_batch_t *b = op->b;
+    switch (op->kind) {
+    case PGO_STMT:
+        if (good && !b->status && pg_store_rows(b, op->idx, r) < 0)
+            pg_record_error(b, op->idx, NULL, NULL, "out of memory");
+        else if (skipped && !b->status)
+            b->status = MX_EDB; /* why: pg_group_end */
+        else if (!good)
+            pg_record_error(b, op->idx, NULL, r, NULL);
+        break;
+    case PGO_CTL:
+        if (good || (skipped && !b))
+            break;
+        if (b && skipped) {
+            if (!b->status)
+                b->status = MX_EDB;
+        } else if (b) {
+            pg_record_error(b, -1, op->what, r, NULL);
+        } else if (!g->commit_err[0]) {
+            char why[300];
+            pg_describe(why, sizeof(why), r, NULL);
+            snprintf(g->commit_err, sizeof(g->commit_err), "%s: %s", op->what, why);
+        }
+        break;
+    case PGO_COMMIT:
+        if (good && strcmp(PQcmdStatus(r), "COMMIT") == 0) {
+            g->committed = true;
+            break;
+        }
+        if (!g->commit_err[0]) {
+            char why[300];
+            pg_describe(why, sizeof(why), r,
+                        good ? "the transaction was rolled back" : "skipped after an error");
+            snprintf(g->commit_err, sizeof(g->commit_err), "COMMIT: %s", why);
+        }
+        if (skipped && !pgg_rollback(c))
+            pgc_broken(c, PQerrorMessage(c->conn));
+        break;
+    case PGO_PREPARE:
+        if (good && c->nprep < PG_MAX_PREPARED) {
+            pg_prep_t *np = realloc(c->preps, (size_t)(c->nprep + 1) * sizeof(*np));
+            if (np) {
+                c->preps = np;
+                c->preps[c->nprep++] = g->prep[op->idx];
+                g->prep[op->idx].key = NULL;
+            }
+        }
+        break;
+    case PGO_SYNC:
+        break;
+    }
+}
+
+/* Reads what the server has answered so far; ends the group after its
+ * last answer. */
+static void pgg_collect(pg_conn_t *c)
+{
+    pg_group_t *g = c->g;
+    int nulls = 0;
+    while (c->g == g && g->cur < g->nops && !PQisBusy(c->conn)) {
+        PGresult *r = PQgetResult(c->conn);
+        const pg_op_t *op = &g->ops[g->cur];
+        if (!r) {
+            if (g->got) {
+                g->got = false;
+                g->cur++;
+                nulls = 0;
+            } else if (++nulls > 1) {
+                break; /* nothing more for now */
+            }
+            continue;
+        }
+        nulls = 0;
+        if (op->kind == PGO_SYNC) {
+            bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (!sync) {
+                pgc_broken(c, "unexpected answer in a pipeline");
+                return;
+            }
+            g->cur++;
+            continue;
+        }
+        pgg_result(c, g, op, r);
+        PQclear(r);
+        if (c->g != g)
+            return; /* the connection broke */
+        g->got = true;
+    }
+    if (c->g != g || g->cur < g->nops)
+        return;
+    c->g = NULL;
+    if (!PQexitPipelineMode(c->conn)) {
+        c->g = g;
+        pgc_broken(c, PQerrorMessage(c->conn));
+        return;
+    }
+    c->state = PGC_IDLE;
+    pgc_writer_done(c);
+    pg_group_end(c->p, g, NULL);
+    pg_dispatch(c->p);
+}
+
 static void pgc_collect(pg_conn_t *c)
 {
     while (c->state == PGC_BUSY && c->conn && !PQisBusy(c->conn)) {
@@ -722,7 +1118,9 @@ static void pgc_io(pg_conn_t *c, int events)
     PGnotify *n;
     while ((n = PQnotifies(c->conn)))
         PQfreemem(n);
-    if (c->state == PGC_BUSY)
+    if (c->state == PGC_BUSY && c->g)
+        pgg_collect(c);
+    else if (c->state == PGC_BUSY)
         pgc_collect(c);
     else if (c->state == PGC_IDLE && PQstatus(c->conn) == CONNECTION_BAD)
         pgc_broken(c, PQerrorMessage(c->conn));
@@ -759,9 +1157,15 @@ static pg_conn_t *pg_conn_new(pg_db_t *p)
     return c;
 }
 
+/* Whether a queued batch could start now. */
+static bool pg_ready(const pg_db_t *p)
+{
+    return p->q_head || (p->w_head && !p->writing);
+}
+
 static void pg_dispatch(pg_db_t *p)
 {
-    while (p->q_head) {
+    while (pg_ready(p)) {
         pg_conn_t *idle = NULL;
         int n = 0, connecting = 0;
         for (pg_conn_t *c = p->conns; c; c = c->next) {
@@ -781,17 +1185,35 @@ static void pg_dispatch(pg_db_t *p)
         if (!idle) {
             /* Grow the pool while more batches wait than connections are
              * being opened. */
-            if (n < p->cp_max && connecting < p->nq && !p->closing)
+            int want = p->nq + (p->w_head && !p->writing ? 1 : 0);
+            if (n < p->cp_max && connecting < want && !p->closing)
                 pg_conn_new(p);
             return;
         }
-        mx_sql_batch_t *b = p->q_head;
-        p->q_head = b->next;
-        if (!p->q_head)
-            p->q_tail = NULL;
-        p->nq--;
-        b->next = NULL;
-        pgc_start(idle, b);
+        if (!p->w_head || p->writing) {
+            pgc_start(idle, pg_queue_pop(p, false));
+            continue;
+        }
+        /* One write in flight at a time: a script alone, otherwise every
+         * groupable write queued so far. */
+        p->writing = true;
+        idle->writer = true;
+        if (!pg_groupable(p->w_head)) {
+            pgc_start(idle, pg_queue_pop(p, true));
+            continue;
+        }
+        mx_sql_batch_t *list = NULL, *last = NULL;
+        int count = 0;
+        while (p->w_head && pg_groupable(p->w_head) && count < PG_GROUP_MAX) {
+            mx_sql_batch_t *b = pg_queue_pop(p, true);
+            if (last)
+                last->next = b;
+            else
+                list = b;
+            last = b;
+            count++;
+        }
+        pgc_start_group(idle, list, count);
     }
 }
 
@@ -864,13 +1286,7 @@ static int pg_submit(mx_db_t *db, mx_sql_batch_t *b)
         pg_batch_done(p, b);
         return 0;
     }
-    b->next = NULL;
-    if (p->q_tail)
-        p->q_tail->next = b;
-    else
-        p->q_head = b;
-    p->q_tail = b;
-    p->nq++;
+    pg_queue_add(p, b, false);
     pg_dispatch(p);
     return 0;
 }
@@ -947,17 +1363,18 @@ static void pg_flush_all(pg_db_t *p)
     bool kicked = false;
     for (;;) {
         /* Reconnect timers do not run here: try once more by hand. */
-        if (p->q_head && !pg_any_alive(p) && p->conns && !kicked) {
+        bool queued = p->q_head || p->w_head;
+        if (queued && !pg_any_alive(p) && p->conns && !kicked) {
             kicked = true;
             pgc_connect(p->conns);
         }
         pg_dispatch(p);
         int nfds = 0;
         for (pg_conn_t *c = p->conns; c; c = c->next)
-            if (c->state == PGC_BUSY || (c->state == PGC_CONNECTING && p->q_head))
+            if (c->state == PGC_BUSY || (c->state == PGC_CONNECTING && queued))
                 nfds++;
         if (nfds == 0) {
-            if (p->q_head)
+            if (queued)
                 pg_fail_queue(p, "the database is closing and no connection is up");
             return;
         }
@@ -972,7 +1389,7 @@ static void pg_flush_all(pg_db_t *p)
         pg_conn_t *who[nfds];
         int i = 0;
         for (pg_conn_t *c = p->conns; c; c = c->next) {
-            if (!(c->state == PGC_BUSY || (c->state == PGC_CONNECTING && p->q_head)))
+            if (!(c->state == PGC_BUSY || (c->state == PGC_CONNECTING && queued)))
                 continue;
             fds[i].fd = PQsocket(c->conn);
             fds[i].events = (short)(((c->events & UV_READABLE) ? POLLIN : 0) |
@@ -1020,7 +1437,7 @@ static void pg_close(mx_db_t *db)
 static void pg_stats(mx_db_t *db, int *queued, int *in_flight, int *size, int *idle)
 {
     pg_db_t *p = db->impl;
-    *queued += p->nq;
+    *queued += p->nq + p->nw;
     for (pg_conn_t *c = p->conns; c; c = c->next) {
         if (c->state != PGC_DOWN)
             (*size)++;

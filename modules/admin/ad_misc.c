@@ -198,15 +198,9 @@ static void ad_bg_start_job(ad_req_t *ar)
 
 static void ad_dests_list(ad_req_t *ar)
 {
-    int64_t from, limit;
-    const char *dir;
-    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
-        !ad_qdir(ar, &dir))
+    json_t *q = ad_qpage(ar);
+    if (!q)
         return;
-    if (limit > ad->conf.max_limit)
-        limit = ad->conf.max_limit;
-    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
-                          "dir", dir);
     const char *order = mx_req_query(ar->req, "order_by");
     const char *name = mx_req_query(ar->req, "destination");
     if (order)
@@ -215,11 +209,8 @@ static void ad_dests_list(ad_req_t *ar)
         json_object_set_new(q, "destination", json_string(name));
     int rc = ar->hs->list_destinations(q, ad_done, ar);
     json_decref(q);
-    if (rc == -EINVAL)
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by: %s",
-                     order ? order : "");
-    else if (rc < 0)
-        ad_call_failed(ar, rc);
+    if (rc < 0)
+        ad_list_failed(ar, rc, order);
 }
 
 static void ad_dest_get(ad_req_t *ar)
@@ -229,15 +220,9 @@ static void ad_dest_get(ad_req_t *ar)
 
 static void ad_dest_rooms(ad_req_t *ar)
 {
-    int64_t from, limit;
-    const char *dir;
-    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
-        !ad_qdir(ar, &dir))
+    json_t *q = ad_qpage(ar);
+    if (!q)
         return;
-    if (limit > ad->conf.max_limit)
-        limit = ad->conf.max_limit;
-    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
-                          "dir", dir);
     AD_CALL(ar, ar->hs->destination_rooms(mx_req_param(ar->req, "destination"), q, ad_done, ar));
     json_decref(q);
 }

@@ -30,17 +30,14 @@ static const char *ad_room_param(ad_req_t *ar)
 
 static void ad_rooms_list(ad_req_t *ar)
 {
-    int64_t from, limit;
     int pub, empty;
-    const char *dir;
-    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
-        !ad_qbool(ar, "public_rooms", -1, &pub) || !ad_qbool(ar, "empty_rooms", -1, &empty) ||
-        !ad_qdir(ar, &dir))
+    json_t *q = ad_qpage(ar);
+    if (!q)
         return;
-    if (limit > ad->conf.max_limit)
-        limit = ad->conf.max_limit;
-    json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
-                          "dir", dir);
+    if (!ad_qbool(ar, "public_rooms", -1, &pub) || !ad_qbool(ar, "empty_rooms", -1, &empty)) {
+        json_decref(q);
+        return;
+    }
     const char *order = mx_req_query(ar->req, "order_by");
     const char *term = mx_req_query(ar->req, "search_term");
     if (order)
@@ -59,11 +56,8 @@ static void ad_rooms_list(ad_req_t *ar)
         json_object_set_new(q, "empty_rooms", json_boolean(empty));
     int rc = ar->hs->list_rooms(q, ad_done, ar);
     json_decref(q);
-    if (rc == -EINVAL)
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by: %s",
-                     order ? order : "");
-    else if (rc < 0)
-        ad_call_failed(ar, rc);
+    if (rc < 0)
+        ad_list_failed(ar, rc, order);
 }
 
 static void ad_room_details(ad_req_t *ar)

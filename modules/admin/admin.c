@@ -243,6 +243,28 @@ bool ad_qdir(ad_req_t *ar, const char **out)
     return false;
 }
 
+json_t *ad_qpage(ad_req_t *ar)
+{
+    int64_t from, limit;
+    const char *dir;
+    if (!ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
+        !ad_qdir(ar, &dir))
+        return NULL;
+    if (limit > ad->conf.max_limit)
+        limit = ad->conf.max_limit;
+    return json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
+                     "dir", dir);
+}
+
+void ad_list_failed(ad_req_t *ar, int rc, const char *order)
+{
+    if (rc == -EINVAL)
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by: %s",
+                     order ? order : "");
+    else
+        ad_call_failed(ar, rc);
+}
+
 bool ad_is_local(const char *user_id)
 {
     const char *colon = user_id ? strchr(user_id, ':') : NULL;

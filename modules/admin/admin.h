@@ -71,6 +71,12 @@ bool ad_qint(ad_req_t *ar, const char *name, int64_t def, int64_t min, int64_t *
 bool ad_qbool(ad_req_t *ar, const char *name, int def, int *out);
 /* "f"/"b", absent → "f". */
 bool ad_qdir(ad_req_t *ar, const char **out);
+/* from, limit (capped at max_limit) and dir as a new object {from, limit,
+ * dir} (caller owns); NULL after replying 400 when one is bad. */
+json_t *ad_qpage(ad_req_t *ar);
+/* Replies to a list call that returned rc < 0 at once: -EINVAL means an
+ * unknown `order` (the order_by parameter), else as ad_call_failed. */
+void ad_list_failed(ad_req_t *ar, int rc, const char *order);
 /* Path parameter {userId} checked as a user ID; replies 400 when bad. */
 const char *ad_user_param(ad_req_t *ar);
 /* True for a user ID of this server. */

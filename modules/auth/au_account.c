@@ -41,11 +41,6 @@ typedef struct au_ac {
     bool is_admin;
 } au_ac_t;
 
-static void au_ac_json_free(void *p)
-{
-    json_decref(p);
-}
-
 static void au_ac_back(au_ac_t *a, const char *what, const char *key)
 {
     mx_pool_t *pool = mx_req_pool(a->req);
@@ -102,7 +97,7 @@ static void au_ac_page(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     json_t *v = json_object();
-    mx_pool_on_free(pool, au_ac_json_free, v);
+    mx_pool_on_free(pool, au_json_unref, v);
     json_object_set_new(v, "user_id", json_string(a->b->user_id));
     json_object_set_new(v, "csrf", json_string(au_csrf_token(pool, a->b->sid)));
     json_object_set_new(v, "password_change", json_boolean(au.fl->password_change_allowed));
@@ -230,15 +225,7 @@ static void au_ac_browser(mx_req_t *req, const au_browser_t *b, void *ud)
 static int au_get_account(mx_req_t *req, void *ud)
 {
     (void)ud;
-    au_ac_t *a = mx_palloc(mx_req_pool(req), sizeof(*a));
-    if (!a) {
-        au_page_error(req, 500, "err_internal", NULL);
-        return MX_DONE;
-    }
-    memset(a, 0, sizeof(*a));
-    a->req = req;
-    au_browser_load(req, au_ac_browser, a);
-    return MX_ASYNC;
+    return au_page_browse(req, sizeof(au_ac_t), au_ac_browser);
 }
 
 static int au_get_account_bare(mx_req_t *req, void *ud)
@@ -251,25 +238,10 @@ static int au_get_account_bare(mx_req_t *req, void *ud)
 /* A POST: form + CSRF, then `next` with a signed-in, usable account. */
 static int au_ac_post(mx_req_t *req, void (*next)(au_ac_t *))
 {
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_page_error(req, 400, "err_bad_request", NULL);
+    json_t *form = au_page_form(req);
+    au_ac_t *a = form ? au_page_zalloc(req, sizeof(*a)) : NULL;
+    if (!a)
         return MX_DONE;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_ac_json_free, form);
-    if (!au_csrf_ok(req, form)) {
-        au_page_error(req, 403, "err_csrf", NULL);
-        return MX_DONE;
-    }
-    au_ac_t *a = mx_palloc(mx_req_pool(req), sizeof(*a));
-    if (!a) {
-        au_page_error(req, 500, "err_internal", NULL);
-        return MX_DONE;
-    }
-    memset(a, 0, sizeof(*a));
-    a->req = req;
     a->form = form;
     a->next = next;
     au_browser_load(req, au_ac_browser, a);

@@ -243,11 +243,6 @@ static bool au_pkce_chars_ok(const char *s)
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") == n;
 }
 
-static void au_json_release(void *p)
-{
-    json_decref(p);
-}
-
 static void au_az_client(int status, const au_client_t *c, void *ud)
 {
     au_az_t *a = ud;
@@ -313,7 +308,7 @@ static void au_az_client(int status, const au_client_t *c, void *ud)
     au_scope_t sc;
     const char *bad;
     int rc = au_scope_parse(pool, mx_req_query(req, "scope"), &sc, &bad);
-    mx_pool_on_free(pool, au_json_release, sc.list);
+    mx_pool_on_free(pool, au_json_unref, sc.list);
     if (rc < 0) {
         au_az_fail(a, "invalid_scope",
                    bad ? mx_psprintf(pool, "Invalid or unknown scope %s", bad) : "Invalid scope");
@@ -602,45 +597,24 @@ static void au_cs_browser(mx_req_t *req, const au_browser_t *b, void *ud)
 static int au_get_consent(mx_req_t *req, void *ud)
 {
     (void)ud;
-    au_cs_t *s = mx_palloc(mx_req_pool(req), sizeof(*s));
-    if (!s) {
-        au_page_error(req, 500, "err_internal", NULL);
-        return MX_DONE;
-    }
-    memset(s, 0, sizeof(*s));
-    s->req = req;
-    au_browser_load(req, au_cs_browser, s);
-    return MX_ASYNC;
+    return au_page_browse(req, sizeof(au_cs_t), au_cs_browser);
 }
 
 static int au_post_consent(mx_req_t *req, void *ud)
 {
     (void)ud;
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_page_error(req, 400, "err_bad_request", NULL);
+    json_t *form = au_page_form(req);
+    if (!form)
         return MX_DONE;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_json_release, form);
-    if (!au_csrf_ok(req, form)) {
-        au_page_error(req, 403, "err_csrf", NULL);
-        return MX_DONE;
-    }
     const char *action = json_string_value(json_object_get(form, "action"));
     const char *grant = json_string_value(json_object_get(form, "grant"));
     if (!grant || !action || (strcmp(action, "allow") && strcmp(action, "deny"))) {
         au_page_error(req, 400, "err_bad_request", NULL);
         return MX_DONE;
     }
-    au_cs_t *s = mx_palloc(mx_req_pool(req), sizeof(*s));
-    if (!s) {
-        au_page_error(req, 500, "err_internal", NULL);
+    au_cs_t *s = au_page_zalloc(req, sizeof(*s));
+    if (!s)
         return MX_DONE;
-    }
-    memset(s, 0, sizeof(*s));
-    s->req = req;
     s->action = action;
     s->gid = grant;
     au_browser_load(req, au_cs_browser, s);

@@ -27,11 +27,6 @@
 #define AU_DEVICE_INTERVAL_S 5
 #define AU_USER_CODE_ALPHABET "BCDFGHJKLMNPQRSTVWXZ"
 
-static void au_dc_json_free(void *p)
-{
-    json_decref(p);
-}
-
 /* A new user code, 8 letters, from the pool. */
 static char *au_user_code_new(mx_pool_t *pool)
 {
@@ -107,7 +102,7 @@ static void au_da_client(mx_req_t *req, const au_client_t *c, void *ud)
     au_scope_t sc;
     const char *bad;
     int rc = au_scope_parse(pool, json_string_value(json_object_get(d->form, "scope")), &sc, &bad);
-    mx_pool_on_free(pool, au_dc_json_free, sc.list);
+    mx_pool_on_free(pool, au_json_unref, sc.list);
     if (rc < 0 || !json_array_size(sc.list)) {
         au_oauth_error(req, 400, "invalid_scope",
                        bad ? mx_psprintf(pool, "Invalid or unknown scope %s", bad)
@@ -146,14 +141,9 @@ static void au_da_client(mx_req_t *req, const au_client_t *c, void *ud)
 static int au_post_device_authorization(mx_req_t *req, void *ud)
 {
     (void)ud;
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_oauth_error(req, 400, "invalid_request", "The body must be form-encoded");
+    json_t *form = au_oauth_form(req);
+    if (!form)
         return MX_DONE;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_dc_json_free, form);
     au_da_t *d = mx_palloc(mx_req_pool(req), sizeof(*d));
     if (!d) {
         au_storage_error(req, -ENOMEM, "device authorization");
@@ -223,15 +213,7 @@ static void au_link_get_browser(mx_req_t *req, const au_browser_t *b, void *ud)
 static int au_get_link(mx_req_t *req, void *ud)
 {
     (void)ud;
-    au_lk_t *k = mx_palloc(mx_req_pool(req), sizeof(*k));
-    if (!k) {
-        au_page_error(req, 500, "err_internal", NULL);
-        return MX_DONE;
-    }
-    memset(k, 0, sizeof(*k));
-    k->req = req;
-    au_browser_load(req, au_link_get_browser, k);
-    return MX_ASYNC;
+    return au_page_browse(req, sizeof(au_lk_t), au_link_get_browser);
 }
 
 /* POST /link: the code's request, shown for confirmation. */
@@ -285,25 +267,10 @@ static void au_link_found(int status, mx_sql_res_t *res, void *ud)
 /* Common start of the POSTs: form, CSRF, browser. */
 static au_lk_t *au_lk_post(mx_req_t *req)
 {
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_page_error(req, 400, "err_bad_request", NULL);
+    json_t *form = au_page_form(req);
+    au_lk_t *k = form ? au_page_zalloc(req, sizeof(*k)) : NULL;
+    if (!k)
         return NULL;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_dc_json_free, form);
-    if (!au_csrf_ok(req, form)) {
-        au_page_error(req, 403, "err_csrf", NULL);
-        return NULL;
-    }
-    au_lk_t *k = mx_palloc(mx_req_pool(req), sizeof(*k));
-    if (!k) {
-        au_page_error(req, 500, "err_internal", NULL);
-        return NULL;
-    }
-    memset(k, 0, sizeof(*k));
-    k->req = req;
     k->form = form;
     return k;
 }

@@ -436,22 +436,12 @@ static void au_ix_bearer(int status, const au_tokinfo_t *t, void *ud)
     au_ix_start(x);
 }
 
-static void au_json_put(void *p)
-{
-    json_decref(p);
-}
-
 static int au_post_introspect(mx_req_t *req, void *ud)
 {
     (void)ud;
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_oauth_error(req, 400, "invalid_request", "The body must be form-encoded");
+    json_t *form = au_oauth_form(req);
+    if (!form)
         return MX_DONE;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_json_put, form);
     au_ix_t *x = mx_palloc(mx_req_pool(req), sizeof(*x));
     if (!x) {
         au_storage_error(req, -ENOMEM, "introspect");

@@ -45,10 +45,6 @@ typedef struct au_tr {
     int guard_stmt;               /* statement whose changes must be 1 */
 } au_tr_t;
 
-static void au_json_drop(void *p)
-{
-    json_decref(p);
-}
 
 /* ------------------------------------------------------------ id_token --- */
 
@@ -569,20 +565,6 @@ static void au_token_client(mx_req_t *req, const au_client_t *c, void *ud)
         au_grant_device(t);
     else
         au_oauth_error(req, 400, "unsupported_grant_type", NULL);
-}
-
-/* Parses the form body of an /oauth2/ POST; answers on failure. */
-static json_t *au_oauth_form(mx_req_t *req)
-{
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_oauth_error(req, 400, "invalid_request", "The body must be form-encoded");
-        return NULL;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_json_drop, form);
-    return form;
 }
 
 static int au_post_token(mx_req_t *req, void *ud)

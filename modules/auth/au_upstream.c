@@ -204,6 +204,15 @@ json_t *au_upstream_buttons(mx_pool_t *pool, const char *grant, const char *next
     return a;
 }
 
+json_t *au_upstream_providers(void)
+{
+    json_t *a = json_array();
+    for (int i = 0; up && i < up->n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "id", up->p[i].id, "issuer",
+                                           up->p[i].issuer, "human_name", up->p[i].name));
+    return a;
+}
+
 /* ------------------------------------------------------------- fetches --- */
 
 typedef void (*up_ready_fn)(void *ud, const char *error);
@@ -688,7 +697,10 @@ static void up_exchange(void *ud, const char *error)
         const char *cred = mx_psprintf(pool, "%s:%s", au_urlencode(pool, f->p->client_id),
                                        au_urlencode(pool, f->p->client_secret));
         char *b64 = mx_b64_encode(cred, strlen(cred), 0);
-        hdrs[2] = b64 ? mx_psprintf(pool, "Authorization: Basic %s", b64) : NULL;
+        size_t bl = b64 ? strlen(b64) : 0;   /* the core's base64 is unpadded */
+        hdrs[2] = b64 ? mx_psprintf(pool, "Authorization: Basic %s%s", b64,
+                                    &"=="[(4 - bl % 4) % 4 == 0 ? 2 : 2 - (4 - bl % 4) % 4])
+                      : NULL;
         free(b64);
     } else if (!strcmp(f->p->auth_method, "client_secret_post")) {
         body = mx_psprintf(pool, "%s&client_id=%s&client_secret=%s", body,
@@ -833,6 +845,10 @@ int au_upstream_start(char *err, size_t errlen)
         (rc = mx_route_add("auth", "GET", "/upstream/callback/{id}", up_get_callback, NULL,
                            MX_ROUTE_NO_CORS)) < 0) {
         snprintf(err, errlen, "auth: upstream routes (%d)", rc);
+        return rc;
+    }
+    if ((rc = au_upstream_admin_routes()) < 0) {
+        snprintf(err, errlen, "auth: upstream admin API routes (%d)", rc);
         return rc;
     }
     return 0;

@@ -13,4 +13,9 @@
  * reference) or NULL with *why set (static text). */
 json_t *au_up_jwt_verify(const char *jws, const json_t *jwks, const char **why);
 
+/* The configured providers [{id, issuer, human_name}] (new reference). */
+json_t *au_upstream_providers(void);
+/* /api/admin/v1/upstream-oauth-links and -providers (au_upstream_admin.c). */
+int au_upstream_admin_routes(void);
+
 #endif /* AU_UPSTREAM_H */

@@ -2,7 +2,7 @@
  * au_util.c: small helpers of the auth module: token and ID generation,
  * hashing, form (x-www-form-urlencoded) parsing and encoding, URL parsing
  * for redirect URI rules, OAuth error replies, CORS headers for /oauth2/,
- * redirects.  No state.
+ * redirects, the common start of form POSTs.  No state.
  */
 #include "auth.h"
 
@@ -353,6 +353,62 @@ void au_storage_error(mx_req_t *req, int status, const char *what)
 {
     mx_log(AU_LOG, MX_LOG_ERROR, "%s: storage error %d", what ? what : "request", status);
     au_oauth_error(req, 500, "server_error", "Internal error");
+}
+
+void au_json_unref(void *p)
+{
+    json_decref(p);
+}
+
+json_t *au_oauth_form(mx_req_t *req)
+{
+    size_t len;
+    const char *body = mx_req_body(req, &len);
+    json_t *form = au_form_parse(body, len);
+    if (!form) {
+        au_oauth_error(req, 400, "invalid_request", "The body must be form-encoded");
+        return NULL;
+    }
+    mx_pool_on_free(mx_req_pool(req), au_json_unref, form);
+    return form;
+}
+
+json_t *au_page_form(mx_req_t *req)
+{
+    size_t len;
+    const char *body = mx_req_body(req, &len);
+    json_t *form = au_form_parse(body, len);
+    if (!form) {
+        au_page_error(req, 400, "err_bad_request", NULL);
+        return NULL;
+    }
+    mx_pool_on_free(mx_req_pool(req), au_json_unref, form);
+    if (!au_csrf_ok(req, form)) {
+        au_page_error(req, 403, "err_csrf", NULL);
+        return NULL;
+    }
+    return form;
+}
+
+void *au_page_zalloc(mx_req_t *req, size_t size)
+{
+    void *p = mx_palloc(mx_req_pool(req), size);
+    if (!p) {
+        au_page_error(req, 500, "err_internal", NULL);
+        return NULL;
+    }
+    memset(p, 0, size);
+    *(mx_req_t **)p = req;
+    return p;
+}
+
+int au_page_browse(mx_req_t *req, size_t size, au_browser_fn cb)
+{
+    void *st = au_page_zalloc(req, size);
+    if (!st)
+        return MX_DONE;
+    au_browser_load(req, cb, st);
+    return MX_ASYNC;
 }
 
 void au_redirect(mx_req_t *req, int status, const char *location)

@@ -135,6 +135,18 @@ void au_redirect(mx_req_t *req, int status, const char *location);
 int au_route_oauth(const char *method, const char *pattern, mx_handler_fn fn, bool preflight);
 /* Logs and replies 500 (OAuth shape). */
 void au_storage_error(mx_req_t *req, int status, const char *what);
+/* mx_pool_on_free callback that drops a JSON reference. */
+void au_json_unref(void *p);
+/* The form body of an /oauth2/ POST (freed with the request's pool), or NULL
+ * after replying 400 invalid_request. */
+json_t *au_oauth_form(mx_req_t *req);
+/* The form body of a page POST whose CSRF field checks out (freed with the
+ * request's pool), or NULL after replying with the error page. */
+json_t *au_page_form(mx_req_t *req);
+/* A page handler's state: `size` zeroed bytes from the request's pool whose
+ * first member (an mx_req_t *) is set to `req`; NULL after replying with the
+ * 500 error page. */
+void *au_page_zalloc(mx_req_t *req, size_t size);
 
 /* ---------------------------------------------------------------- keys --- */
 
@@ -230,6 +242,9 @@ typedef struct au_browser {
 typedef void (*au_browser_fn)(mx_req_t *req, const au_browser_t *b, void *ud);
 /* Loads the browser session (cookie → row).  Errors are answered. */
 void au_browser_load(mx_req_t *req, au_browser_fn cb, void *ud);
+/* A GET page handler's body: new state as au_page_zalloc (`size` bytes),
+ * then au_browser_load with it.  Returns MX_ASYNC, or MX_DONE when replied. */
+int au_page_browse(mx_req_t *req, size_t size, au_browser_fn cb);
 /* The session ID for a page about to render a form: the existing cookie,
  * or a new one set on the response. */
 const char *au_browser_sid(mx_req_t *req, const au_browser_t *b);

@@ -1,6 +1,7 @@
 """
 A small OpenID Connect provider for the upstream-login tests: discovery,
-JWKS (one RSA key, RS256 via python3-cryptography), an authorization
+JWKS (one RSA key for RS256, or with alg="ES256" one P-256 key, via
+python3-cryptography), an authorization
 endpoint that approves at once (the user is `provider.claims`), and a token
 endpoint that checks the code, the redirect URI, PKCE S256 and the client's
 secret (client_secret_basic or _post), then signs an id_token.
@@ -18,7 +19,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 
 def b64url(b):
@@ -30,11 +32,16 @@ def _int_b64(n):
 
 
 class Provider:
-    def __init__(self, client_id="mxstack", client_secret="s3cret"):
+    def __init__(self, client_id="mxstack", client_secret="s3cret", alg="RS256"):
+        self.alg = alg
         self.client_id = client_id
         self.client_secret = client_secret
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if alg == "ES256":
+            self.key = ec.generate_private_key(ec.SECP256R1())
+            self.other_key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "k1"
         self.claims = {"sub": "alice-sub", "preferred_username": "alice", "name": "Alice A."}
         self.tamper = None
@@ -54,14 +61,22 @@ class Provider:
 
     def jwks(self):
         pub = self.key.public_key().public_numbers()
+        if self.alg == "ES256":
+            return {"keys": [{"kty": "EC", "kid": self.kid, "use": "sig", "alg": "ES256",
+                              "crv": "P-256", "x": b64url(pub.x.to_bytes(32, "big")),
+                              "y": b64url(pub.y.to_bytes(32, "big"))}]}
         return {"keys": [{"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
                           "n": _int_b64(pub.n), "e": _int_b64(pub.e)}]}
 
     def sign(self, claims, key=None):
-        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        header = {"alg": self.alg, "typ": "JWT", "kid": self.kid}
         inp = (b64url(json.dumps(header).encode()) + "." +
                b64url(json.dumps(claims).encode())).encode()
-        sig = (key or self.key).sign(inp, padding.PKCS1v15(), hashes.SHA256())
+        if self.alg == "ES256":
+            r, s_ = decode_dss_signature((key or self.key).sign(inp, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+        else:
+            sig = (key or self.key).sign(inp, padding.PKCS1v15(), hashes.SHA256())
         return inp.decode() + "." + b64url(sig)
 
     def id_token(self, nonce):
@@ -109,7 +124,7 @@ class Provider:
                         "jwks_uri": prov.issuer + "jwks",
                         "response_types_supported": ["code"],
                         "subject_types_supported": ["public"],
-                        "id_token_signing_alg_values_supported": ["RS256"],
+                        "id_token_signing_alg_values_supported": [prov.alg],
                         "code_challenge_methods_supported": ["S256"]})
                 if u.path == "/jwks":
                     return self._json(200, prov.jwks())

@@ -14,12 +14,12 @@ import requests
 
 from conftest import it
 from oidc_provider import Provider
-from test_auth_flow import REDIRECT, Flow, register_client, whoami
+from test_auth_flow import Flow, register_client, whoami
 
 
-@pytest.fixture
-def idp():
-    p = Provider().start()
+@pytest.fixture(params=["RS256", "ES256"])
+def idp(request):
+    p = Provider(alg=request.param).start()
     yield p
     p.stop()
 
@@ -164,3 +164,32 @@ def test_ssrf_guard_applies(make_server, idp):
     s.start()
     r = requests.get(f"{s.url}/upstream/authorize/testidp", allow_redirects=False, timeout=20)
     assert r.status_code == 502, r.text
+
+
+def test_admin_api_links_and_providers(up_server, idp):
+    from test_admin_api import ULID, call, user_token
+    s = up_server
+    tok, _, _ = user_token(s)
+    assert upstream_login(s, requests.Session()).status_code == 200
+    r = call(s, tok, "GET", "/upstream-oauth-links?filter[subject]=alice-sub&count=true")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["meta"]["count"] == 1 and len(d["data"]) == 1
+    link = d["data"][0]
+    assert link["type"] == "upstream-oauth-link" and ULID.match(link["id"])
+    a = link["attributes"]
+    assert a["provider_id"] == "testidp" and a["subject"] == "alice-sub"
+    assert ULID.match(a["user_id"])
+    r = call(s, tok, "GET", f"/upstream-oauth-links?filter[user]={a['user_id']}")
+    assert [x["id"] for x in r.json()["data"]] == [link["id"]]
+    assert call(s, tok, "GET", "/upstream-oauth-links?filter[subject]=nobody").json()["data"] == []
+    assert call(s, tok, "GET", f"/upstream-oauth-links/{link['id']}").json()["data"]["id"] == link["id"]
+    r = call(s, tok, "GET", "/upstream-oauth-providers")
+    assert [(p["id"], p["attributes"]["issuer"]) for p in r.json()["data"]] == [
+        ("testidp", idp.issuer)]
+    assert call(s, tok, "GET", "/upstream-oauth-providers/nope").status_code == 404
+    # Unlinked: the subject no longer reaches @alice (whose localpart is taken now).
+    assert call(s, tok, "DELETE", f"/upstream-oauth-links/{link['id']}").status_code == 204
+    assert call(s, tok, "GET", f"/upstream-oauth-links/{link['id']}").status_code == 404
+    assert upstream_login(s, requests.Session()).status_code == 409
+    assert requests.get(s.url + "/api/admin/v1/upstream-oauth-links", timeout=10).status_code == 401

@@ -59,6 +59,14 @@ int svc_run(svc_call_t *c, mx_sql_batch_t *b, svc_build_fn build);
 int svc_run_raw(svc_call_t *c, mx_sql_batch_t *b, mx_sql_done_fn done);
 /* Frees a call without running the callback. */
 void svc_call_free(svc_call_t *c);
+/* A call for a page starting at offset `from` (kept in c->n); NULL on OOM. */
+svc_call_t *svc_page_call(int64_t from, hs_admin_done_fn cb, void *ud);
+/* SQL direction for the query's dir: "DESC" for "b", else "ASC". */
+const char *svc_sql_dir(const char *dir);
+/* A call reading one statement `sql` with the single text parameter `arg`,
+ * answered by `build`.  Returns 0 or a negative code (no callback then). */
+int svc_read_one(const char *sql, const char *arg, svc_build_fn build, hs_admin_done_fn cb,
+                 void *ud);
 
 /* Query helpers: an integer member (default when missing/null), a boolean
  * (-1 when missing/null), a string (NULL when missing). */

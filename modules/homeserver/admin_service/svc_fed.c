@@ -61,11 +61,10 @@ int svc_list_destinations(const json_t *q, hs_admin_done_fn cb, void *ud)
     }
     if (from < 0 || limit < 0 || !col)
         return -EINVAL;
-    svc_call_t *c = svc_call_new(cb, ud);
+    svc_call_t *c = svc_page_call(from, cb, ud);
     if (!c)
         return -ENOMEM;
-    c->n = from;
-    const char *d = dir && !strcmp(dir, "b") ? "DESC" : "ASC";
+    const char *d = svc_sql_dir(dir);
     char *like = name ? mx_psprintf(c->pool, "%%%s%%", name) : NULL;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (b) {
@@ -96,14 +95,8 @@ static json_t *svc_dest_built(svc_call_t *c, const mx_sql_res_t *res, int *statu
 
 int svc_get_destination(const char *destination, hs_admin_done_fn cb, void *ud)
 {
-    svc_call_t *c = svc_call_new(cb, ud);
-    if (!c)
-        return -ENOMEM;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (b)
-        mx_sql_add(b, "SELECT " SVC_DEST_COLS " FROM destinations WHERE destination = ?", "s",
-                   destination);
-    return svc_run(c, b, svc_dest_built);
+    return svc_read_one("SELECT " SVC_DEST_COLS " FROM destinations WHERE destination = ?",
+                        destination, svc_dest_built, cb, ud);
 }
 
 static json_t *svc_dest_rooms_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
@@ -125,11 +118,10 @@ int svc_destination_rooms(const char *destination, const json_t *q, hs_admin_don
     const char *dir = svc_qstr(q, "dir");
     if (from < 0 || limit < 0)
         return -EINVAL;
-    svc_call_t *c = svc_call_new(cb, ud);
+    svc_call_t *c = svc_page_call(from, cb, ud);
     if (!c)
         return -ENOMEM;
-    c->n = from;
-    const char *d = dir && !strcmp(dir, "b") ? "DESC" : "ASC";
+    const char *d = svc_sql_dir(dir);
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (b) {
         mx_sql_add(b, "SELECT 1 FROM destinations WHERE destination = ?", "s", destination);

@@ -96,6 +96,31 @@ int svc_run(svc_call_t *c, mx_sql_batch_t *b, svc_build_fn build)
     return svc_run_raw(c, b, svc_built);
 }
 
+svc_call_t *svc_page_call(int64_t from, hs_admin_done_fn cb, void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (c)
+        c->n = from;
+    return c;
+}
+
+const char *svc_sql_dir(const char *dir)
+{
+    return dir && !strcmp(dir, "b") ? "DESC" : "ASC";
+}
+
+int svc_read_one(const char *sql, const char *arg, svc_build_fn build, hs_admin_done_fn cb,
+                 void *ud)
+{
+    svc_call_t *c = svc_call_new(cb, ud);
+    if (!c)
+        return -ENOMEM;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (b)
+        mx_sql_add(b, sql, "s", arg);
+    return svc_run(c, b, build);
+}
+
 /* ---------------------------------------------------------- helpers --- */
 
 int64_t svc_qint(const json_t *q, const char *key, int64_t def)

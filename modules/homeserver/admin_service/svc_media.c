@@ -73,11 +73,10 @@ int svc_user_media(const char *user_id, const json_t *q, hs_admin_done_fn cb, vo
             return -EINVAL;
         col = svc_media_orders[k].col;
     }
-    svc_call_t *c = svc_call_new(cb, ud);
+    svc_call_t *c = svc_page_call(from, cb, ud);
     if (!c)
         return -ENOMEM;
-    c->n = from;
-    const char *d = dir && !strcmp(dir, "b") ? "DESC" : "ASC";
+    const char *d = svc_sql_dir(dir);
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (b) {
         mx_sql_add(b, "SELECT COUNT(*) FROM local_media WHERE user_id = ?", "s", user_id);
@@ -101,14 +100,8 @@ static json_t *svc_media_info_built(svc_call_t *c, const mx_sql_res_t *res, int 
 
 int svc_media_info(const char *media_id, hs_admin_done_fn cb, void *ud)
 {
-    svc_call_t *c = svc_call_new(cb, ud);
-    if (!c)
-        return -ENOMEM;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (b)
-        mx_sql_add(b, "SELECT " SVC_MEDIA_COLS " FROM local_media WHERE media_id = ?", "s",
-                   media_id);
-    return svc_run(c, b, svc_media_info_built);
+    return svc_read_one("SELECT " SVC_MEDIA_COLS " FROM local_media WHERE media_id = ?",
+                        media_id, svc_media_info_built, cb, ud);
 }
 
 /* --------------------------------------------------- one media's writes --- */

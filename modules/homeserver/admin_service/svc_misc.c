@@ -62,10 +62,9 @@ int svc_list_event_reports(const json_t *q, hs_admin_done_fn cb, void *ud)
         return -EINVAL;
     const char *dir = svc_qstr(q, "dir"), *room = svc_qstr(q, "room_id");
     const char *user = svc_qstr(q, "user_id"), *sender = svc_qstr(q, "event_sender_user_id");
-    svc_call_t *c = svc_call_new(cb, ud);
+    svc_call_t *c = svc_page_call(from, cb, ud);
     if (!c)
         return -ENOMEM;
-    c->n = from;
     /* Newest first by default, as Synapse. */
     const char *d = dir && !strcmp(dir, "f") ? "ASC" : "DESC";
     /* Filters are bound always; a NULL filter matches everything. */
@@ -168,11 +167,10 @@ int svc_stats_users_media(const json_t *q, hs_admin_done_fn cb, void *ud)
         else if (strcmp(order, "media_length"))
             return -EINVAL;
     }
-    svc_call_t *c = svc_call_new(cb, ud);
+    svc_call_t *c = svc_page_call(from, cb, ud);
     if (!c)
         return -ENOMEM;
-    c->n = from;
-    const char *d = dir && !strcmp(dir, "b") ? "DESC" : "ASC";
+    const char *d = svc_sql_dir(dir);
     char *like = term ? mx_psprintf(c->pool, "%%%s%%", term) : NULL;
     const char *where = "m.created_ts >= ? AND m.created_ts <= ? AND (CAST(? AS TEXT) IS NULL OR"
                         " m.user_id LIKE ? OR p.displayname LIKE ?)";

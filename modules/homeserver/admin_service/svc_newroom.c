@@ -55,18 +55,7 @@ int svc_new_room(const svc_newroom_t *o, svc_newroom_fn done, void *ud)
         rv = hs_room_version_get("10");
     if (!rv)
         return -EINVAL;
-    rm_room_t *room = rm_room_new(rv);
-    if (!room)
-        return -ENOMEM;
-    if (!rv->room_id_is_create_hash) {
-        char *rnd = mx_random_string(18);
-        char buf[300];
-        snprintf(buf, sizeof(buf), "!%s:%s", rnd ? rnd : "x", hs.server_name);
-        free(rnd);
-        room->room_id = strdup(buf);
-    }
-    rm_txn_t *t = rm_txn_new(room);
-    rm_room_unref(room);
+    rm_txn_t *t = rm_txn_new_room(rv);
     if (!t)
         return -ENOMEM;
     const char *cr = o->creator;

@@ -107,13 +107,8 @@ static void al_put_done(int status, mx_sql_res_t *res, void *ud)
 static void al_put_room(rm_room_t *room, int status, void *ud)
 {
     al_ctx_t *c = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(c->req, status, "loading room");
+    if (rm_room_error(c->req, room, status))
         return;
-    }
     const char *m = rm_membership(room, c->who->user_id);
     if (!m || strcmp(m, "join") != 0) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you must be in the room to add an alias");
@@ -315,13 +310,8 @@ static void al_list_read(int status, mx_sql_res_t *res, void *ud)
 static void al_list_room(rm_room_t *room, int status, void *ud)
 {
     al_ctx_t *c = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(c->req, status, "loading room");
+    if (rm_room_error(c->req, room, status))
         return;
-    }
     const char *m = rm_membership(room, c->who->user_id);
     if (!m || strcmp(m, "join") != 0) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you are not in the room");

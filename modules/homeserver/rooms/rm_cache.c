@@ -310,6 +310,26 @@ const char *rm_membership(const rm_room_t *r, const char *user_id)
     return ev ? hs_ev_membership(ev) : NULL;
 }
 
+bool rm_may_send_state(const rm_room_t *r, const char *user_id, const char *type)
+{
+    const json_t *create = rm_state_get(r, "m.room.create", "");
+    const json_t *pl = rm_state_get(r, "m.room.power_levels", "");
+    const char *m = rm_membership(r, user_id);
+    return m && strcmp(m, "join") == 0 &&
+           hs_user_power(r->rv, create, pl, user_id) >= hs_event_required_power(pl, type, 1);
+}
+
+bool rm_room_error(mx_req_t *req, const rm_room_t *room, int status)
+{
+    if (room)
+        return false;
+    if (status == -ENOENT)
+        mx_req_error(req, 404, "M_NOT_FOUND", "unknown room");
+    else
+        hs_reply_storage_error(req, status, "loading room");
+    return true;
+}
+
 json_t *rm_room_members(const rm_room_t *r, const char *membership)
 {
     json_t *out = json_array();

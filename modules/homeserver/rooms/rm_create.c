@@ -8,7 +8,8 @@
  * them), initial_state, name, topic, then the invites.  All of them and the
  * alias row go into one write batch: the room exists completely or not at
  * all.  rm_create_room is also the upgrade handler's way to make the new
- * room (rm_upgrade.c).
+ * room (rm_upgrade.c); rm_txn_new_room (a fresh room's transaction) also
+ * serves the admin service's server notices room (svc_newroom.c).
  */
 #include "rooms.h"
 #include "../client/client.h"
@@ -116,6 +117,23 @@ static int cr_in_initial(const json_t *initial, const char *type)
     return 0;
 }
 
+rm_txn_t *rm_txn_new_room(const hs_room_version_t *rv)
+{
+    rm_room_t *room = rm_room_new(rv);
+    if (!room)
+        return NULL;
+    if (!rv->room_id_is_create_hash) {
+        char *rnd = mx_random_string(18);
+        char buf[300];
+        snprintf(buf, sizeof(buf), "!%s:%s", rnd ? rnd : "x", hs.server_name);
+        free(rnd);
+        room->room_id = strdup(buf);
+    }
+    rm_txn_t *t = rm_txn_new(room);
+    rm_room_unref(room);
+    return t;
+}
+
 static void cr_build(cr_ctx_t *c)
 {
     json_t *b = c->body;
@@ -129,20 +147,7 @@ static void cr_build(cr_ctx_t *c)
     json_t *initial = json_object_get(b, "initial_state");
     int is_direct = json_is_true(json_object_get(b, "is_direct"));
 
-    rm_room_t *room = rm_room_new(c->rv);
-    if (!room) {
-        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
-        return;
-    }
-    if (!c->rv->room_id_is_create_hash) {
-        char *rnd = mx_random_string(18);
-        char buf[300];
-        snprintf(buf, sizeof(buf), "!%s:%s", rnd ? rnd : "x", hs.server_name);
-        free(rnd);
-        room->room_id = strdup(buf);
-    }
-    rm_txn_t *t = rm_txn_new(room);
-    rm_room_unref(room);
+    rm_txn_t *t = rm_txn_new_room(c->rv);
     if (!t) {
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
@@ -155,7 +160,8 @@ static void cr_build(cr_ctx_t *c)
     if (!c->rv->implicit_creator)
         json_object_set_new(create, "creator", json_string(uid));
     json_object_set_new(create, "room_version", json_string(c->rv->id));
-    if (c->hooks.before && c->hooks.before(c->req, room->room_id, create, c->hooks.ud)) {
+    if (c->hooks.before &&
+        c->hooks.before(c->req, rm_txn_room(t)->room_id, create, c->hooks.ud)) {
         json_decref(create);
         goto fail;
     }

@@ -74,21 +74,11 @@ static void dr_vis_written(int status, mx_sql_res_t *res, void *ud)
 static void dr_vis_room(rm_room_t *room, int status, void *ud)
 {
     dr_ctx_t *c = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(c->req, status, "loading room");
+    if (rm_room_error(c->req, room, status))
         return;
-    }
     /* Like Synapse: who may set the canonical alias may publish the room. */
-    const json_t *create = rm_state_get(room, "m.room.create", "");
-    const json_t *pl = rm_state_get(room, "m.room.power_levels", "");
-    const char *m = rm_membership(room, c->who->user_id);
     if (!c->who->is_admin &&
-        (!m || strcmp(m, "join") != 0 ||
-         hs_user_power(room->rv, create, pl, c->who->user_id) <
-             hs_event_required_power(pl, "m.room.canonical_alias", 1))) {
+        !rm_may_send_state(room, c->who->user_id, "m.room.canonical_alias")) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you may not change the room's visibility");
         return;
     }

@@ -377,13 +377,8 @@ static void mb_forgot(int status, mx_sql_res_t *res, void *ud)
 static void mb_forget_room(rm_room_t *room, int status, void *ud)
 {
     mb_forget_t *f = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(f->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(f->req, status, "loading room");
+    if (rm_room_error(f->req, room, status))
         return;
-    }
     const char *m = rm_membership(room, f->who->user_id);
     if (mb_is(m, "join") || mb_is(m, "invite") || mb_is(m, "knock")) {
         mx_req_error(f->req, 400, "M_UNKNOWN", "user must leave the room before forgetting it");

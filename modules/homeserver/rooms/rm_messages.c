@@ -63,17 +63,6 @@ static bool ms_world_readable(const rm_room_t *r)
     " FROM room_memberships WHERE room_id = ? AND user_id = ?), -1)"
 #define MS_ALL INT64_C(9000000000000000000)
 
-static bool ms_room_error(mx_req_t *req, rm_room_t *room, int status)
-{
-    if (room)
-        return false;
-    if (status == -ENOENT)
-        mx_req_error(req, 404, "M_NOT_FOUND", "unknown room");
-    else
-        hs_reply_storage_error(req, status, "loading room");
-    return true;
-}
-
 /* Whether the user may read the room at all. */
 static bool ms_may_read(ms_ctx_t *c, rm_room_t *room)
 {
@@ -217,7 +206,7 @@ static void ms_page(int status, mx_sql_res_t *res, void *ud)
 static void ms_messages_room(rm_room_t *room, int status, void *ud)
 {
     ms_ctx_t *c = ud;
-    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+    if (rm_room_error(c->req, room, status) || !ms_may_read(c, room))
         return;
     rm_room_ref(room);
     c->room = room;
@@ -396,7 +385,7 @@ static void ms_context_bundled(int status, void *ud)
 static void ms_event_room(rm_room_t *room, int status, void *ud)
 {
     ms_ctx_t *c = ud;
-    if (ms_room_error(c->req, room, status))
+    if (rm_room_error(c->req, room, status))
         return;
     if (!rm_membership(room, c->who->user_id) && !ms_world_readable(room)) {
         /* Synapse: /context checks room access first (403); /event
@@ -482,7 +471,7 @@ static void ms_context_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 static void ms_members_room(rm_room_t *room, int status, void *ud)
 {
     ms_ctx_t *c = ud;
-    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+    if (rm_room_error(c->req, room, status) || !ms_may_read(c, room))
         return;
     const char *want = mx_req_query(c->req, "membership");
     const char *not = mx_req_query(c->req, "not_membership");
@@ -505,7 +494,7 @@ static void ms_members_room(rm_room_t *room, int status, void *ud)
 static void ms_joined_members_room(rm_room_t *room, int status, void *ud)
 {
     ms_ctx_t *c = ud;
-    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+    if (rm_room_error(c->req, room, status) || !ms_may_read(c, room))
         return;
     json_t *joined = json_object();
     const char *k;
@@ -593,7 +582,7 @@ static void ms_ts_read(int status, mx_sql_res_t *res, void *ud)
 static void ms_ts_room(rm_room_t *room, int status, void *ud)
 {
     ms_ctx_t *c = ud;
-    if (ms_room_error(c->req, room, status) || !ms_may_read(c, room))
+    if (rm_room_error(c->req, room, status) || !ms_may_read(c, room))
         return;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {

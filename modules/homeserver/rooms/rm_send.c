@@ -142,13 +142,8 @@ static void sd_committed(int status, rm_txn_t *t, void *ud)
 static void sd_have_room(rm_room_t *room, int status, void *ud)
 {
     sd_ctx_t *c = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(c->req, status, "loading room");
+    if (rm_room_error(c->req, room, status))
         return;
-    }
     rm_ev_opts_t o = { .txn_device = c->dev, .txn_id = c->txn_id, .txn_key = c->txn_key,
                        .user_id = c->who->user_id };
     if (c->redacts) {

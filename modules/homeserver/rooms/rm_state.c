@@ -58,17 +58,6 @@ static bool stt_may_read(const rm_room_t *r, const char *user_id)
     return v && strcmp(v, "world_readable") == 0;
 }
 
-static bool stt_room_error(mx_req_t *req, rm_room_t *room, int status)
-{
-    if (room)
-        return false;
-    if (status == -ENOENT)
-        mx_req_error(req, 404, "M_NOT_FOUND", "unknown room");
-    else
-        hs_reply_storage_error(req, status, "loading room");
-    return true;
-}
-
 /* Replies with a state map: `state` maps "type\x1fkey" to PDUs, `ids`
  * the same keys to event IDs (both borrowed). */
 static void stt_reply_state(mx_req_t *req, const json_t *state, const json_t *ids)
@@ -134,7 +123,7 @@ static void stt_get_room(rm_room_t *room, int status, void *ud)
 {
     stt_ctx_t *c = ud;
     mx_req_t *req = c->req;
-    if (stt_room_error(req, room, status))
+    if (rm_room_error(req, room, status))
         return;
     if (!stt_may_read(room, c->who->user_id)) {
         const char *m = rm_membership(room, c->who->user_id);
@@ -162,7 +151,7 @@ static void stt_get_room(rm_room_t *room, int status, void *ud)
 static void stt_put_room(rm_room_t *room, int status, void *ud)
 {
     stt_ctx_t *c = ud;
-    if (stt_room_error(c->req, room, status))
+    if (rm_room_error(c->req, room, status))
         return;
     const char *sk = mx_req_param(c->req, "stateKey");
     const char *type = mx_req_param(c->req, "eventType");

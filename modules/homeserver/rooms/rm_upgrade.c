@@ -408,19 +408,9 @@ static void up_have_acct(int status, mx_sql_res_t *res, void *ud)
 static void up_have_room(rm_room_t *room, int status, void *ud)
 {
     up_ctx_t *c = ud;
-    if (!room) {
-        if (status == -ENOENT)
-            mx_req_error(c->req, 404, "M_NOT_FOUND", "unknown room");
-        else
-            hs_reply_storage_error(c->req, status, "loading room");
+    if (rm_room_error(c->req, room, status))
         return;
-    }
-    const json_t *create = rm_state_get(room, "m.room.create", "");
-    const json_t *pl = rm_state_get(room, "m.room.power_levels", "");
-    const char *m = rm_membership(room, c->who->user_id);
-    if (!m || strcmp(m, "join") != 0 ||
-        hs_user_power(room->rv, create, pl, c->who->user_id) <
-            hs_event_required_power(pl, "m.room.tombstone", 1)) {
+    if (!rm_may_send_state(room, c->who->user_id, "m.room.tombstone")) {
         mx_req_error(c->req, 403, "M_FORBIDDEN", "you may not upgrade this room");
         return;
     }

@@ -70,6 +70,11 @@ const json_t *rm_state_get(const rm_room_t *r, const char *type, const char *sta
 const char *rm_state_id(const rm_room_t *r, const char *type, const char *state_key);
 /* content.membership of the user's member event, or NULL. */
 const char *rm_membership(const rm_room_t *r, const char *user_id);
+/* Whether the user is joined with the power to send state event `type`. */
+bool rm_may_send_state(const rm_room_t *r, const char *user_id, const char *type);
+/* For an rm_room_fn: false when `room` was found; else replies (404
+ * M_NOT_FOUND for -ENOENT, else the storage error) and returns true. */
+bool rm_room_error(mx_req_t *req, const rm_room_t *room, int status);
 /* hs_state_lookup_fn over a room's current state (ud = rm_room_t *). */
 const json_t *rm_state_lookup(void *ud, const char *type, const char *state_key,
                               const char **event_id);
@@ -97,6 +102,10 @@ typedef struct rm_ev_opts {
 
 /* Takes a reference on `room`. */
 rm_txn_t *rm_txn_new(rm_room_t *room);
+/* A transaction on a fresh room of version `rv` (random ID "!…:server"
+ * unless the version derives it from the create event); NULL on OOM
+ * (rm_create.c). */
+rm_txn_t *rm_txn_new_room(const hs_room_version_t *rv);
 /* Builds and queues one event.  `content` is borrowed (copied).  Returns 0
  * with *event_id (owned by the txn, valid until the commit callback returns)
  * or HS_EAUTH (why says which rule), MX_ETOOBIG, -EINVAL, -ENOMEM.  On

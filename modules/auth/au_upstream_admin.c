@@ -1,0 +1,186 @@
+/*
+ * au_upstream_admin.c: the upstream parts of the admin API (MAS's shape,
+ * with au_admin.h's helpers): /upstream-oauth-links (list with
+ * filter[user|provider|subject], get, delete) over auth_upstream_links, and
+ * /upstream-oauth-providers (the configured providers, list and get).
+ */
+#include "au_admin.h"
+#include "au_upstream.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- links --- */
+
+static json_t *ua_link_row(const mx_sql_res_t *res, int st, int i)
+{
+    json_t *a = json_pack("{s:o, s:s, s:s, s:s, s:n}", "created_at",
+                          aa_time(mx_sql_int(res, st, i, 4)), "provider_id",
+                          mx_sql_text(res, st, i, 1), "subject", mx_sql_text(res, st, i, 2),
+                          "user_id", mx_sql_text(res, st, i, 3), "human_account_name");
+    return aa_resource("upstream-oauth-link", "upstream-oauth-links", mx_sql_text(res, st, i, 0),
+                       a);
+}
+
+static aa_list_t *ua_links_new(aa_req_t *r)
+{
+    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
+    if (!l)
+        return NULL;
+    memset(l, 0, sizeof(*l));
+    l->cols = "id, provider_id, subject, user_id, created_ts";
+    l->from = "auth_upstream_links";
+    l->where = mx_pstrdup(r->pool, "1=1");
+    l->id_col = "id";
+    l->user_attr = "user_id";
+    l->row = ua_link_row;
+    l->not_found = "Upstream OAuth 2.0 Link not found";
+    return l;
+}
+
+typedef struct ua_ll {
+    aa_page_t p;
+    aa_list_t *l;
+} ua_ll_t;
+
+static void ua_links_user(aa_req_t *r, int status, const char *user_id)
+{
+    ua_ll_t *e = r->priv;
+    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
+        return;
+    e->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", e->l->where);
+    e->l->args[e->l->nargs++] = mx_pstrdup(r->pool, user_id);
+    aa_list_run(r, &e->p, e->l);
+}
+
+static void ua_links_list(aa_req_t *r)
+{
+    ua_ll_t *e = mx_palloc(r->pool, sizeof(*e));
+    aa_list_t *l = e ? ua_links_new(r) : NULL;
+    bool bad = false;
+    if (!l) {
+        aa_fail(r, -ENOMEM, "upstream links");
+        return;
+    }
+    e->l = l;
+    if (!aa_page_parse(r, &e->p))
+        return;
+    const char *user = aa_qulid(r, "filter[user]", &bad);
+    if (bad)
+        return;
+    static const char *const cols[][2] = { { "filter[provider]", "provider_id" },
+                                           { "filter[subject]", "subject" } };
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+        const char *v = aa_qstr(r, cols[i][0]);
+        if (v) {
+            l->where = mx_psprintf(r->pool, "%s AND %s = ?", l->where, cols[i][1]);
+            l->args[l->nargs++] = v;
+        }
+    }
+    if (user) {
+        r->priv = e;
+        aa_user_of(r, user, ua_links_user);
+        return;
+    }
+    aa_list_run(r, &e->p, l);
+}
+
+static void ua_links_get(aa_req_t *r)
+{
+    const char *id = aa_path_id(r);
+    if (id)
+        aa_get_by_id(r, ua_links_new(r), id, 0, NULL);
+}
+
+static void ua_link_deleted(int status, mx_sql_res_t *res, void *ud)
+{
+    aa_req_t *r = ud;
+    if (status < 0) {
+        aa_fail(r, status, "upstream link");
+        return;
+    }
+    if (mx_sql_changes(res, 0) != 1) {
+        aa_error(r->req, 404, "Upstream OAuth 2.0 Link not found");
+        return;
+    }
+    mx_req_reply(r->req, 204, NULL, "", 0);
+}
+
+static void ua_links_delete(aa_req_t *r)
+{
+    const char *id = aa_path_id(r);
+    if (!id)
+        return;
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    if (!b) {
+        aa_fail(r, -ENOMEM, "upstream link");
+        return;
+    }
+    mx_sql_add(b, "DELETE FROM auth_upstream_links WHERE id = ?", "s", id);
+    if (mx_sql_run(b, ua_link_deleted, r) < 0)
+        aa_fail(r, -EIO, "upstream link");
+}
+
+/* ------------------------------------------------------------ providers --- */
+
+/* The configured providers as admin resources (new reference). */
+static json_t *ua_providers(void)
+{
+    json_t *list = au_upstream_providers(), *out = json_array();
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it) {
+        json_t *a = json_pack("{s:O, s:O, s:n, s:n, s:n}", "issuer",
+                              json_object_get(it, "issuer"), "human_name",
+                              json_object_get(it, "human_name"), "brand_name", "created_at",
+                              "disabled_at");
+        json_array_append_new(out, aa_resource("upstream-oauth-provider",
+                                               "upstream-oauth-providers",
+                                               json_string_value(json_object_get(it, "id")), a));
+    }
+    json_decref(list);
+    return out;
+}
+
+static void ua_providers_list(aa_req_t *r)
+{
+    aa_page_t p;
+    if (!aa_page_parse(r, &p))
+        return;
+    json_t *items = ua_providers();
+    int64_t n = (int64_t)json_array_size(items);
+    if (p.count == AA_COUNT_ONLY) {
+        json_decref(items);
+        items = NULL;
+    }
+    aa_reply_page(r, &p, items, false, p.count == AA_COUNT_FALSE ? -1 : n);
+}
+
+static void ua_providers_get(aa_req_t *r)
+{
+    const char *id = mx_req_param(r->req, "id");
+    json_t *items = ua_providers();
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        if (id && !strcmp(json_string_value(json_object_get(it, "id")), id)) {
+            aa_reply_one(r, 200, json_incref(it), NULL);
+            json_decref(items);
+            return;
+        }
+    }
+    json_decref(items);
+    aa_error(r->req, 404, "Upstream OAuth 2.0 Provider not found");
+}
+
+int au_upstream_admin_routes(void)
+{
+    static const aa_route_def_t routes[] = {
+        { "GET", "/upstream-oauth-links", ua_links_list },
+        { "GET", "/upstream-oauth-links/{id}", ua_links_get },
+        { "DELETE", "/upstream-oauth-links/{id}", ua_links_delete },
+        { "GET", "/upstream-oauth-providers", ua_providers_list },
+        { "GET", "/upstream-oauth-providers/{id}", ua_providers_get },
+    };
+    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+}
