@@ -359,8 +359,6 @@ def test_to_device_redelivered_until_acked(server):
     assert r3["to_device"]["events"] == []
 
 
-@pytest.mark.xfail(reason="needs sync.c to take the providers' lowered upto (sc.upto) "
-                          "into next_batch", strict=False)
 def test_to_device_limit(server):
     a, b = C(server), C(server)
     tok = b.sync()["next_batch"]

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char md_v1[] =
     "CREATE TABLE local_media (media_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
@@ -298,6 +301,32 @@ static int md_mkdirs(const char *base, char *err, size_t errlen)
     return 0;
 }
 
+/* Uploads that a crash interrupted leave files in tmp/ that no row names.
+ * Remove those not written to for an hour (an upload in progress in another
+ * process sharing the store keeps its file fresh). */
+static void md_sweep_tmp(const char *base)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/tmp", base);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t cutoff = time(NULL) - 3600;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode) || st.st_mtime > cutoff)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed)
+        mx_log("media", MX_LOG_INFO, "removed %d stale upload file(s) from %s", removed, dir);
+}
+
 int hs_media_start(char *err, size_t errlen)
 {
     memset(&md_state, 0, sizeof(md_state));
@@ -307,6 +336,7 @@ int hs_media_start(char *err, size_t errlen)
         return rc;
     if ((rc = md_mkdirs(md->conf.store_path, err, errlen)) < 0)
         return rc;
+    md_sweep_tmp(md->conf.store_path);
     rc = mx_db_migrate(hs.db, "homeserver.media", md_migrations,
                        sizeof(md_migrations) / sizeof(md_migrations[0]));
     if (rc < 0) {
