@@ -126,6 +126,10 @@ typedef struct aa_list {
 } aa_list_t;
 /* Answers a page of `l`. */
 void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
+/* aa_list_run narrowed to the rows whose `user_id` is the user with ULID
+ * `user` (the `filter[user]` query parameter; NULL: no narrowing); an
+ * unknown user is answered 404. */
+void aa_list_run_for_user(aa_req_t *r, const aa_page_t *p, aa_list_t *l, const char *user);
 /* Answers the one row `l->where` selects (404 `l->not_found` when none);
  * `self` as for aa_reply_one. */
 void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self);

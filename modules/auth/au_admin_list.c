@@ -377,6 +377,38 @@ void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l)
     aa_run(r, q);
 }
 
+typedef struct aa_lu {
+    aa_page_t p;
+    aa_list_t *l;
+} aa_lu_t;
+
+static void aa_list_user_found(aa_req_t *r, int status, const char *user_id)
+{
+    aa_lu_t *u = r->priv;
+    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
+        return;
+    u->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", u->l->where);
+    u->l->args[u->l->nargs++] = mx_pstrdup(r->pool, user_id);
+    aa_list_run(r, &u->p, u->l);
+}
+
+void aa_list_run_for_user(aa_req_t *r, const aa_page_t *p, aa_list_t *l, const char *user)
+{
+    if (!user) {
+        aa_list_run(r, p, l);
+        return;
+    }
+    aa_lu_t *u = mx_palloc(r->pool, sizeof(*u));
+    if (!u) {
+        aa_fail(r, -ENOMEM, "list");
+        return;
+    }
+    u->p = *p;
+    u->l = l;
+    r->priv = u;
+    aa_user_of(r, user, aa_list_user_found);
+}
+
 void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self)
 {
     aa_lq_t *q = mx_palloc(r->pool, sizeof(*q));

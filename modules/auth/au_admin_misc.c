@@ -322,32 +322,19 @@ static aa_list_t *aa_emails_new(aa_req_t *r)
 }
 
 typedef struct aa_el {
-    aa_page_t p;
-    aa_list_t *l;
     const char *email, *user;
 } aa_el_t;
 
-static void aa_el_user(aa_req_t *r, int status, const char *user_id)
-{
-    aa_el_t *e = r->priv;
-    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
-        return;
-    e->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", e->l->where);
-    e->l->args[e->l->nargs++] = mx_pstrdup(r->pool, user_id);
-    aa_list_run(r, &e->p, e->l);
-}
-
 static void aa_emails_list(aa_req_t *r)
 {
-    aa_el_t *e = mx_palloc(r->pool, sizeof(*e));
-    aa_list_t *l = e ? aa_emails_new(r) : NULL;
+    aa_list_t *l = aa_emails_new(r);
     bool bad = false;
     if (!l) {
         aa_fail(r, -ENOMEM, "emails");
         return;
     }
-    e->l = l;
-    if (!aa_page_parse(r, &e->p))
+    aa_page_t page;
+    if (!aa_page_parse(r, &page))
         return;
     const char *user = aa_qulid(r, "filter[user]", &bad);
     if (bad)
@@ -357,12 +344,7 @@ static void aa_emails_list(aa_req_t *r)
         l->where = mx_psprintf(r->pool, "%s AND email = ?", l->where);
         l->args[l->nargs++] = email;
     }
-    if (user) {
-        r->priv = e;
-        aa_user_of(r, user, aa_el_user);
-        return;
-    }
-    aa_list_run(r, &e->p, l);
+    aa_list_run_for_user(r, &page, l, user);
 }
 
 static void aa_emails_get(aa_req_t *r)

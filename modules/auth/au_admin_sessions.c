@@ -120,32 +120,16 @@ static bool aa_where_id(aa_req_t *r, aa_list_t *l, const char *id)
 
 /* --------------------------------------------------------------- lists --- */
 
-typedef struct aa_sl {
-    aa_page_t p;
-    aa_list_t *l;
-} aa_sl_t;
-
-static void aa_sl_user(aa_req_t *r, int status, const char *user_id)
-{
-    aa_sl_t *s = r->priv;
-    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
-        return;
-    s->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", s->l->where);
-    s->l->args[s->l->nargs++] = mx_pstrdup(r->pool, user_id);
-    aa_list_run(r, &s->p, s->l);
-}
-
 static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
 {
-    aa_sl_t *s = mx_palloc(r->pool, sizeof(*s));
-    aa_list_t *l = s ? aa_list_new(r, kind) : NULL;
+    aa_list_t *l = aa_list_new(r, kind);
     if (!l) {
         aa_fail(r, -ENOMEM, "sessions");
         return;
     }
-    s->l = l;
     bool bad = false;
-    if (!aa_page_parse(r, &s->p))
+    aa_page_t page;
+    if (!aa_page_parse(r, &page))
         return;
     const char *user = aa_qulid(r, "filter[user]", &bad);
     if (bad)
@@ -165,12 +149,7 @@ static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
             l->args[l->nargs++] = client;
         }
     }
-    if (user) {
-        r->priv = s;
-        aa_user_of(r, user, aa_sl_user);
-        return;
-    }
-    aa_list_run(r, &s->p, l);
+    aa_list_run_for_user(r, &page, l, user);
 }
 
 static void aa_oauth_list(aa_req_t *r) { aa_sessions_list(r, AA_OAUTH); }

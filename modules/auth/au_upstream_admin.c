@@ -38,32 +38,16 @@ static aa_list_t *ua_links_new(aa_req_t *r)
     return l;
 }
 
-typedef struct ua_ll {
-    aa_page_t p;
-    aa_list_t *l;
-} ua_ll_t;
-
-static void ua_links_user(aa_req_t *r, int status, const char *user_id)
-{
-    ua_ll_t *e = r->priv;
-    if (!aa_user_found(r, status, user_id, mx_req_query(r->req, "filter[user]")))
-        return;
-    e->l->where = mx_psprintf(r->pool, "%s AND user_id = ?", e->l->where);
-    e->l->args[e->l->nargs++] = mx_pstrdup(r->pool, user_id);
-    aa_list_run(r, &e->p, e->l);
-}
-
 static void ua_links_list(aa_req_t *r)
 {
-    ua_ll_t *e = mx_palloc(r->pool, sizeof(*e));
-    aa_list_t *l = e ? ua_links_new(r) : NULL;
+    aa_list_t *l = ua_links_new(r);
     bool bad = false;
     if (!l) {
         aa_fail(r, -ENOMEM, "upstream links");
         return;
     }
-    e->l = l;
-    if (!aa_page_parse(r, &e->p))
+    aa_page_t page;
+    if (!aa_page_parse(r, &page))
         return;
     const char *user = aa_qulid(r, "filter[user]", &bad);
     if (bad)
@@ -77,12 +61,7 @@ static void ua_links_list(aa_req_t *r)
             l->args[l->nargs++] = v;
         }
     }
-    if (user) {
-        r->priv = e;
-        aa_user_of(r, user, ua_links_user);
-        return;
-    }
-    aa_list_run(r, &e->p, l);
+    aa_list_run_for_user(r, &page, l, user);
 }
 
 static void ua_links_get(aa_req_t *r)
