@@ -352,7 +352,7 @@ static void parse_pg_args(ld_t *l, const json_t *args, const char *apath, mx_db_
     json_t *v;
     json_object_foreach((json_t *)args, k, v) {
         static const char *const pool_keys[] = { "cp_min", "cp_max", "cp_reconnect", "uri",
-                                                 "dsn", NULL };
+                                                 "dsn", "synchronous", NULL };
         if (in_list(k, pool_keys) || json_is_null(v))
             continue;
         const char *kw = strcmp(k, "database") == 0 ? "dbname" : k;
@@ -426,10 +426,23 @@ static void parse_db(ld_t *l, const json_t *db, const char *path, const char *de
             out->sqlite_path = mx_pstrdup(l->pool, file);
         else if (file)
             out->sqlite_path = resolve_path(l, dkp, file);
+        /* mxstack's own key (Synapse has none): SQLite's synchronous mode
+         * in WAL.  normal: a commit survives kill -9 (it is in the OS page
+         * cache before anyone hears of it), only power loss can roll the
+         * last commits back; full: each commit is fsync'd too. */
+        const char *skp = join(l, apath, "synchronous");
+        const char *sync = want_str(l, args, "synchronous", skp, "normal");
+        if (strcmp(sync, "full") == 0)
+            out->sqlite_sync_full = true;
+        else if (strcmp(sync, "normal") != 0)
+            mx__conf_errf(l->e, skp, "expected normal or full");
     } else if (strcmp(name, "psycopg2") == 0 || strcmp(name, "postgres") == 0 ||
                strcmp(name, "postgresql") == 0) {
         out->engine = "psycopg2";
         out->sqlite_path = NULL;
+        if (get(args, "synchronous"))
+            mx__conf_errf(l->e, join(l, apath, "synchronous"), "applies to sqlite3 only "
+                          "(PostgreSQL: synchronous_commit in the server's settings)");
         parse_pg_args(l, args, apath, out);
     } else {
         mx__conf_errf(l->e, join(l, path, "name"), "unsupported database \"%s\" "

@@ -51,6 +51,7 @@ typedef struct mx_db_conf {
     const char *sqlite_path;         /* sqlite3: args.database */
     const char *pg_conninfo;         /* psycopg2: a libpq conninfo string or URI */
     int cp_min, cp_max;              /* PostgreSQL pool size */
+    bool sqlite_sync_full;           /* sqlite3: args.synchronous == full (default normal) */
 } mx_db_conf_t;
 
 typedef struct mx_client_conf {

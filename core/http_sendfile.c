@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CHUNK (64 * 1024)      /* TLS / memory mode piece */
@@ -129,10 +130,25 @@ static void send_plain(mx__conn_t *c, mx_req_t *r)
 {
     uv_buf_t b = r->wbufs[0];
     /* Nothing queued before us: try the header block at once, and go
-     * straight on with the body when the socket took it all. */
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+     * straight on with the body when the socket took it all.  MSG_MORE
+     * holds the header back until the body's first pages join it, so a
+     * small file leaves in one segment (as TCP_CORK would, without the
+     * two setsockopt calls). */
+    int n = UV_EAGAIN, sock;
+    if (!uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) &&
+        uv_fileno((uv_handle_t *)&c->tcp, &sock) == 0) {
+        ssize_t k;
+        do
+            k = send(sock, b.base, b.len, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        n = k >= 0 ? (int)k : errno == EAGAIN ? UV_EAGAIN : -errno;
+    }
     if (n == (int)b.len) {
         pump(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        finish(c, n);
         return;
     }
     if (n > 0) {

@@ -186,6 +186,36 @@ int mx__modules_load(const mx_conf_t *conf, char *err, size_t errlen)
     return 0;
 }
 
+/* A module's init reason that starts with one of its keys ("auth.email.port:
+ * ...") gets the key's place in the config file in front ("FILE:LINE: "),
+ * as the core's own config errors have. */
+static void init_reason(const mx_conf_t *conf, const char *module, const char *why,
+                        char *out, size_t outlen)
+{
+    size_t ml = strlen(module), n = strspn(why, "abcdefghijklmnopqrstuvwxyz"
+                                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    char key[256];
+    int line = 0;
+    if (n > ml && n < sizeof(key) && !strncmp(why, module, ml) && why[ml] == '.' &&
+        why[n] == ':') {
+        memcpy(key, why, n);
+        key[n] = '\0';
+        /* The nearest key that has a line: the key, else its parents. */
+        while (!(line = mx__conf_line(conf, key))) {
+            char *cut = strrchr(key, '.'), *br = strrchr(key, '[');
+            if (br && (!cut || br > cut))
+                cut = br;
+            if (!cut)
+                break;
+            *cut = '\0';
+        }
+    }
+    if (line > 0)
+        snprintf(out, outlen, "%s:%d: %s", conf->path, line, why);
+    else
+        snprintf(out, outlen, "%s", why);
+}
+
 int mx__modules_init(const mx_conf_t *conf, char *err, size_t errlen)
 {
     struct mx_module_state *st = mx__ctx->modules;
@@ -211,8 +241,10 @@ int mx__modules_init(const mx_conf_t *conf, char *err, size_t errlen)
             char why[256] = "";
             int rc = m->desc->init(m->conf, why, sizeof(why));
             if (rc) {
-                snprintf(err, errlen, "module %s: init failed: %s", m->name,
-                         why[0] ? why : strerror(-rc));
+                char reason[512];
+                init_reason(conf, m->name, why[0] ? why : strerror(-rc), reason,
+                            sizeof(reason));
+                snprintf(err, errlen, "module %s: init failed: %s", m->name, reason);
                 return rc;
             }
         }

@@ -31,9 +31,10 @@
  *   1.1  JSON services local or remote (mx_service_provide/call/reply),
  *        mx_req_reply_file.
  *   1.2  streaming request bodies: MX_ROUTE_STREAM_BODY, mx_req_body_stream,
- *        mx_req_body_pause, mx_req_body_resume. */
+ *        mx_req_body_pause, mx_req_body_resume.
+ *   1.3  mx_read_file, mx_share_dir. */
 #define MX_ABI_MAJOR 1
-#define MX_ABI_MINOR 2
+#define MX_ABI_MINOR 3
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
 
 /* Handler outcomes and error codes.  Functions return 0 or a negative code:
@@ -355,7 +356,18 @@ typedef struct mx_signing_key {
     X(int, mx_req_body_stream, (mx_req_t *r, mx_req_chunk_fn on_chunk, mx_req_body_end_fn on_end, \
                                 void *ud), (r, on_chunk, on_end, ud)) \
     X(void, mx_req_body_pause, (mx_req_t *r), (r)) \
-    X(void, mx_req_body_resume, (mx_req_t *r), (r))
+    X(void, mx_req_body_resume, (mx_req_t *r), (r)) \
+    /* ABI 1.3: files shipped with mxstack.  mx_read_file: the whole regular \
+     * file `path` (relative to `dirfd`, or AT_FDCWD) into a malloc'd \
+     * NUL-terminated buffer (free() it), its length in *len (may be NULL); \
+     * `flags` are added to O_RDONLY (e.g. O_NOFOLLOW).  NULL with errno set: \
+     * EINVAL not a regular file, EFBIG more than max_len bytes. */ \
+    X(char *, mx_read_file, (int dirfd, const char *path, int flags, size_t max_len, \
+                             size_t *len), (dirfd, path, flags, max_len, len)) \
+    /* The directory of installed files `sub` (e.g. "web/landing"), malloc'd: \
+     * `configured` when set, else $(pkgdatadir)/sub when it exists, else the \
+     * source tree's (running from a build tree), else `sub` itself. */ \
+    X(char *, mx_share_dir, (const char *configured, const char *sub), (configured, sub))
 
 /* The variadic functions: X(return type, name, parameter list). */
 #define MX_API_VFUNCS(X) \

@@ -1,8 +1,15 @@
 /*
  * store_sqlite.c: the SQLite engine behind the storage API.
  *
- * The file runs in WAL mode with synchronous=FULL, so a commit is on disk
- * (the WAL fsync'd) before anyone hears of it.  One writer thread owns the
+ * The file runs in WAL mode.  With database.args.synchronous: normal (the
+ * default) a commit is in the OS page cache before anyone hears of it: it
+ * survives kill -9 of the process, only power loss can roll back the last
+ * commits, and the file never corrupts.  The commit path then does no
+ * fsync at all: automatic checkpoints are off on the writer and a
+ * checkpointer thread with its own connection runs PASSIVE checkpoints
+ * (they never block the writer) when the WAL grows past SQ_CKPT_FRAMES.
+ * With synchronous: full every commit fsyncs the WAL and checkpoints run
+ * inside commits (SQLite's automatic checkpoint).  One writer thread owns the
  * only writing connection and commits in groups: it takes every write
  * batch queued so far, opens one BEGIN IMMEDIATE transaction, runs each
  * batch inside its own SAVEPOINT (a failing batch rolls back to its
@@ -26,6 +33,11 @@
 #define SQ_CACHE_SLOTS 512      /* power of two */
 #define SQ_CACHE_MAX 256        /* entries before the cache is emptied */
 #define SQ_BUSY_TIMEOUT_MS 10000
+#define SQ_CKPT_FRAMES 2000     /* WAL pages (8 MiB) that start a checkpoint */
+#define SQ_CKPT_GAP_MS 200      /* at most one checkpoint per this interval */
+#define SQ_WAL_LIMIT 67108864   /* bytes: the WAL file is truncated to this when reset */
+#define MX__SQ_STR2(x) #x
+#define MX__SQ_STR(x) MX__SQ_STR2(x)
 
 typedef struct sq_cached {
     char *sql;                  /* owned; NULL = free slot */
@@ -60,6 +72,12 @@ struct sq_db {
     bool wstarted;
     sq_reader_t readers[SQ_READERS];
     uint64_t commits, batches;
+    bool sync_full;             /* synchronous=FULL: no checkpointer */
+    sq_conn_t ckpt;             /* the checkpointer's connection (NORMAL only) */
+    uv_cond_t ccond;
+    uv_thread_t cthread;
+    bool cstarted, ckpt_wanted;
+    uint64_t checkpoints;
 };
 
 /* ------------------------------------------------------- connections --- */
@@ -144,7 +162,8 @@ static int sq_simple(sq_conn_t *c, const char *sql)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int sq_conn_open(sq_conn_t *c, const char *path, bool is_reader, char *err, size_t errlen)
+static int sq_conn_open(sq_conn_t *c, const char *path, bool is_reader, bool sync_full,
+                        char *err, size_t errlen)
 {
     memset(c, 0, sizeof(*c));
     int rc = sqlite3_open_v2(path, &c->db,
@@ -163,8 +182,12 @@ static int sq_conn_open(sq_conn_t *c, const char *path, bool is_reader, char *er
      * savepoint) and sorter spills stay off the disk (no temp file per
      * commit). */
     static const char *const common[] = {
-        "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY", NULL,
+        "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY", NULL,
     };
+    rc = sqlite3_exec(c->db, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                      NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
     for (int i = 0; common[i]; i++) {
         rc = sqlite3_exec(c->db, common[i], NULL, NULL, NULL);
         if (rc != SQLITE_OK)
@@ -191,10 +214,15 @@ static int sq_conn_open(sq_conn_t *c, const char *path, bool is_reader, char *er
         sqlite3_finalize(st);
         if (rc != SQLITE_OK)
             goto fail;
-        /* Checkpoints run in the writer's commits: every 4000 pages (16 MiB
-         * of WAL) rather than SQLite's 1000, fewer DB-file writes and
-         * fsyncs under sustained writes. */
-        rc = sqlite3_exec(c->db, "PRAGMA wal_autocheckpoint=4000", NULL, NULL, NULL);
+        /* FULL: checkpoints run in the writer's commits, every 4000 pages
+         * (16 MiB of WAL) rather than SQLite's 1000, fewer DB-file writes
+         * and fsyncs under sustained writes.  NORMAL: never in a commit
+         * (the checkpointer thread does them). */
+        rc = sqlite3_exec(c->db, sync_full ? "PRAGMA wal_autocheckpoint=4000"
+                                           : "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(c->db, "PRAGMA journal_size_limit=" MX__SQ_STR(SQ_WAL_LIMIT),
+                              NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             goto fail;
     }
@@ -461,6 +489,53 @@ static void sq_writer_main(void *arg)
     uv_mutex_unlock(&d->mu);
 }
 
+/* ------------------------------------------------------- checkpointer --- */
+
+/* The writer's WAL hook (NORMAL only): after a commit that left `nframes`
+ * pages in the WAL, wake the checkpointer once the WAL is big enough. */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int nframes)
+{
+    (void)db;
+    (void)name;
+    sq_db_t *d = arg;
+    if (nframes >= SQ_CKPT_FRAMES) {
+        uv_mutex_lock(&d->mu);
+        if (!d->ckpt_wanted) {
+            d->ckpt_wanted = true;
+            uv_cond_signal(&d->ccond);
+        }
+        uv_mutex_unlock(&d->mu);
+    }
+    return SQLITE_OK;
+}
+
+/* PASSIVE checkpoints from a connection of its own: they copy committed
+ * pages into the database file and fsync it while the writer goes on
+ * committing, so no request waits for a checkpoint's fsyncs.  After a
+ * complete one, the writer's next transaction starts the WAL over. */
+static void sq_ckpt_main(void *arg)
+{
+    sq_db_t *d = arg;
+    uv_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->ckpt_wanted && !d->closing)
+            uv_cond_wait(&d->ccond, &d->mu);
+        if (d->closing)
+            break;
+        uv_mutex_unlock(&d->mu);
+        int nlog = 0, nckpt = 0;
+        int rc = sqlite3_wal_checkpoint_v2(d->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
+                                           &nckpt);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            mx_log("store", MX_LOG_WARN, "SQLite checkpoint: %s", sqlite3_errmsg(d->ckpt.db));
+        uv_sleep(SQ_CKPT_GAP_MS);
+        uv_mutex_lock(&d->mu);
+        d->checkpoints++;
+        d->ckpt_wanted = false; /* the writer's next commit asks again if needed */
+    }
+    uv_mutex_unlock(&d->mu);
+}
+
 /* ------------------------------------------------------------ readers --- */
 
 static void sq_read_batch(sq_conn_t *c, mx_sql_batch_t *b)
@@ -512,9 +587,11 @@ static void sq_reader_main(void *arg)
 
 static void sq_free(sq_db_t *d)
 {
-    sq_conn_close(&d->writer);
+    sq_conn_close(&d->ckpt);
     for (int i = 0; i < SQ_READERS; i++)
         sq_conn_close(&d->readers[i].conn);
+    sq_conn_close(&d->writer); /* last: closing it checkpoints the WAL away */
+    uv_cond_destroy(&d->ccond);
     uv_cond_destroy(&d->wcond);
     uv_cond_destroy(&d->rcond);
     uv_cond_destroy(&d->sync_cond);
@@ -528,7 +605,10 @@ static void sq_stop_threads(sq_db_t *d)
     d->closing = true;
     uv_cond_broadcast(&d->wcond);
     uv_cond_broadcast(&d->rcond);
+    uv_cond_broadcast(&d->ccond);
     uv_mutex_unlock(&d->mu);
+    if (d->cstarted)
+        uv_thread_join(&d->cthread);
     if (d->wstarted)
         uv_thread_join(&d->wthread);
     for (int i = 0; i < SQ_READERS; i++)
@@ -547,19 +627,31 @@ static int sq_open(mx_db_t *db, const mx_db_conf_t *conf, char *err, size_t errl
         return -ENOMEM;
     d->db = db;
     if (uv_mutex_init(&d->mu) < 0 || uv_cond_init(&d->wcond) < 0 ||
-        uv_cond_init(&d->rcond) < 0 || uv_cond_init(&d->sync_cond) < 0) {
+        uv_cond_init(&d->rcond) < 0 || uv_cond_init(&d->sync_cond) < 0 ||
+        uv_cond_init(&d->ccond) < 0) {
         free(d); /* init failures here only happen when out of memory */
         return -ENOMEM;
     }
     /* The writer first: it creates the file and switches it to WAL. */
-    int rc = sq_conn_open(&d->writer, conf->sqlite_path, false, err, errlen);
+    d->sync_full = conf->sqlite_sync_full;
+    int rc = sq_conn_open(&d->writer, conf->sqlite_path, false, d->sync_full, err, errlen);
     for (int i = 0; rc == 0 && i < SQ_READERS; i++) {
         d->readers[i].d = d;
-        rc = sq_conn_open(&d->readers[i].conn, conf->sqlite_path, true, err, errlen);
+        rc = sq_conn_open(&d->readers[i].conn, conf->sqlite_path, true, d->sync_full, err,
+                          errlen);
+    }
+    if (rc == 0 && !d->sync_full) {
+        rc = sq_conn_open(&d->ckpt, conf->sqlite_path, true, false, err, errlen);
+        if (rc == 0)
+            sqlite3_wal_hook(d->writer.db, sq_wal_hook, d);
     }
     if (rc == 0) {
         rc = uv_thread_create(&d->wthread, sq_writer_main, d);
         d->wstarted = rc == 0;
+    }
+    if (rc == 0 && !d->sync_full) {
+        rc = uv_thread_create(&d->cthread, sq_ckpt_main, d);
+        d->cstarted = rc == 0;
     }
     for (int i = 0; rc == 0 && i < SQ_READERS; i++) {
         rc = uv_thread_create(&d->readers[i].thread, sq_reader_main, &d->readers[i]);
@@ -573,8 +665,10 @@ static int sq_open(mx_db_t *db, const mx_db_conf_t *conf, char *err, size_t errl
         return rc == MX_EDB ? rc : MX_EDB;
     }
     db->impl = d;
-    mx_log("store", MX_LOG_INFO, "SQLite %s: %s (WAL, synchronous=FULL, %d readers)",
-           sqlite3_libversion(), conf->sqlite_path, SQ_READERS);
+    mx_log("store", MX_LOG_INFO, "SQLite %s: %s (WAL, synchronous=%s, %s, %d readers)",
+           sqlite3_libversion(), conf->sqlite_path, d->sync_full ? "FULL" : "NORMAL",
+           d->sync_full ? "checkpoints in commits" : "checkpoints off the commit path",
+           SQ_READERS);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* serve.c defines the context in the binary; the test has its own. */
@@ -26,6 +27,7 @@ static mx_ctx_t ctx;
 static uv_loop_t loop;
 static char tmpdir[64];
 static char dbpath[128];
+static bool sync_full;      /* the SQLite group runs with synchronous: full */
 
 /* ------------------------------------------------------------ helpers --- */
 
@@ -114,7 +116,8 @@ static int setup_sqlite(void **state)
     if (!mkdtemp(tmpdir))
         return -1;
     snprintf(dbpath, sizeof(dbpath), "%s/test.db", tmpdir);
-    mx_db_conf_t conf = { .engine = "sqlite3", .sqlite_path = dbpath };
+    mx_db_conf_t conf = { .engine = "sqlite3", .sqlite_path = dbpath,
+                          .sqlite_sync_full = sync_full };
     return common_setup(&conf);
 }
 
@@ -472,7 +475,8 @@ static void test_close_flushes(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     char err[256];
     mx_db_conf_t conf = { .engine = pg ? "psycopg2" : "sqlite3", .sqlite_path = dbpath,
-                          .pg_conninfo = getenv("MXSTACK_TEST_PG") };
+                          .pg_conninfo = getenv("MXSTACK_TEST_PG"),
+                          .sqlite_sync_full = sync_full };
     assert_int_equal(mx__store_init(&conf, err, sizeof(err)), 0);
     assert_int_equal(sync_count(mx_db_get(NULL), "SELECT COUNT(*) FROM t_kv"), N);
     (void)state;
@@ -624,6 +628,46 @@ static void test_bench(void **state)
     assert_int_equal(bench.failed, 0);
 }
 
+/* SQLite: the configured synchronous mode is what every connection runs
+ * with, and with NORMAL the checkpointer moves a big WAL into the database
+ * file without any commit doing it. */
+static void test_sqlite_sync_mode(void **state)
+{
+    (void)state;
+    mx_db_t *db = fresh_kv();
+    assert_int_equal(sync_count(db, "PRAGMA synchronous"), sync_full ? 2 : 1);
+    struct stat st;
+    assert_int_equal(stat(dbpath, &st), 0);
+    off_t before = st.st_size;
+    /* ~12 MiB of pages: past the checkpointer's 8 MiB threshold. */
+    static char blob[8192];
+    memset(blob, 'x', sizeof(blob));
+    for (int i = 0; i < 30; i++) {
+        mx_sql_batch_t *b = mx_sql_batch_new(db, MX_SQL_WRITE);
+        for (int j = 0; j < 50; j++)
+            mx_sql_add(b, "INSERT INTO t_kv (k, b) VALUES (?, ?)", "ib", (int64_t)(i * 50 + j),
+                       blob, sizeof(blob));
+        mx_sql_res_t *res = NULL;
+        assert_int_equal(mx_sql_run_sync(b, &res), 0);
+        mx_sql_res_free(res);
+    }
+    /* FULL checkpoints at 16 MiB inside a commit: nothing moved yet.
+     * NORMAL: the checkpointer has copied the pages within a few seconds. */
+    off_t after = before;
+    for (int i = 0; i < 100 && after < before + 4 * 1024 * 1024; i++) {
+        sleep_on_loop(50);
+        assert_int_equal(stat(dbpath, &st), 0);
+        after = st.st_size;
+        if (sync_full)
+            break;
+    }
+    if (sync_full)
+        assert_true(after < before + 4 * 1024 * 1024);
+    else
+        assert_true(after >= before + 4 * 1024 * 1024);
+    assert_int_equal(sync_count(db, "SELECT COUNT(*) FROM t_kv"), 1500);
+}
+
 #define STORE_TESTS \
     cmocka_unit_test(test_migrations), \
     cmocka_unit_test(test_types), \
@@ -641,10 +685,18 @@ int main(void)
         cmocka_unit_test(test_placeholders),
         STORE_TESTS,
         cmocka_unit_test(test_named),
+        cmocka_unit_test(test_sqlite_sync_mode),
+    };
+    const struct CMUnitTest sqlite_full_tests[] = {
+        STORE_TESTS,
+        cmocka_unit_test(test_sqlite_sync_mode),
     };
     const struct CMUnitTest pg_tests[] = { STORE_TESTS };
     int fails = cmocka_run_group_tests_name("store/sqlite", sqlite_tests, setup_sqlite,
                                             teardown_any);
+    sync_full = true;
+    fails += cmocka_run_group_tests_name("store/sqlite-synchronous-full", sqlite_full_tests,
+                                         setup_sqlite, teardown_any);
     if (getenv("MXSTACK_TEST_PG") && *getenv("MXSTACK_TEST_PG"))
         fails += cmocka_run_group_tests_name("store/postgres", pg_tests, setup_pg, teardown_any);
     else

@@ -114,32 +114,10 @@ static int ac_add(ac_state_t *st, const char *name, char *body, size_t len)
  * following a final symlink out of the directory.  0 or -errno. */
 static int ac_read(int dfd, const char *name, char **out, size_t *outlen)
 {
-    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    char *buf = mx_read_file(dfd, name, O_NOFOLLOW, AC_MAX_FILE_SIZE, outlen);
+    if (!buf)
         return -errno;
-    struct stat sb;
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || (size_t)sb.st_size > AC_MAX_FILE_SIZE) {
-        close(fd);
-        return -EINVAL;
-    }
-    size_t len = (size_t)sb.st_size, got = 0;
-    char *buf = malloc(len + 1);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = '\0';
     *out = buf;
-    *outlen = got;
     return 0;
 }
 
@@ -178,30 +156,6 @@ static const ac_file_t *ac_find(const ac_state_t *st, const char *name)
 }
 
 /* ------------------------------------------------------------ config --- */
-
-static int ac_is_dir(const char *p)
-{
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-/* The console's directory: configured, installed, or the source tree's.
- * Returns a borrowed or static string. */
-static const char *ac_dir(const json_t *sect)
-{
-    const char *d = json_string_value(json_object_get(sect, "console_dir"));
-    if (d && *d)
-        return d;
-#ifdef MX_DATADIR
-    if (ac_is_dir(MX_DATADIR "/web/admin"))
-        return MX_DATADIR "/web/admin";
-#endif
-#ifdef MX_SRCDIR
-    if (ac_is_dir(MX_SRCDIR "/web/admin"))
-        return MX_SRCDIR "/web/admin";
-#endif
-    return "web/admin";
-}
 
 /* "/admin" → "/admin/" (malloc'd); NULL for a path that cannot be a route
  * prefix. */
@@ -353,12 +307,14 @@ int ad_console_start(void)
     snprintf(st->csp, cl, AC_CSP, origin[0] ? " " : "", origin);
 #undef AC_CSP
 
-    const char *dir = ac_dir(sect);
-    int rc = ac_load_dir(st, dir);
+    /* The console's directory: configured, installed, or the source tree's. */
+    char *dir = mx_share_dir(json_string_value(json_object_get(sect, "console_dir")), "web/admin");
+    int rc = dir ? ac_load_dir(st, dir) : -ENOMEM;
     if (rc < 0 || !ac_find(st, "index.html"))
         mx_log(AC_MOD, MX_LOG_WARN, "admin console: no index.html in %s (%s); %s answers 404",
-               dir, rc < 0 ? strerror(-rc) : "missing", st->path);
+               dir ? dir : "?", rc < 0 ? strerror(-rc) : "missing", st->path);
     if ((rc = ac_add_config_json(st)) < 0) {
+        free(dir);
         ac_free(st);
         return rc;
     }
@@ -369,9 +325,11 @@ int ad_console_start(void)
         (rc = mx_route_add("web", "GET", pattern, ac_handler, st, MX_ROUTE_NO_CORS)) < 0) {
         /* A route that was added keeps `st`: it stays allocated. */
         mx_log(AC_MOD, MX_LOG_ERROR, "admin console: cannot add route %s (%d)", pattern, rc);
+        free(dir);
         return rc;
     }
     mx_log(AC_MOD, MX_LOG_INFO, "admin console at %s (%zu files from %s)", st->path,
-           st->nfiles - 1, dir);
+           st->nfiles - 1, dir ? dir : "?");
+    free(dir);
     return 0;
 }

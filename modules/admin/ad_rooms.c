@@ -162,10 +162,11 @@ static json_t *ad_delete_opts(ad_req_t *ar, bool wait)
             return NULL;
         }
     }
-    json_t *o = json_pack("{s:b, s:b, s:s, s:b}", "block",
+    json_t *o = json_pack("{s:b, s:b, s:b, s:s, s:b}", "block",
                           json_is_true(json_object_get(b, "block")), "purge",
-                          !json_is_false(json_object_get(b, "purge")), "requester", ar->admin,
-                          "wait", wait);
+                          !json_is_false(json_object_get(b, "purge")), "force_purge",
+                          json_is_true(json_object_get(b, "force_purge")), "requester",
+                          ar->admin, "wait", wait);
     if (json_is_string(nu))
         json_object_set(o, "new_room_user_id", (json_t *)nu);
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)

@@ -22,6 +22,9 @@ static const mx_conf_item_t ad_conf_items[] = {
     MX_CONF_STR("ess_edition", ad_conf_t, ess_edition, "community"),
     MX_CONF_INT("max_limit", ad_conf_t, max_limit, "1000"),
     MX_CONF_BOOL("allow_self_whois", ad_conf_t, allow_self_whois, "true"),
+    MX_CONF_INT("room_delete_step", ad_conf_t, room_delete_step, "1000"),
+    MX_CONF_INT("test_room_delete_step_delay_ms", ad_conf_t, test_room_delete_step_delay_ms,
+                "0"),
     MX_CONF_END,
 };
 
@@ -304,6 +307,11 @@ static int ad_init(void *conf, char *err, size_t errlen)
     ad_store.conf = *(const ad_conf_t *)conf;
     if (ad_store.conf.max_limit < 1) {
         snprintf(err, errlen, "admin: max_limit must be >= 1");
+        return -EINVAL;
+    }
+    if (ad_store.conf.room_delete_step < 1 || ad_store.conf.test_room_delete_step_delay_ms < 0) {
+        snprintf(err, errlen, "admin: room_delete_step must be >= 1, "
+                              "test_room_delete_step_delay_ms >= 0");
         return -EINVAL;
     }
     ad = &ad_store;

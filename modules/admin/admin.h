@@ -27,6 +27,10 @@ typedef struct ad_conf {
     char *ess_edition;        /* its "edition" */
     int64_t max_limit;        /* largest page size a list accepts */
     int allow_self_whois;     /* a user may whois itself without being admin */
+    /* Read by the homeserver's admin service (svc_room_delete.c) from the
+     * raw section; checked here. */
+    int64_t room_delete_step;     /* events deleted per committed step */
+    int64_t test_room_delete_step_delay_ms; /* tests only: pause between steps */
 } ad_conf_t;
 
 typedef struct ad_state {

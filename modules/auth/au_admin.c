@@ -7,8 +7,10 @@
  * The caller presents a Bearer access token of ours carrying the
  * `urn:mas:admin` scope, and is either a user who is (still) a server
  * admin — Element Admin gets such a token with the code flow + PKCE — or a
- * client listed in `auth.policy.data.admin_clients` using a
- * client_credentials token (scripts).  No or unknown token: 401; a valid
+ * client listed in `admin_clients` of the policy data (the config's
+ * `auth.policy.data`, or the newest set through /policy-data) using a
+ * client_credentials token (scripts); personal access tokens with the
+ * scope act as their user.  No or unknown token: 401; a valid
  * token without admin rights: 403.  The core adds CORS to /api paths (any
  * origin, Authorization allowed), so browser consoles work.
  */
@@ -352,6 +354,17 @@ static void aa_user_checked(int status, const hs_users_info_t *u, void *ud)
     a->ent->fn(r);
 }
 
+static void aa_client_checked(int verdict, void *ud)
+{
+    aa_auth_t *a = ud;
+    if (verdict < 0)
+        aa_fail(a->r, verdict, "admin check");
+    else if (!verdict)
+        aa_error(a->r->req, 403, "This client may not use the admin API");
+    else
+        a->ent->fn(a->r);
+}
+
 static void aa_token_found(int status, const au_tokinfo_t *t, void *ud)
 {
     aa_auth_t *a = ud;
@@ -374,12 +387,11 @@ static void aa_token_found(int status, const au_tokinfo_t *t, void *ud)
         return;
     }
     r->client_id = mx_pstrdup(r->pool, t->client_id);
+    aa_activity_note_req(t->session_id, r->req, true);
     if (!t->user_id) {
-        if (!aa_client_is_admin(t->client_id)) {
-            aa_error(r->req, 403, "This client may not use the admin API");
-            return;
-        }
-        a->ent->fn(r);
+        int rc = aa_client_admin_check(t->client_id, aa_client_checked, a);
+        if (rc < 0)
+            aa_fail(r, rc, "admin check");
         return;
     }
     r->caller = mx_pstrdup(r->pool, t->user_id);
@@ -494,7 +506,9 @@ int au_admin_start(char *err, size_t errlen)
         return rc;
     if ((rc = aa_route("GET", "/site-config", aa_site_config)) < 0 ||
         (rc = aa_route("GET", "/version", aa_version)) < 0 || (rc = aa_users_routes()) < 0 ||
-        (rc = aa_sessions_routes()) < 0 || (rc = aa_misc_routes()) < 0) {
+        (rc = aa_sessions_routes()) < 0 || (rc = aa_misc_routes()) < 0 ||
+        (rc = aa_personal_routes()) < 0 || (rc = aa_policy_routes()) < 0 ||
+        (rc = aa_oauth2_clients_routes()) < 0) {
         snprintf(err, errlen, "auth: cannot add the admin API routes (%d)", rc);
         return rc;
     }

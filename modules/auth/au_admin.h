@@ -8,7 +8,9 @@
  * au_admin_sessions.c (OAuth 2.0, compatibility and browser sessions),
  * au_admin_misc.c (registration tokens, user emails, upstream links),
  * au_admin_schema.c (tables), au_admin_clients.c (configured clients and
- * the admin policy), au_ulid.c (ULIDs).
+ * the admin policy, /oauth2-clients), au_admin_personal.c (personal
+ * sessions and their "mpt_" tokens), au_admin_policy.c (/policy-data),
+ * au_admin_activity.c (sessions' last activity), au_ulid.c (ULIDs).
  *
  * Documents are MAS's: {data: {type, id, attributes, links: {self}},
  * links: {self}} for one object, {meta: {count}, data: [...], links:
@@ -120,9 +122,11 @@ typedef struct aa_list {
     const char *id_col;           /* ULID column ordering the list, or NULL: */
     const char *ts_col, *hash_col; /* derived IDs: created ms + hex hash */
     const char *user_attr;        /* attribute holding a Matrix ID, or NULL */
+    const char *user_attr2;       /* a second one (needs user_attr), or NULL */
     aa_row_fn row;
     const char *not_found;        /* single object: 404 title */
     int status;                   /* single object: reply status (0: 200) */
+    json_t *merge;                /* single object: attributes added (borrowed) */
 } aa_list_t;
 /* Answers a page of `l`. */
 void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
@@ -153,14 +157,54 @@ bool aa_user_found(aa_req_t *r, int status, const char *user_id, const char *uli
 /* The derived ULID of a user (creation time in seconds). */
 void aa_user_ulid(const char *user_id, int64_t creation_s, char out[AU_ULID_LEN + 1]);
 
+/* ------------------------------------------------------------ activity --- */
+
+/* Records that session `session_id` (any kind; browser sessions by their
+ * hash) was used now, from `ip` with `user_agent` (either NULL); throttled
+ * (au_admin_activity.c).  Fire and forget. */
+void aa_activity_note(const char *session_id, const char *ip, const char *user_agent);
+/* The same with the request's client address (and User-Agent header). */
+void aa_activity_note_req(const char *session_id, mx_req_t *req, bool with_agent);
+/* Sets last_active_at, last_active_ip (and user_agent) of `attrs` from
+ * columns col, col+1 (, col+2) of a row; returns `attrs`. */
+json_t *aa_activity_attrs(json_t *attrs, const mx_sql_res_t *res, int st, int i, int col,
+                          bool with_agent);
+/* `where` narrowed by filter[created-before|created-after|
+ * last-active-before|last-active-after] (activity joined as `a`); NULL
+ * with *bad set (400 sent) when one is malformed, NULL alone when out of
+ * memory. */
+char *aa_activity_filters(aa_req_t *r, char *where, bool *bad);
+
+/* ------------------------------------------------------ personal tokens --- */
+
+/* Whether `t` is a personal access token ("mpt_", MAS's prefix). */
+#define AA_IS_PERSONAL_TOKEN(t) (!strncmp((t), "mpt_", 4))
+/* The lookup au_token_lookup runs for a personal access token: the columns
+ * it reads, from auth_personal_tokens joined with its session (one `?`: the
+ * token's sha256 hex). */
+extern const char aa_personal_lookup_sql[];
+
+/* A number in a JSON body (0..2^32-1): 1 set (*v), 0 null, -1 absent, -2
+ * bad (400 sent). */
+int aa_body_uint(aa_req_t *r, json_t *body, const char *k, int64_t *v);
+
 /* --------------------------------------------------------- the parts --- */
 
 int aa_users_routes(void);
 int aa_sessions_routes(void);
 int aa_misc_routes(void);
+int aa_personal_routes(void);
+int aa_policy_routes(void);
+int aa_oauth2_clients_routes(void);
 int aa_schema_migrate(char *err, size_t errlen);
 /* Configured clients (`auth.clients`) stored at start; the admin policy. */
 int aa_clients_start(char *err, size_t errlen);
-bool aa_client_is_admin(const char *client_id);
+/* Whether client `client_id` may call the admin API (admin_clients of the
+ * newest policy data, else of the config): `verdict` 1 yes, 0 no, negative
+ * on a storage error.  0, or a negative code (then `cb` is not called). */
+typedef void (*aa_admin_fn)(int verdict, void *ud);
+/* The admin API's ID of a client: its client_id when a ULID, else derived. */
+void aa_client_ulid(const char *client_id, char out[AU_ULID_LEN + 1]);
+int aa_client_admin_check(const char *client_id, aa_admin_fn cb, void *ud);
 
 #endif /* AU_ADMIN_H */

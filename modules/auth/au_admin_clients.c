@@ -17,6 +17,11 @@
  * Configured clients are written to auth_clients at start (secret hashed),
  * with the client_credentials grant only, so the token endpoint and
  * introspection treat them like registered ones.
+ *
+ * Admin API /oauth2-clients (list with filter[client-kind|
+ * has-active-sessions], get): every client, registered or configured
+ * (`is_static`).  Its ID is the client ID when that is a ULID (registered
+ * clients, MAS-style configured ones), else a ULID derived from it.
  */
 #include "au_admin.h"
 
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static bool aa_client_id_ok(const char *s)
 {
@@ -89,13 +95,153 @@ int aa_clients_start(char *err, size_t errlen)
     return rc;
 }
 
-bool aa_client_is_admin(const char *client_id)
+/* ------------------------------------------------------ /oauth2-clients --- */
+
+void aa_client_ulid(const char *client_id, char out[AU_ULID_LEN + 1])
 {
-    json_t *list = json_object_get(json_object_get(au.conf->policy, "data"), "admin_clients");
+    if (au_ulid_valid(client_id))
+        snprintf(out, AU_ULID_LEN + 1, "%s", client_id);
+    else
+        au_ulid_derive(0, client_id, out);
+}
+
+static bool aa_client_static(const char *client_id)
+{
     size_t i;
-    json_t *v;
-    json_array_foreach(list, i, v)
-        if (client_id && json_is_string(v) && !strcmp(json_string_value(v), client_id))
+    json_t *c;
+    json_array_foreach(au.conf->clients, i, c)
+        if (!strcmp(json_string_value(json_object_get(c, "client_id")) ?: "", client_id))
             return true;
     return false;
+}
+
+static json_t *aa_uri_or_null(const json_t *md, const char *k)
+{
+    const char *v = json_string_value(json_object_get(md, k));
+    return v ? json_string(v) : json_null();
+}
+
+static json_t *aa_client_row(const mx_sql_res_t *res, int st, int i)
+{
+    const char *cid = mx_sql_text(res, st, i, 0);
+    json_t *md = json_loads(mx_sql_text(res, st, i, 1), 0, NULL);
+    json_t *uris = json_object_get(md, "redirect_uris");
+    json_t *grants = json_object_get(md, "grant_types");
+    char id[AU_ULID_LEN + 1];
+    aa_client_ulid(cid, id);
+    json_t *a = json_pack("{s:s, s:o, s:o, s:o, s:O, s:O, s:b}", "client_id", cid,
+                          "client_name", aa_uri_or_null(md, "client_name"),
+                          "client_uri", aa_uri_or_null(md, "client_uri"),
+                          "logo_uri", aa_uri_or_null(md, "logo_uri"),
+                          "redirect_uris", json_is_array(uris) ? uris : json_array(),
+                          "grant_types", json_is_array(grants) ? grants : json_array(),
+                          "is_static", aa_client_static(cid));
+    json_decref(md);
+    return aa_resource("oauth2-client", "oauth2-clients", id, a);
+}
+
+static aa_list_t *aa_clients_new(aa_req_t *r)
+{
+    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
+    if (!l)
+        return NULL;
+    memset(l, 0, sizeof(*l));
+    l->cols = "client_id, metadata";
+    l->from = "auth_clients";
+    l->where = mx_pstrdup(r->pool, "1=1");
+    l->id_col = "client_id";
+    l->row = aa_client_row;
+    l->not_found = "OAuth 2.0 client not found";
+    return l;
+}
+
+/* "'id1', 'id2'" of the configured clients, or NULL when none. */
+static char *aa_static_in(aa_req_t *r)
+{
+    char *in = NULL;
+    size_t i;
+    json_t *c;
+    json_array_foreach(au.conf->clients, i, c) {
+        const char *id = json_string_value(json_object_get(c, "client_id"));
+        if (id)
+            in = mx_psprintf(r->pool, "%s%s%s", in ? in : "", in ? ", " : "",
+                             aa_sql_quote(r->pool, id));
+    }
+    return in;
+}
+
+static void aa_clients_list(aa_req_t *r)
+{
+    aa_page_t p;
+    aa_list_t *l = aa_clients_new(r);
+    int active;
+    if (!l) {
+        aa_fail(r, -ENOMEM, "clients");
+        return;
+    }
+    if (!aa_page_parse(r, &p) || !aa_qbool(r, "filter[has-active-sessions]", &active))
+        return;
+    const char *kind = aa_qstr(r, "filter[client-kind]");
+    if (kind && strcmp(kind, "static") && strcmp(kind, "dynamic")) {
+        aa_error(r->req, 400, "Invalid filter parameters: filter[client-kind]");
+        return;
+    }
+    if (kind) {
+        char *in = aa_static_in(r);
+        bool want_static = !strcmp(kind, "static");
+        l->where = in ? mx_psprintf(r->pool, "%s AND client_id %sIN (%s)", l->where,
+                                    want_static ? "" : "NOT ", in)
+                      : mx_psprintf(r->pool, "%s AND %s", l->where, want_static ? "0=1" : "1=1");
+    }
+    if (active >= 0)
+        l->where = mx_psprintf(r->pool, "%s AND %sEXISTS (SELECT 1 FROM auth_oauth_sessions s"
+                                        " WHERE s.client_id = auth_clients.client_id AND"
+                                        " s.finished_ts IS NULL)",
+                               l->where, active ? "" : "NOT ");
+    aa_list_run(r, &p, l);
+}
+
+/* GET /oauth2-clients/{id}: a ULID client ID, or the derived ID of another. */
+static void aa_client_read(int status, mx_sql_res_t *res, void *ud)
+{
+    aa_req_t *r = ud;
+    const char *want = mx_req_param(r->req, "id");
+    if (status < 0) {
+        aa_fail(r, status, "client");
+        return;
+    }
+    for (int i = 0; i < mx_sql_nrows(res, 0); i++) {
+        char id[AU_ULID_LEN + 1];
+        aa_client_ulid(mx_sql_text(res, 0, i, 0), id);
+        if (!strcasecmp(id, want)) {
+            aa_reply_one(r, 200, aa_client_row(res, 0, i), NULL);
+            return;
+        }
+    }
+    aa_error(r->req, 404, "OAuth 2.0 client not found");
+}
+
+static void aa_client_get(aa_req_t *r)
+{
+    const char *id = aa_path_id(r);
+    mx_sql_batch_t *b = id ? mx_sql_batch_new(au.db, MX_SQL_READ) : NULL;
+    if (!id)
+        return;
+    if (!b) {
+        aa_fail(r, -ENOMEM, "client");
+        return;
+    }
+    mx_sql_add(b, "SELECT client_id, metadata FROM auth_clients WHERE client_id = ?"
+                  " OR length(client_id) <> 26", "s", id);
+    if (mx_sql_run(b, aa_client_read, r) < 0)
+        aa_fail(r, -EIO, "client");
+}
+
+int aa_oauth2_clients_routes(void)
+{
+    static const aa_route_def_t routes[] = {
+        { "GET", "/oauth2-clients", aa_clients_list },
+        { "GET", "/oauth2-clients/{id}", aa_client_get },
+    };
+    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
 }

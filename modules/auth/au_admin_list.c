@@ -236,6 +236,8 @@ static void aa_lq_reply(aa_lq_t *q)
 {
     if (q->single) {
         json_t *one = json_array_get(q->items, 0);
+        if (q->l->merge)
+            json_object_update(json_object_get(one, "attributes"), q->l->merge);
         aa_reply_one(q->r, q->l->status ? q->l->status : 200, json_incref(one), q->self);
         json_decref(q->items);
         return;
@@ -253,12 +255,15 @@ static void aa_lq_mapped(aa_req_t *r, int status, json_t *map)
     }
     size_t i;
     json_t *it;
+    const char *attrs[2] = { q->l->user_attr, q->l->user_attr2 };
     json_array_foreach(q->items, i, it) {
         json_t *a = json_object_get(it, "attributes");
-        const char *uid = json_string_value(json_object_get(a, q->l->user_attr));
-        json_t *id = uid ? json_object_get(map, uid) : NULL;
-        if (uid)
-            json_object_set(a, q->l->user_attr, id ? id : json_null());
+        for (int k = 0; k < 2 && attrs[k]; k++) {
+            const char *uid = json_string_value(json_object_get(a, attrs[k]));
+            json_t *id = uid ? json_object_get(map, uid) : NULL;
+            if (uid)
+                json_object_set(a, attrs[k], id ? id : json_null());
+        }
     }
     aa_lq_reply(q);
 }
@@ -308,9 +313,13 @@ static void aa_lq_read(int status, mx_sql_res_t *res, void *ud)
     size_t i;
     json_t *it;
     json_array_foreach(q->items, i, it) {
-        json_t *v = json_object_get(json_object_get(it, "attributes"), q->l->user_attr);
+        json_t *a = json_object_get(it, "attributes");
+        json_t *v = json_object_get(a, q->l->user_attr);
+        json_t *v2 = q->l->user_attr2 ? json_object_get(a, q->l->user_attr2) : NULL;
         if (json_is_string(v))
             json_array_append(uids, v);
+        if (json_is_string(v2))
+            json_array_append(uids, v2);
     }
     r->priv = q;
     aa_user_ids(r, uids, aa_lq_mapped);

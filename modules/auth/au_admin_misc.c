@@ -108,7 +108,7 @@ static int aa_body_time(aa_req_t *r, json_t *body, const char *k, int64_t *v)
     return 1;
 }
 
-static int aa_body_uint(aa_req_t *r, json_t *body, const char *k, int64_t *v)
+int aa_body_uint(aa_req_t *r, json_t *body, const char *k, int64_t *v)
 {
     json_t *j = json_object_get(body, k);
     if (!j)

@@ -2,8 +2,10 @@
  * au_admin_sessions.c: the admin API's sessions — OAuth 2.0 sessions
  * (/oauth2-sessions), compatibility sessions of legacy logins
  * (/compat-sessions) and browser sessions (/user-sessions): list with
- * filter[user] / filter[status] (and filter[client] for OAuth), get, and
- * finish (which revokes the tokens, as the user's own logout would).
+ * filter[user|status|created-before|created-after|last-active-before|
+ * last-active-after] (and filter[client|scope] for OAuth), get, and finish
+ * (which revokes the tokens, as the user's own logout would).  Activity
+ * (last_active_*, user_agent) comes from au_admin_activity.c.
  *
  * Browser sessions are stored by the hash of their cookie; their ULID is
  * derived from their creation time and that hash (au_ulid.c) and read back
@@ -19,50 +21,58 @@ typedef enum { AA_OAUTH, AA_COMPAT, AA_BROWSER } aa_kind_t;
 
 /* -------------------------------------------------------------- rows --- */
 
-#define AA_OAUTH_COLS "id, client_id, user_id, scope, created_ts, finished_ts"
+/* Every list joins the activity table as `a` (au_admin_activity.c); its
+ * three columns come last. */
+#define AA_ACT_COLS ", a.last_active_ts, a.last_active_ip, a.user_agent"
+#define AA_ACT_JOIN(key) " LEFT JOIN auth_session_activity a ON a.session_id = " key
+
+#define AA_OAUTH_COLS "id, client_id, user_id, scope, created_ts, finished_ts" AA_ACT_COLS
 static json_t *aa_oauth_row(const mx_sql_res_t *res, int st, int i)
 {
-    json_t *a = json_pack("{s:o, s:o, s:o, s:n, s:s, s:s, s:n, s:n, s:n, s:n}",
+    json_t *a = json_pack("{s:o, s:o, s:o, s:n, s:s, s:s, s:n}",
                           "created_at", aa_time(mx_sql_int(res, st, i, 4)),
                           "finished_at", aa_time(mx_sql_is_null(res, st, i, 5)
                                                      ? 0 : mx_sql_int(res, st, i, 5)),
                           "user_id", mx_sql_is_null(res, st, i, 2)
                                          ? json_null() : json_string(mx_sql_text(res, st, i, 2)),
                           "user_session_id", "client_id", mx_sql_text(res, st, i, 1),
-                          "scope", mx_sql_text(res, st, i, 3), "user_agent", "last_active_at",
-                          "last_active_ip", "human_name");
+                          "scope", mx_sql_text(res, st, i, 3), "human_name");
+    char cid[AU_ULID_LEN + 1];
+    aa_client_ulid(mx_sql_text(res, st, i, 1), cid);
+    json_object_set_new(a, "client_id", json_string(cid));
+    aa_activity_attrs(a, res, st, i, 6, true);
     return aa_resource("oauth2-session", "oauth2-sessions", mx_sql_text(res, st, i, 0), a);
 }
 
-#define AA_COMPAT_COLS "id, user_id, device_id, human_name, created_ts, finished_ts"
+#define AA_COMPAT_COLS "id, user_id, device_id, human_name, created_ts, finished_ts" AA_ACT_COLS
 static json_t *aa_compat_row(const mx_sql_res_t *res, int st, int i)
 {
-    json_t *a = json_pack("{s:s, s:s, s:n, s:n, s:o, s:n, s:n, s:n, s:o, s:o}",
+    json_t *a = json_pack("{s:s, s:s, s:n, s:n, s:o, s:o, s:o}",
                           "user_id", mx_sql_text(res, st, i, 1),
                           "device_id", mx_sql_text(res, st, i, 2),
                           "user_session_id", "redirect_uri",
                           "created_at", aa_time(mx_sql_int(res, st, i, 4)),
-                          "user_agent", "last_active_at", "last_active_ip",
                           "finished_at", aa_time(mx_sql_is_null(res, st, i, 5)
                                                      ? 0 : mx_sql_int(res, st, i, 5)),
                           "human_name", mx_sql_is_null(res, st, i, 3)
                                             ? json_null()
                                             : json_string(mx_sql_text(res, st, i, 3)));
+    aa_activity_attrs(a, res, st, i, 6, true);
     return aa_resource("compat-session", "compat-sessions", mx_sql_text(res, st, i, 0), a);
 }
 
-#define AA_BROWSER_COLS "id_hash, user_id, created_ts, finished_ts"
+#define AA_BROWSER_COLS "id_hash, user_id, created_ts, finished_ts" AA_ACT_COLS
 static json_t *aa_browser_row(const mx_sql_res_t *res, int st, int i)
 {
     char id[AU_ULID_LEN + 1];
     if (au_ulid_from_hex((uint64_t)mx_sql_int(res, st, i, 2), mx_sql_text(res, st, i, 0), id) < 0)
         return NULL;
-    json_t *a = json_pack("{s:o, s:o, s:s, s:n, s:n, s:n}",
+    json_t *a = json_pack("{s:o, s:o, s:s}",
                           "created_at", aa_time(mx_sql_int(res, st, i, 2)),
                           "finished_at", aa_time(mx_sql_is_null(res, st, i, 3)
                                                      ? 0 : mx_sql_int(res, st, i, 3)),
-                          "user_id", mx_sql_text(res, st, i, 1), "user_agent", "last_active_at",
-                          "last_active_ip");
+                          "user_id", mx_sql_text(res, st, i, 1));
+    aa_activity_attrs(a, res, st, i, 4, true);
     return aa_resource("user-session", "user-sessions", id, a);
 }
 
@@ -77,21 +87,21 @@ static aa_list_t *aa_list_new(aa_req_t *r, aa_kind_t kind)
     switch (kind) {
     case AA_OAUTH:
         l->cols = AA_OAUTH_COLS;
-        l->from = "auth_oauth_sessions";
+        l->from = "auth_oauth_sessions" AA_ACT_JOIN("id");
         l->id_col = "id";
         l->row = aa_oauth_row;
         l->not_found = "OAuth 2.0 session not found";
         break;
     case AA_COMPAT:
         l->cols = AA_COMPAT_COLS;
-        l->from = "auth_compat_sessions";
+        l->from = "auth_compat_sessions" AA_ACT_JOIN("id");
         l->id_col = "id";
         l->row = aa_compat_row;
         l->not_found = "Compatibility session not found";
         break;
     case AA_BROWSER:
         l->cols = AA_BROWSER_COLS;
-        l->from = "auth_browser_sessions";
+        l->from = "auth_browser_sessions" AA_ACT_JOIN("id_hash");
         l->ts_col = "created_ts";
         l->hash_col = "id_hash";
         l->row = aa_browser_row;
@@ -144,11 +154,23 @@ static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
                                strcmp(status, "active") ? "NOT " : "");
     if (kind == AA_OAUTH) {
         const char *client = aa_qstr(r, "filter[client]");
+        const char *scope = aa_qstr(r, "filter[scope]");
         if (client) {
             l->where = mx_psprintf(r->pool, "%s AND client_id = ?", l->where);
             l->args[l->nargs++] = client;
         }
+        if (scope) {   /* one scope token the session must carry */
+            l->where = mx_psprintf(r->pool, "%s AND (' ' || scope || ' ') LIKE ?", l->where);
+            l->args[l->nargs++] = mx_psprintf(r->pool, "%% %s %%", scope);
+        }
     }
+    char *where = aa_activity_filters(r, l->where, &bad);
+    if (!where) {
+        if (!bad)
+            aa_fail(r, -ENOMEM, "sessions");
+        return;
+    }
+    l->where = where;
     aa_list_run_for_user(r, &page, l, user);
 }
 

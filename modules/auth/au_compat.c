@@ -3,7 +3,8 @@
  * (MSC3861), when `auth.delegate_homeserver` is true.
  *
  * It provides the `auth.token` service (hs.h) the homeserver checks every
- * request with: OAuth access tokens ("mat_...") are ours; any other token
+ * request with: OAuth access tokens ("mat_..."), compat ("mct_") and
+ * personal ("mpt_", au_admin_personal.c) tokens are ours; any other token
  * is handed to the homeserver's own check (`homeserver.legacy_token`), so
  * the legacy /login, /register and shared-secret registration keep
  * working while clients move over.  An OAuth token is valid when it is
@@ -18,6 +19,7 @@
  * topic.
  */
 #include "auth.h"
+#include "au_admin.h"   /* personal access tokens */
 #include "../homeserver/hs.h"
 #include "../homeserver/accounts/users_iface.h"
 
@@ -181,7 +183,8 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
 {
     if (!token || !cb)
         return -EINVAL;
-    if (strncmp(token, "mat_", 4) != 0 && !AU_IS_COMPAT_TOKEN(token)) {
+    if (strncmp(token, "mat_", 4) != 0 && !AU_IS_COMPAT_TOKEN(token) &&
+        !AA_IS_PERSONAL_TOKEN(token)) {
         const mx_auth_token_iface_t *legacy = mx_service_get(HS_LEGACY_TOKEN_SERVICE);
         if (!legacy || legacy == &au_token_iface || !legacy->validate) {
             cb(-ENOENT, NULL, ud);

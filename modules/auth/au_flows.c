@@ -11,7 +11,7 @@
  *     password_change_allowed: true
  *     password_min_length: 8
  *     password_min_classes: 0                of lower, upper, digit, other
- *     email_verification: off                off | dev (au_email.c)
+ *     email_verification: off                off | dev | smtp (au_email.c)
  *   rate_limit:
  *     login: {per_ip: {burst: 20, per_second: 0.2},
  *             per_account: {burst: 10, per_second: 0.05}}
@@ -88,14 +88,12 @@ int au_flows_init(char *err, size_t errlen)
     f->password_change_allowed = au_jbool(a, "password_change_allowed", 1, &bad);
     const json_t *ev = json_object_get(a, "email_verification");
     const char *evs = json_is_false(ev) ? "off" : json_string_value(ev);
-    if (ev && evs && !strcmp(evs, "smtp")) {
-        snprintf(err, errlen, "auth.account.email_verification: smtp is not available (no SMTP "
-                              "client in this build); use dev, which logs the links");
-        return -EINVAL;
-    }
-    if (ev && (!evs || (strcmp(evs, "off") && strcmp(evs, "dev"))))
+    /* smtp: as dev, but the link is mailed (au_mail.c checked auth.email). */
+    if (ev && (!evs || (strcmp(evs, "off") && strcmp(evs, "dev") && strcmp(evs, "smtp"))))
         bad = true;
-    f->email_verification = evs && !strcmp(evs, "dev") ? AU_EMAIL_DEV : AU_EMAIL_OFF;
+    f->email_smtp = evs && !strcmp(evs, "smtp");
+    f->email_verification = evs && (!strcmp(evs, "dev") || f->email_smtp) ? AU_EMAIL_DEV
+                                                                          : AU_EMAIL_OFF;
     f->pw_min_length = (int64_t)au_jnum(a, "password_min_length", 8, &bad);
     f->pw_min_classes = (int64_t)au_jnum(a, "password_min_classes", 0, &bad);
     if (f->pw_min_length < 1 || f->pw_min_length > 512 || f->pw_min_classes < 0 ||

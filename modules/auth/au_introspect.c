@@ -15,6 +15,7 @@
  * the bus topic "auth.evict", in other processes.
  */
 #include "auth.h"
+#include "au_admin.h"
 #include "../homeserver/accounts/users_iface.h"
 
 #include <errno.h>
@@ -63,6 +64,8 @@ static void au_tok_read(int status, mx_sql_res_t *res, void *ud)
                 (!t->expires_ts || (uint64_t)t->expires_ts > mx_now_ms());
     if (l->refresh && !mx_sql_is_null(res, 0, 0, 9))
         t->active = false;   /* consumed by a rotation */
+    if (t->active && !l->refresh)
+        aa_activity_note(t->session_id, NULL, NULL);   /* throttled; lookups miss the cache */
     l->cb(0, t, l->ud);
 }
 
@@ -79,7 +82,9 @@ int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn 
     char h[AU_HASH_HEX];
     au_hash_hex(token, h);
     bool compat = refresh ? AU_IS_COMPAT_REFRESH(token) : AU_IS_COMPAT_TOKEN(token);
-    if (compat && refresh)
+    if (!refresh && AA_IS_PERSONAL_TOKEN(token))
+        mx_sql_add(b, aa_personal_lookup_sql, "s", h);   /* au_admin_personal.c */
+    else if (compat && refresh)
         mx_sql_add(b,
                    "SELECT t.session_id, t.created_ts, NULL, t.revoked, NULL, s.user_id,"
                    " s.device_id, s.scope, s.finished_ts, t.consumed_ts"

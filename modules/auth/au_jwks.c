@@ -409,21 +409,43 @@ char *au_jws_sign(mx_pool_t *pool, const char *alg, const json_t *claims)
 static unsigned char *au_b64_dec(const char *s, size_t n, size_t *outlen)
 {
     unsigned char *out = NULL;
-    if (mx_b64_decode(s, n, &out, outlen) != 0) {
+    if (!s || mx_b64_decode(s, n, &out, outlen) != 0) {
         free(out);
         return NULL;
     }
     return out;
 }
 
-json_t *au_jws_verify(const char *jws)
+bool au_jws_sig_ok(struct mbedtls_pk_context *pk, bool ec, const unsigned char digest[32],
+                   const unsigned char *sig, size_t sl)
 {
-    au_keys_t *k = au.keys;
+    if (!ec)
+        return mbedtls_pk_can_do(pk, MBEDTLS_PK_RSA) &&
+               mbedtls_pk_verify(pk, MBEDTLS_MD_SHA256, digest, 32, sig, sl) == 0;
+    if (sl != 64 || !mbedtls_pk_can_do(pk, MBEDTLS_PK_ECKEY))
+        return false;
+    /* JWS ES256 is r || s (RFC 7518 3.4), not DER. */
+    mbedtls_ecp_keypair *kp = mbedtls_pk_ec(*pk);
+    mbedtls_mpi r, s;
+    mbedtls_mpi_init(&r);
+    mbedtls_mpi_init(&s);
+    bool ok = kp->grp.id == MBEDTLS_ECP_DP_SECP256R1 &&
+              mbedtls_mpi_read_binary(&r, sig, 32) == 0 &&
+              mbedtls_mpi_read_binary(&s, sig + 32, 32) == 0 &&
+              mbedtls_ecdsa_verify(&kp->grp, digest, 32, &kp->Q, &r, &s) == 0;
+    mbedtls_mpi_free(&r);
+    mbedtls_mpi_free(&s);
+    return ok;
+}
+
+json_t *au_jws_check(const char *jws, au_jws_key_fn fn, void *ud, const char **why)
+{
+    *why = "malformed JWS";
     const char *d1 = jws ? strchr(jws, '.') : NULL;
     const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!k || !d2 || strchr(d2 + 1, '.'))
+    if (!d2 || strchr(d2 + 1, '.'))
         return NULL;
-    size_t hl, cl, sl;
+    size_t hl = 0, cl = 0, sl = 0;
     unsigned char *h = au_b64_dec(jws, (size_t)(d1 - jws), &hl);
     unsigned char *c = au_b64_dec(d1 + 1, (size_t)(d2 - d1 - 1), &cl);
     unsigned char *sig = au_b64_dec(d2 + 1, strlen(d2 + 1), &sl);
@@ -431,27 +453,15 @@ json_t *au_jws_verify(const char *jws)
     json_t *claims = c ? json_loadb((const char *)c, cl, 0, NULL) : NULL;
     const char *alg = json_string_value(json_object_get(hdr, "alg"));
     const char *kid = json_string_value(json_object_get(hdr, "kid"));
-    au_key_t *key = NULL;
-    for (int i = 0; kid && i < k->n; i++)
-        if (!strcmp(k->key[i].kid, kid))
-            key = &k->key[i];
     bool ok = false;
-    if (key && sig && json_is_object(claims) && alg &&
-        !strcmp(alg, key->ec ? "ES256" : "RS256")) {
-        unsigned char digest[32];
-        mx_sha256(jws, (size_t)(d2 - jws), digest);
-        if (key->ec && sl == 64) {
-            mbedtls_ecp_keypair *ec = mbedtls_pk_ec(key->pk);
-            mbedtls_mpi r, s;
-            mbedtls_mpi_init(&r);
-            mbedtls_mpi_init(&s);
-            ok = mbedtls_mpi_read_binary(&r, sig, 32) == 0 &&
-                 mbedtls_mpi_read_binary(&s, sig + 32, 32) == 0 &&
-                 mbedtls_ecdsa_verify(&ec->grp, digest, sizeof(digest), &ec->Q, &r, &s) == 0;
-            mbedtls_mpi_free(&r);
-            mbedtls_mpi_free(&s);
-        } else if (!key->ec) {
-            ok = mbedtls_pk_verify(&key->pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, sl) == 0;
+    if (sig && json_is_object(claims) && alg) {
+        if (strcmp(alg, "RS256") && strcmp(alg, "ES256")) {
+            *why = "unsupported JWS algorithm";
+        } else {
+            *why = "JWS signature not valid";
+            unsigned char digest[32];
+            mx_sha256(jws, (size_t)(d2 - jws), digest);
+            ok = fn(!strcmp(alg, "ES256"), kid, digest, sig, sl, ud);
         }
     }
     free(h);
@@ -462,5 +472,23 @@ json_t *au_jws_verify(const char *jws)
         json_decref(claims);
         return NULL;
     }
+    *why = NULL;
     return claims;
+}
+
+/* One of our keys, by kid and algorithm. */
+static bool au_own_key_ok(bool ec, const char *kid, const unsigned char digest[32],
+                          const unsigned char *sig, size_t sl, void *ud)
+{
+    au_keys_t *k = ud;
+    for (int i = 0; kid && i < k->n; i++)
+        if (!strcmp(k->key[i].kid, kid))
+            return k->key[i].ec == ec && au_jws_sig_ok(&k->key[i].pk, ec, digest, sig, sl);
+    return false;
+}
+
+json_t *au_jws_verify(const char *jws)
+{
+    const char *why;
+    return au.keys ? au_jws_check(jws, au_own_key_ok, au.keys, &why) : NULL;
 }

@@ -21,6 +21,7 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 
 static const char *const au_page_names[] = { "layout", "login", "register", "consent", "error",
                                              "done", "link", "device", "end_session",
-                                             "account", "notice", NULL };
+                                             "account", "notice", "email_retry", NULL };
 
 struct au_pages {
     char *dir;
@@ -260,57 +261,17 @@ char *au_template_render(const char *tmpl, const json_t *vars, const json_t *str
 
 /* ------------------------------------------------------------ loading --- */
 
-static int au_is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static char *au_read_file(const char *dir, const char *name, size_t *len)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *p = realloc(buf, cap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = p;
-        }
-        size_t r = fread(buf + n, 1, 4096, f);
-        n += r;
-        if (r < 4096)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return mx_read_file(AT_FDCWD, path, 0, 16u << 20, len);
 }
 
+/* Configured, installed, or (running from the build tree) the source tree's. */
 static char *au_pages_dir(void)
 {
-    if (au.conf->templates_path)
-        return strdup(au.conf->templates_path);
-#ifdef MX_DATADIR
-    if (au_is_dir(MX_DATADIR "/web/auth"))
-        return strdup(MX_DATADIR "/web/auth");
-#endif
-#ifdef MX_SRCDIR
-    if (au_is_dir(MX_SRCDIR "/web/auth"))
-        return strdup(MX_SRCDIR "/web/auth");
-#endif
-    return strdup("web/auth");
+    return mx_share_dir(au.conf->templates_path, "web/auth");
 }
 
 int au_pages_init(char *err, size_t errlen)

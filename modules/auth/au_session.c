@@ -25,6 +25,7 @@
  * au_next_ok), never elsewhere.
  */
 #include "auth.h"
+#include "au_admin.h"   /* session activity */
 #include "../homeserver/accounts/users_iface.h"
 
 #include <errno.h>
@@ -138,6 +139,9 @@ static void au_browser_read(int status, mx_sql_res_t *res, void *ud)
     if (mx_sql_nrows(res, 0) > 0) {
         l->b.user_id = mx_pstrdup(mx_req_pool(l->req), mx_sql_text(res, 0, 0, 0));
         l->b.auth_ts = mx_sql_int(res, 0, 0, 1);
+        char h[AU_HASH_HEX];
+        au_hash_hex(l->b.sid, h);
+        aa_activity_note_req(h, l->req, true);   /* admin API's user-sessions */
     }
     l->cb(l->req, &l->b, l->ud);
 }
@@ -284,6 +288,8 @@ static void au_login_start_session(au_login_t *l)
                "ssiii", nh, l->user_id, (int64_t)now, (int64_t)now,
                (int64_t)(now + au.conf->session_ttl_ms));
     int rc = mx_sql_run(b, au_login_written, l);
+    if (rc >= 0)
+        aa_activity_note_req(nh, l->req, true);
     if (rc < 0) {
         au_page_error(l->req, 500, "err_internal", NULL);
     }

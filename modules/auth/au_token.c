@@ -382,6 +382,8 @@ static bool au_scope_has_admin(const char *scope)
     return false;
 }
 
+static void au_cc_issue(int verdict, void *ud);
+
 static void au_grant_client_credentials(au_tr_t *t)
 {
     mx_pool_t *pool = mx_req_pool(t->req);
@@ -399,12 +401,30 @@ static void au_grant_client_credentials(au_tr_t *t)
         return;
     }
     const char *scope = json_string_value(json_object_get(t->form, "scope"));
-    if (au_scope_has_admin(scope) && !aa_client_is_admin(t->client->client_id)) {
-        /* Only clients listed in policy.data.admin_clients may hold admin scopes. */
+    t->scope = scope ? scope : "";
+    if (!au_scope_has_admin(scope)) {
+        au_cc_issue(1, t);
+        return;
+    }
+    /* Only clients in the policy's admin_clients may hold admin scopes. */
+    rc = aa_client_admin_check(t->client->client_id, au_cc_issue, t);
+    if (rc < 0)
+        au_storage_error(t->req, rc, "token");
+}
+
+static void au_cc_issue(int verdict, void *ud)
+{
+    au_tr_t *t = ud;
+    mx_pool_t *pool = mx_req_pool(t->req);
+    int rc;
+    if (verdict < 0) {
+        au_storage_error(t->req, verdict, "token");
+        return;
+    }
+    if (!verdict) {
         au_oauth_error(t->req, 400, "invalid_scope", "This client may not request admin scopes");
         return;
     }
-    t->scope = scope ? scope : "";
     t->session_id = au_ulid(pool);
     mx_sql_batch_t *b = t->session_id ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
     if (!b) {

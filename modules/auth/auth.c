@@ -47,6 +47,16 @@ static const mx_conf_item_t au_conf_items[] = {
     MX_CONF_JSON("clients", au_conf_t, clients),
     MX_CONF_JSON("policy", au_conf_t, policy),
     MX_CONF_JSON("upstream_oauth2", au_conf_t, upstream_oauth2),
+    MX_CONF_STR("email.from", au_conf_t, email_from, NULL),
+    MX_CONF_STR("email.reply_to", au_conf_t, email_reply_to, NULL),
+    MX_CONF_STR("email.transport", au_conf_t, email_transport, "blackhole"),
+    MX_CONF_STR("email.mode", au_conf_t, email_mode, NULL),
+    MX_CONF_STR("email.hostname", au_conf_t, email_hostname, NULL),
+    MX_CONF_INT("email.port", au_conf_t, email_port, "0"),
+    MX_CONF_STR("email.username", au_conf_t, email_username, NULL),
+    MX_CONF_SECRET("email.password", au_conf_t, email_password, NULL),
+    MX_CONF_STR("email.ca_file", au_conf_t, email_ca_file, NULL),
+    MX_CONF_DURATION("email.timeout", au_conf_t, email_timeout_ms, "30s"),
     MX_CONF_END,
 };
 
@@ -83,8 +93,11 @@ static int au_init(void *conf, char *err, size_t errlen)
     if (!au.base || !au.issuer)
         return -ENOMEM;
     au.secure_cookies = !strncmp(au.base, "https://", 8);
+    int rc = au_mail_init(err, errlen);
+    if (rc < 0)
+        return rc;
     /* Registered now, before the homeserver's start looks for a provider. */
-    int rc = au_compat_register();
+    rc = au_compat_register();
     if (rc < 0)
         snprintf(err, errlen, "auth: cannot register the auth.token service (%d)", rc);
     return rc;
@@ -191,6 +204,7 @@ static void au_fini(void)
     au_pages_fini();
     au_keys_fini();
     au_upstream_fini();
+    au_mail_fini();
     json_decref(au.discovery);
     free(au.base);
     free(au.issuer);

@@ -55,6 +55,11 @@ typedef struct au_conf {
     json_t *policy;               /* {data: {admin_clients: [client_id]}} */
     /* upstream OIDC providers (au_upstream.c), MAS's upstream_oauth2 */
     json_t *upstream_oauth2;      /* {providers: [...]} */
+    /* outgoing e-mail (au_mail.c), MAS's email: section */
+    char *email_from, *email_reply_to, *email_transport, *email_mode, *email_hostname;
+    int64_t email_port;           /* 0: by mode */
+    char *email_username, *email_password, *email_ca_file;
+    uint64_t email_timeout_ms;
 } au_conf_t;
 
 typedef struct au_keys au_keys_t;     /* au_jwks.c */
@@ -76,6 +81,7 @@ typedef struct au_state {
     char *hs_secret;              /* the homeserver's introspection secret (malloc) or NULL */
     struct au_tomb *tombs;        /* devices deleted lately (au_compat.c), list */
     struct au_flows *fl;          /* accounts, rate limits (au_flows.c) */
+    struct au_mail *mail;         /* outgoing e-mail (au_mail.c) */
     mx_counter_t *m_logins, *m_tokens, *m_validations;
 } au_state_t;
 
@@ -430,6 +436,8 @@ extern const mx_manage_cmd_t au_manage_cmds[];
 #define AU_CROSSSIGN_RESET_MS (10 * 60 * 1000)
 
 enum { AU_REG_CLOSED = 0, AU_REG_OPEN = 1, AU_REG_TOKEN = 2 };
+/* AU_EMAIL_DEV: verification required at registration (the link is
+ * logged, or mailed when `email_smtp`). */
 enum { AU_EMAIL_OFF = 0, AU_EMAIL_DEV = 1 };
 typedef struct au_rl au_rl_t;           /* au_ratelimit.c */
 typedef struct au_flows {
@@ -437,6 +445,7 @@ typedef struct au_flows {
     bool password_change_allowed;
     int64_t pw_min_length, pw_min_classes;   /* classes: lower, upper, digit, other */
     int email_verification;       /* AU_EMAIL_* (au_email.c) */
+    bool email_smtp;              /* email_verification: smtp (au_mail.c sends) */
     au_rl_t *login_ip, *login_account;
 } au_flows_t;
 /* Reads conf->account / rate_limit into au.fl (from start). */
@@ -481,9 +490,39 @@ typedef void (*au_gate_fn)(int status, bool ok, void *ud);
 int au_email_login_gate(const char *user_id, au_gate_fn cb, void *ud);
 int au_email_routes(void);
 
+/* Outgoing e-mail (au_mail.c).  Checks auth.email and prepares the SMTP
+ * transport (from init); state freed by au_mail_fini. */
+int au_mail_init(char *err, size_t errlen);
+void au_mail_fini(void);
+/* Whether auth.email.transport is smtp. */
+bool au_mail_smtp(void);
+/* A header value without control characters (CR, LF...), not too long. */
+bool au_mail_header_ok(const char *s);
+/* The RFC 5322 message (headers: From, To, Reply-To, Subject, Date,
+ * Message-ID, MIME text/plain UTF-8) to `to` (a bare address), from the
+ * pool; NULL when an address or the subject is unusable. */
+char *au_mail_compose(mx_pool_t *pool, const char *to, const char *subject, const char *body);
+/* Sends `message` (copied) to `to` off the loop; `cb` runs on the loop
+ * with 0, MX_ETIMEOUT or a negative code (the reason is logged).  Returns
+ * -EAGAIN when too many mails wait, -ENOSYS without the smtp transport. */
+typedef void (*au_mail_fn)(int status, void *ud);
+int au_mail_send(const char *to, const char *message, au_mail_fn cb, void *ud);
+
 /* Verifies a JWS we signed (any of our keys, by kid); the claims (new
  * reference) or NULL. */
 json_t *au_jws_verify(const char *jws);
+/* The one JWS verifier (au_jwks.c), for our keys and upstream JWKS alike:
+ * parses compact `jws` (RS256 or ES256 only), hashes its signing input and
+ * asks `fn` whether a key it knows (by `kid`, may be NULL) signed it.
+ * Returns the claims (new reference), or NULL with *why (static text). */
+typedef bool (*au_jws_key_fn)(bool ec, const char *kid, const unsigned char digest[32],
+                              const unsigned char *sig, size_t sl, void *ud);
+json_t *au_jws_check(const char *jws, au_jws_key_fn fn, void *ud, const char **why);
+/* Whether `sig` is the JWS signature of `digest` (SHA-256) by public key
+ * `pk`: RS256 (PKCS#1 v1.5) or, with `ec`, ES256 on P-256 (r || s). */
+struct mbedtls_pk_context;
+bool au_jws_sig_ok(struct mbedtls_pk_context *pk, bool ec, const unsigned char digest[32],
+                   const unsigned char *sig, size_t sl);
 
 /* Cross-signing reset approval (MSC3967/MSC4312): the account page records
  * that `user_id` may replace its cross-signing keys without UIA for

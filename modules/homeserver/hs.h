@@ -137,6 +137,10 @@ typedef struct hs_sync_ctx {
     json_t *joined_rooms;             /* array of room IDs the user is joined to (borrowed) */
     json_t *response;                 /* the body being built (borrowed); providers add
                                          to it, e.g. rooms.join.<id>.ephemeral.events */
+    bool members_moved;               /* a membership event in (since, upto] in one of the
+                                         user's rooms (theirs or another member's): when
+                                         false, who shares a room with the user is as at
+                                         `since` (providers may skip such reads) */
 } hs_sync_ctx_t;
 typedef void (*hs_sync_part_done_fn)(hs_sync_ctx_t *sc, int status);
 /* A provider fills its sections then calls done (at once or later). */

@@ -61,29 +61,6 @@ int web_guest_access(void)
     return json_is_true(v);
 }
 
-static int is_dir(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The landing page: configured, installed, or (running from the build
- * tree) the source tree's copy. */
-static char *landing_dir(void)
-{
-    if (web.conf->landing_path)
-        return strdup(web.conf->landing_path);
-#ifdef MX_DATADIR
-    if (is_dir(MX_DATADIR "/web/landing"))
-        return strdup(MX_DATADIR "/web/landing");
-#endif
-#ifdef MX_SRCDIR
-    if (is_dir(MX_SRCDIR "/web/landing"))
-        return strdup(MX_SRCDIR "/web/landing");
-#endif
-    return strdup("web/landing");
-}
-
 /* The account page: configured, else the auth module's (its `issuer` or
  * `public_base` + "account/"), else none. */
 static char *resolve_account_url(void)
@@ -156,7 +133,7 @@ static int web_start(char *err, size_t errlen)
         if ((ew = malloc(n)))
             snprintf(ew, n, "%s/element-web", sc->data_dir);
     }
-    char *land = landing_dir();
+    char *land = mx_share_dir(web.conf->landing_path, "web/landing");
     web.account_url = resolve_account_url();
     web.admin_url = strdup(web.conf->admin_url ? web.conf->admin_url : "/admin/");
     if (!ew || !land || !web.admin_url) {
@@ -195,6 +172,7 @@ static void web_stop(void (*done)(const char *module))
 
 static void web_fini(void)
 {
+    web_cache_free();
     web_root_close(&web.element);
     web_root_close(&web.landing);
     web_doc_free(&web.config_json);

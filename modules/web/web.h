@@ -5,6 +5,7 @@
  *
  *   web.c             descriptor, config table, lifecycle
  *   web_static.c      files: paths, MIME types, caching, ranges, encodings
+ *   web_cache.c       open files, their headers and small contents, kept a second
  *   web_config_json.c Element Web's config.json from our config
  *   web_landing.c     the landing page shown while Element Web is missing
  *   web_wellknown.c   the three well-known documents
@@ -17,6 +18,7 @@
 
 #include "mx.h"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define WEB_MOD "web"
@@ -63,7 +65,25 @@ typedef struct web_root {
     ino_t ino;
     uint64_t checked_ms;          /* last time `path` was compared with `fd` */
     int has_index;                /* index.html present (checked with the above) */
+    uint64_t gen;                 /* bumped at every (re)open: cached files re-checked */
 } web_root_t;
+
+/* A file of a root as web_cache.c knows it (owned by the cache; valid until
+ * the next web_cache_trim/clear, i.e. for the request that looked it up). */
+typedef struct web_file {
+    struct web_file *next;        /* hash chain */
+    char *rel;                    /* the name under the root (same allocation) */
+    const web_root_t *root;
+    uint64_t gen;                 /* root->gen when last checked */
+    uint64_t checked_ms;
+    int err;                      /* 0, or -ENOENT, -EISDIR, -EACCES... */
+    int fd;                       /* open when the content is not kept, else -1 */
+    char *body;                   /* the whole content (small files), or NULL */
+    size_t len;
+    struct stat st;
+    char etag[48];                /* "\"size-mtime\"" */
+    char lm[40];                  /* Last-Modified */
+} web_file_t;
 
 typedef struct web_state {
     const web_conf_t *conf;
@@ -74,6 +94,7 @@ typedef struct web_state {
     web_doc_t wk_client, wk_server, wk_support; /* body NULL: 404 */
     char *account_url, *admin_url; /* malloc'd, resolved */
     int has_auth, has_rtc;
+    struct web_cache *cache;      /* web_cache.c */
 } web_state_t;
 
 extern web_state_t web;
@@ -97,10 +118,20 @@ void web_reply_doc(mx_req_t *req, const web_doc_t *doc, const char *ctype,
 /* Fills `doc` with a copy of `body` (len bytes) and its ETag; 0 or -ENOMEM. */
 int web_doc_set(web_doc_t *doc, const char *body, size_t len);
 void web_doc_free(web_doc_t *doc);
-/* Reads a whole (small) file into a malloc'd NUL-terminated buffer. */
-char *web_read_file(const char *path, size_t *len);
+/* Opens `rel` (no leading '/') read-only strictly inside `root`: the fd,
+ * or -errno (-ENOENT / -ENOTDIR: not there; anything else: refused). */
+int web_open_beneath(const web_root_t *root, const char *rel);
 /* The MIME type of a file name (by extension). */
 const char *web_mime_type(const char *name);
+
+/* web_cache.c */
+/* The file `rel` of `root`: 0 with *out set, or its error (-ENOENT,
+ * -EISDIR, -EACCES...; *out is set then too, or -ENOMEM). */
+int web_cache_get(const web_root_t *root, const char *rel, const web_file_t **out);
+/* Empties the cache when it went over its bounds (before a request). */
+void web_cache_trim(void);
+void web_cache_clear(void);
+void web_cache_free(void);
 
 /* web_config_json.c */
 /* Builds Element Web's config.json (new reference). */

@@ -11,6 +11,7 @@
 #include "web.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,7 @@ int web_landing_build(char *err, size_t errlen)
     if (web.landing.path) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/index.html", web.landing.path);
-        tpl = web_read_file(path, NULL);
+        tpl = mx_read_file(AT_FDCWD, path, 0, 1024 * 1024, NULL);
     }
     const char *t = tpl ? tpl : fallback;
     buf_t b = { 0 };

@@ -52,6 +52,7 @@ int web_root_open(web_root_t *root, const char *path)
     root->fd = -1;
     root->has_index = 0;
     root->checked_ms = mx_now_ms();
+    root->gen++;
     if (!canon)
         return -errno ? -errno : -ENOENT;
     int fd = open(canon, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -91,6 +92,7 @@ void web_root_refresh(web_root_t *root)
             close(root->fd);
             root->fd = -1;
             root->has_index = 0;
+            root->gen++;
         }
         return;
     }
@@ -105,9 +107,7 @@ void web_root_refresh(web_root_t *root)
     root->has_index = faccessat(root->fd, "index.html", F_OK, 0) == 0;
 }
 
-/* Opens `rel` (no leading '/') strictly inside `root`.  Returns the fd or
- * -errno: -ENOENT / -ENOTDIR for "not there", anything else for "refused". */
-static int open_beneath(const web_root_t *root, const char *rel)
+int web_open_beneath(const web_root_t *root, const char *rel)
 {
     static int no_openat2;   /* set once the kernel says it has none */
     if (root->fd < 0)
@@ -362,17 +362,6 @@ static int etag_listed(const char *list, const char *etag)
     return 0;
 }
 
-static void http_date(time_t t, char *buf, size_t cap)
-{
-    static const char *const days[] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char *const mons[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* Parses an IMF-fixdate; -1 when it is not one. */
 static time_t parse_http_date(const char *s)
 {
@@ -426,41 +415,6 @@ static void reply_text(mx_req_t *req, int status, const char *text)
 {
     web_security_headers(req);
     mx_req_reply(req, status, "text/plain; charset=utf-8", text, strlen(text));
-}
-
-char *web_read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
 }
 
 /* ------------------------------------------------------------- ranges --- */
@@ -569,34 +523,17 @@ static int accepts(const char *ae, const char *coding)
 /* ------------------------------------------------------------- serving --- */
 
 typedef struct file {
-    int fd;
-    struct stat st;
+    const web_file_t *wf;
     const char *encoding;   /* "br", "gzip" or NULL */
 } file_t;
 
-/* Opens `rel` as a regular file; -ENOENT for missing (SPA fallback may
+/* Looks `rel` up as a regular file; -ENOENT for missing (SPA fallback may
  * apply), other codes for refused. */
 static int open_file(const web_root_t *root, const char *rel, file_t *f)
 {
-    int fd = open_beneath(root, rel);
-    if (fd < 0)
-        return fd == -ENOTDIR ? -ENOENT : fd;
-    if (fstat(fd, &f->st) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    if (S_ISDIR(f->st.st_mode)) {
-        close(fd);
-        return -EISDIR;
-    }
-    if (!S_ISREG(f->st.st_mode)) {
-        close(fd);
-        return -EACCES;
-    }
-    f->fd = fd;
+    int rc = web_cache_get(root, rel, &f->wf);
     f->encoding = NULL;
-    return 0;
+    return rc;
 }
 
 /* Swaps `f` for a precompressed sibling the client accepts, if any. */
@@ -615,7 +552,6 @@ static void pick_encoding(mx_req_t *req, const web_root_t *root, const char *rel
         snprintf(sib, sizeof(sib), "%s%s", rel, cands[i].suffix);
         file_t z;
         if (open_file(root, sib, &z) == 0) {
-            close(f->fd);
             *f = z;
             f->encoding = cands[i].coding;
             return;
@@ -631,6 +567,7 @@ static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, fi
         mx_req_set_header(req, "Vary", "Accept-Encoding");
         pick_encoding(req, root, rel, f);
     }
+    const web_file_t *wf = f->wf;
     web_security_headers(req);
     if (is_nocache(rel))
         mx_req_set_header(req, "Cache-Control", "no-cache");
@@ -639,14 +576,15 @@ static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, fi
     if (f->encoding)
         mx_req_set_header(req, "Content-Encoding", f->encoding);
 
-    char etag[96], lm[40];
-    snprintf(etag, sizeof(etag), "\"%llx-%llx%s%s\"", (unsigned long long)f->st.st_size,
-             (unsigned long long)f->st.st_mtim.tv_sec * 1000000000ull +
-                 (unsigned long long)f->st.st_mtim.tv_nsec,
-             f->encoding ? "-" : "", f->encoding ? f->encoding : "");
-    http_date(f->st.st_mtim.tv_sec, lm, sizeof(lm));
+    char etag_enc[64];
+    const char *etag = wf->etag;
+    if (f->encoding) {
+        snprintf(etag_enc, sizeof(etag_enc), "%.*s-%s\"", (int)strlen(wf->etag) - 1, wf->etag,
+                 f->encoding);
+        etag = etag_enc;
+    }
     mx_req_set_header(req, "ETag", etag);
-    mx_req_set_header(req, "Last-Modified", lm);
+    mx_req_set_header(req, "Last-Modified", wf->lm);
     mx_req_set_header(req, "Accept-Ranges", "bytes");
 
     /* Conditionals (RFC 9110 13.2.2): If-None-Match wins over
@@ -658,24 +596,22 @@ static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, fi
         not_modified = etag_listed(inm, etag);
     } else if (ims) {
         time_t t = parse_http_date(ims);
-        not_modified = t != (time_t)-1 && f->st.st_mtim.tv_sec <= t;
+        not_modified = t != (time_t)-1 && wf->st.st_mtim.tv_sec <= t;
     }
     if (not_modified) {
-        close(f->fd);
         mx_req_reply(req, 304, NULL, NULL, 0);
         return;
     }
 
-    uint64_t size = (uint64_t)f->st.st_size, start = 0, len = size;
+    uint64_t size = (uint64_t)wf->st.st_size, start = 0, len = size;
     int status = 200;
     const char *range = mx_req_header(req, "Range");
     const char *ifr = mx_req_header(req, "If-Range");
-    if (range && ifr && strcmp(ifr, etag) && strcmp(ifr, lm))
+    if (range && ifr && strcmp(ifr, etag) && strcmp(ifr, wf->lm))
         range = NULL;   /* the client's copy is stale: send it all */
     if (range) {
         int rc = parse_range(range, size, &start, &len);
         if (rc < 0) {
-            close(f->fd);
             char cr[48];
             snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
             mx_req_set_header(req, "Content-Range", cr);
@@ -694,12 +630,22 @@ static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, fi
         }
     }
     if (len > (uint64_t)web.conf->max_file_size) {
-        close(f->fd);
         mx_log(WEB_MOD, MX_LOG_WARN, "%s is larger than web.max_file_size", rel);
         reply_text(req, 500, "File too large\n");
         return;
     }
-    mx_req_reply_file(req, status, ctype, f->fd, (off_t)start, (size_t)len);
+    if (wf->body) {   /* small: from memory, with the header block in one write */
+        mx_req_reply(req, status, ctype, wf->body + start, (size_t)len);
+        return;
+    }
+    /* The core closes what it is given: a second descriptor of the cached
+     * one (same open file, the offset is not used: sendfile/pread). */
+    int fd = fcntl(wf->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+        reply_text(req, 503, "Too many open files\n");
+        return;
+    }
+    mx_req_reply_file(req, status, ctype, fd, (off_t)start, (size_t)len);
 }
 
 /* Does the last segment end in an extension we know ("/x.js": a file;
@@ -768,6 +714,7 @@ int web_static_handler(mx_req_t *req, void *ud)
         web_reply_doc(req, &web.config_json, "application/json", "no-cache");
         return MX_DONE;
     }
+    web_cache_trim();
     web_root_refresh(&web.element);
     if (web.element.fd >= 0 && web.element.has_index) {
         serve_from(req, &web.element, rel, web.conf->spa_fallback);

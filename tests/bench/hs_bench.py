@@ -8,7 +8,12 @@ SQLite/PostgreSQL itself with --start [--pg CONNINFO]):
   - initial /sync for a user in 100 rooms x 50 events, and incremental /sync
   - fan-out delay: one send to a room with 100 members long-polling /sync
   - RSS before and after
+  - server CPU time per sent event (utime+stime from /proc during the wrk run)
 Usage: /usr/bin/python3 tests/bench/hs_bench.py --start [--pg CONNINFO] [--build DIR]
+         [--only send] [--duration S] [--senders N] [--port P] [--db-args YAML]
+--only send runs the two send measurements only.  --db-args adds keys to
+database.args (e.g. "synchronous: full").  The load average is printed with the
+figures, as the machine may be shared.
 """
 import argparse
 import asyncio
@@ -30,6 +35,19 @@ SRC = os.path.dirname(os.path.dirname(HERE))
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(len(v) * p / 100))]
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
 
 
 def rss_kb(pid):
@@ -60,7 +78,7 @@ class Api:
                                      "auth": {"type": "m.login.dummy"}})
 
 
-async def bench(base, pid):
+async def bench(base, pid, a):
     out = {}
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as s:
@@ -74,7 +92,7 @@ async def bench(base, pid):
 
         # single sender latency
         lat = []
-        for i in range(500):
+        for i in range(a.single):
             t = time.perf_counter()
             await api.call("PUT", f"/_matrix/client/v3/rooms/{room}/send/m.room.message/s{i}", tok,
                            {"msgtype": "m.text", "body": f"m{i}"})
@@ -88,13 +106,27 @@ async def bench(base, pid):
             rooms.append((await api.call("POST", "/_matrix/client/v3/createRoom", tok,
                                          {"preset": "public_chat"}))["room_id"])
         env = dict(os.environ, MX_TOKEN=tok, MX_ROOMS=",".join(rooms))
-        w = subprocess.run(["wrk", "-t2", "-c32", "-d10s", "--latency", "-s",
+        cpu0 = cpu_ticks(pid) if pid else 0
+        w = subprocess.run(["wrk", "-t2", f"-c{a.senders}", f"-d{a.duration}s", "--latency", "-s",
                             os.path.join(HERE, "send.lua"), base], capture_output=True, text=True,
                            env=env)
+        cpu1 = cpu_ticks(pid) if pid else 0
+        k = f"send_{a.senders}_senders"
         m = re.search(r"Requests/sec:\s+([\d.]+)", w.stdout)
-        out["send_32_senders_events_per_s"] = float(m.group(1)) if m else w.stdout + w.stderr
+        out[k + "_events_per_s"] = float(m.group(1)) if m else w.stdout + w.stderr
         m = re.search(r"99%\s+(\S+)", w.stdout)
-        out["send_32_senders_p99"] = m.group(1) if m else None
+        out[k + "_p99"] = m.group(1) if m else None
+        m = re.search(r"(\d+) requests in", w.stdout)
+        if pid and m and int(m.group(1)):
+            hz = os.sysconf("SC_CLK_TCK")
+            out[k + "_server_cpu_us_per_event"] = round((cpu1 - cpu0) / hz * 1e6 / int(m.group(1)), 1)
+        if "send failed" in w.stderr:
+            out[k + "_errors"] = w.stderr.count("send failed")
+        out["loadavg"] = open("/proc/loadavg").read().split()[:3]
+        if a.only == "send":
+            if pid:
+                out["rss_after_kb"] = rss_kb(pid)
+            return out
 
         # initial sync of a user in 100 rooms x 50 events
         u = await api.register()
@@ -166,17 +198,19 @@ async def bench(base, pid):
     return out
 
 
-def start_server(build, pg):
+def start_server(build, pg, port, db_args):
     d = tempfile.mkdtemp(prefix="mxbench-")
-    port = 18420
-    db = (f"database: {{name: psycopg2, args: {{dsn: \"{pg}\"}}}}" if pg else
-          f"database: {{name: sqlite3, args: {{database: {d}/hs.db}}}}")
+    port = port or free_port()
+    extra = f", {db_args}" if db_args else ""
+    db = (f"database: {{name: psycopg2, args: {{dsn: \"{pg}\"{extra}}}}}" if pg else
+          f"database: {{name: sqlite3, args: {{database: {d}/hs.db{extra}}}}}")
     with open(f"{d}/c.yaml", "w") as f:
         f.write(f"""server_name: localhost
 listeners: [{{port: {port}, bind_addresses: ['127.0.0.1'], type: http, resources: [{{names: [client, health]}}]}}]
 {db}
 signing_key_path: {d}/signing.key
 enable_registration: true
+modules: [homeserver]
 log_level: warn
 homeserver: {{rc_message_per_second: 100000, rc_message_burst: 100000, rc_login_per_second: 1000,
   rc_login_burst: 1000, rc_registration_per_second: 10000, rc_registration_burst: 10000,
@@ -199,13 +233,19 @@ def main():
     ap.add_argument("--start", action="store_true")
     ap.add_argument("--pg")
     ap.add_argument("--build", default=os.path.join(SRC, "build"))
+    ap.add_argument("--only", choices=["send"])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--senders", type=int, default=32)
+    ap.add_argument("--single", type=int, default=500, help="single-sender sends")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--db-args", default="")
     a = ap.parse_args()
     proc = None
     url = a.url
     if a.start:
-        proc, url = start_server(a.build, a.pg)
+        proc, url = start_server(a.build, a.pg, a.port, a.db_args)
     try:
-        res = asyncio.run(bench(url, proc.pid if proc else None))
+        res = asyncio.run(bench(url, proc.pid if proc else None, a))
         for k, v in res.items():
             print(f"{k}: {v}")
     finally:

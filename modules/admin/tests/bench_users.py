@@ -68,7 +68,12 @@ def run(engine):
             ("dir=b", "/_synapse/admin/v2/users?limit=100&dir=b"),
             ("order_by=creation_ts", "/_synapse/admin/v2/users?limit=100&order_by=creation_ts"),
             ("order_by=displayname", "/_synapse/admin/v2/users?limit=100&order_by=displayname"),
+            ("creation_ts from=N/2",
+             f"/_synapse/admin/v2/users?limit=100&order_by=creation_ts&from={N // 2}"),
+            ("displayname from=N/2",
+             f"/_synapse/admin/v2/users?limit=100&order_by=displayname&from={N // 2}"),
             ("name filter", "/_synapse/admin/v2/users?limit=100&name=user%204242"),
+            ("name filter, many", "/_synapse/admin/v2/users?limit=100&name=bench0&from=5000"),
         ]:
             if path is None:
                 # Following next_token from a deep page (keyset continuation).

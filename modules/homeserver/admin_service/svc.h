@@ -10,10 +10,10 @@
  * pipeline for leave events, the media part's delete and quarantine).
  *
  * It owns the schema "homeserver.admin" (blocked rooms, purge jobs,
- * destinations, rate-limit overrides, notices rooms, protected media).  Room deletions
- * run in the background and are tracked in memory (as Synapse does until
- * they are done).  All state hangs off `svc`, set by hs_admin_service_start;
- * everything runs on the loop thread.
+ * destinations, rate-limit overrides, notices rooms, protected media, room
+ * deletion jobs).  Purges and room deletions run in the background in
+ * steps that each commit, and resume after a restart.  All state hangs off
+ * `svc`, set by hs_admin_service_start; everything runs on the loop thread.
  */
 #ifndef HS_ADMIN_SVC_H
 #define HS_ADMIN_SVC_H
@@ -83,8 +83,7 @@ bool svc_is_local(const char *user_id);
 typedef struct svc_delete svc_delete_t;
 typedef struct svc_state {
     json_t *blocked;           /* room_id -> user_id or null (cache of blocked_rooms) */
-    svc_delete_t *deletes;     /* every room deletion since start (newest first) */
-    uint64_t next_delete;
+    svc_delete_t *deletes;     /* room deletions running in this process */
     /* Totals of the user list by filter (count SQL + binds -> total),
      * valid while `counts_gen` is unchanged and for SVC_COUNT_TTL_MS. */
     json_t *counts;
@@ -142,6 +141,9 @@ void svc_leave_all_rooms(const char *user_id);
 /* svc_room_delete.c */
 int svc_delete_room(const char *room_id, const json_t *opts, hs_admin_done_fn cb, void *ud);
 int svc_delete_status(const char *room_id, const char *delete_id, hs_admin_done_fn cb, void *ud);
+/* Restarts the deletions a restart cut short (at start). */
+int svc_delete_resume(void);
+/* Forgets the running deletions (their rows stay, to be resumed). */
 void svc_deletes_free(void);
 /* svc_tokens.c */
 int svc_list_regtokens(int valid, hs_admin_done_fn cb, void *ud);
@@ -170,6 +172,18 @@ int svc_purge_history(const char *room_id, const json_t *opts, hs_admin_done_fn 
 int svc_purge_history_status(const char *purge_id, hs_admin_done_fn cb, void *ud);
 /* Restarts the purges a restart cut short (at start). */
 int svc_purge_resume(void);
+/* Shared with room deletion: adds the query for the next step of a walk
+ * over the events of `room_id` after stream position `done` and before
+ * `upto` (at most `step` of them): one row, (MAX(stream_ordering) or NULL
+ * when none is left, COUNT). */
+void svc_events_next_add(mx_sql_batch_t *b, const char *room_id, int64_t done, int64_t upto,
+                         int64_t step);
+/* Adds the deletion of the room's events at stream positions in (lo, hi]
+ * and of their rows in the other tables (transaction IDs, push actions,
+ * relations, threads, state group links, search).  `keep_current`: the
+ * room's current state events stay (purge history). */
+void svc_events_delete_add(mx_sql_batch_t *b, const char *room_id, int64_t lo, int64_t hi,
+                           bool keep_current);
 /* svc_fed.c */
 int svc_list_destinations(const json_t *q, hs_admin_done_fn cb, void *ud);
 int svc_get_destination(const char *destination, hs_admin_done_fn cb, void *ud);

@@ -1,6 +1,6 @@
 /*
  * svc_main.c: the admin service's start (schema "homeserver.admin", the
- * blocked-rooms and rate-limit caches, resumed purges, registration of
+ * blocked-rooms and rate-limit caches, resumed purges and room deletions, registration of
  * `homeserver.admin`) and the small
  * helpers every file of the service uses (calls, errors, query members).
  */
@@ -191,10 +191,57 @@ static const char svc_v3[] =
     "CREATE INDEX users_admin_created ON users(creation_ts, name, is_guest, deactivated,"
     " locked);";
 
+/* Room deletions (svc_room_delete.c): parameters, status and progress,
+ * so that they resume after a restart and their status outlives it. */
+static const char svc_v4[] =
+    "CREATE TABLE room_delete_jobs (delete_id TEXT PRIMARY KEY, room_id TEXT NOT NULL,"
+    " requester TEXT, block INTEGER NOT NULL, purge INTEGER NOT NULL,"
+    " force_purge INTEGER NOT NULL, new_room_user_id TEXT, room_name TEXT, message TEXT,"
+    " status TEXT NOT NULL, error TEXT, kicked TEXT NOT NULL DEFAULT '[]',"
+    " failed TEXT NOT NULL DEFAULT '[]', aliases TEXT NOT NULL DEFAULT '[]',"
+    " new_room_id TEXT, done_upto BIGINT NOT NULL, events_purged BIGINT NOT NULL DEFAULT 0,"
+    " events_total BIGINT, ts BIGINT NOT NULL);"
+    "CREATE INDEX room_delete_jobs_room ON room_delete_jobs(room_id, ts);"
+    "CREATE INDEX room_delete_jobs_status ON room_delete_jobs(status);";
+
+/* The user list's totals: users per (is_guest, deactivated, locked, admin),
+ * kept by triggers in the transaction of every insert, delete or flag
+ * change of users, so that `total` reads at most 16 rows. */
+#define SVC_COUNTS_TABLE                                                                   \
+    "CREATE TABLE user_counts (is_guest INTEGER NOT NULL, deactivated INTEGER NOT NULL,"    \
+    " locked INTEGER NOT NULL, admin INTEGER NOT NULL, n BIGINT NOT NULL,"                 \
+    " PRIMARY KEY (is_guest, deactivated, locked, admin));"                                \
+    "INSERT INTO user_counts (is_guest, deactivated, locked, admin, n)"                    \
+    " SELECT is_guest, deactivated, locked, admin, COUNT(*) FROM users"                    \
+    " GROUP BY is_guest, deactivated, locked, admin;"
+#define SVC_COUNT_ADD(R, D)                                                                \
+    "INSERT INTO user_counts (is_guest, deactivated, locked, admin, n) VALUES"             \
+    " (" R ".is_guest, " R ".deactivated, " R ".locked, " R ".admin, " D ")"               \
+    " ON CONFLICT (is_guest, deactivated, locked, admin) DO UPDATE SET"                    \
+    " n = user_counts.n + (" D ");"
+static const char svc_v5_sqlite[] =
+    SVC_COUNTS_TABLE
+    "CREATE TRIGGER user_counts_ins AFTER INSERT ON users BEGIN "
+    SVC_COUNT_ADD("NEW", "1") " END;"
+    "CREATE TRIGGER user_counts_del AFTER DELETE ON users BEGIN "
+    SVC_COUNT_ADD("OLD", "-1") " END;"
+    "CREATE TRIGGER user_counts_upd AFTER UPDATE OF is_guest, deactivated, locked, admin"
+    " ON users BEGIN " SVC_COUNT_ADD("OLD", "-1") SVC_COUNT_ADD("NEW", "1") " END;";
+static const char svc_v5_postgres[] =
+    SVC_COUNTS_TABLE
+    "CREATE FUNCTION user_counts_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF TG_OP IN ('DELETE', 'UPDATE') THEN " SVC_COUNT_ADD("OLD", "-1") " END IF;"
+    " IF TG_OP IN ('INSERT', 'UPDATE') THEN " SVC_COUNT_ADD("NEW", "1") " END IF;"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER user_counts_trg AFTER INSERT OR DELETE OR UPDATE OF is_guest,"
+    " deactivated, locked, admin ON users FOR EACH ROW EXECUTE FUNCTION user_counts_fn();";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
     { 2, svc_v2, NULL, NULL },
     { 3, svc_v3, NULL, NULL },
+    { 4, svc_v4, NULL, NULL },
+    { 5, NULL, svc_v5_sqlite, svc_v5_postgres },
 };
 
 static const hs_admin_iface_t svc_iface = {
@@ -327,5 +374,9 @@ int hs_admin_service_start(char *err, size_t errlen)
     for (int i = 0; i < mx_sql_nrows(res, 0); i++)
         json_object_set_new(svc->blocked, mx_sql_text(res, 0, i, 0), svc_col_str(res, 0, i, 1));
     mx_sql_res_free(res);
+    if ((rc = svc_delete_resume()) < 0) {
+        snprintf(err, errlen, "homeserver.admin: cannot resume room deletions (%d)", rc);
+        return rc;
+    }
     return mx_service_register(HS_ADMIN_SERVICE, &svc_iface);
 }

@@ -89,6 +89,40 @@ static void svc_purge_written(int status, mx_sql_res_t *res, void *ud)
     " (SELECT event_id FROM current_state WHERE room_id = ?)"
 #define SVC_PURGE_OFF "1125899906842624"
 
+void svc_events_next_add(mx_sql_batch_t *b, const char *room_id, int64_t done, int64_t upto,
+                         int64_t step)
+{
+    mx_sql_add(b, "SELECT MAX(stream_ordering), COUNT(*) FROM (SELECT stream_ordering"
+                  " FROM events WHERE room_id = ? AND stream_ordering > ? AND stream_ordering < ?"
+                  " ORDER BY stream_ordering LIMIT ?) s",
+               "siii", room_id, done, upto, step);
+}
+
+void svc_events_delete_add(mx_sql_batch_t *b, const char *room_id, int64_t lo, int64_t hi,
+                           bool keep_current)
+{
+    /* SVC_PURGE_SEL's last parameter names the room whose current state
+     * is kept; "" names none, so that every event of the range goes. */
+    const char *rid = room_id, *keep = keep_current ? room_id : "";
+    static const char *const deps[] = {
+        "DELETE FROM event_txns WHERE event_id IN (" SVC_PURGE_SEL ")",
+        "DELETE FROM event_push_actions WHERE event_id IN (" SVC_PURGE_SEL ")",
+        "DELETE FROM event_relations WHERE event_id IN (" SVC_PURGE_SEL ")",
+        "DELETE FROM threads WHERE latest_event_id IN (" SVC_PURGE_SEL ")",
+        "DELETE FROM event_to_state_group WHERE event_id IN (" SVC_PURGE_SEL ")",
+    };
+    for (size_t i = 0; i < sizeof(deps) / sizeof(deps[0]); i++)
+        mx_sql_add(b, deps[i], "siis", rid, lo, hi, keep);
+    if (mx_db_is_postgres(hs.db))
+        mx_sql_add(b, "DELETE FROM event_search WHERE event_id IN (" SVC_PURGE_SEL ")", "siis",
+                   rid, lo, hi, keep);
+    else
+        mx_sql_add(b, "DELETE FROM event_search WHERE rowid IN (SELECT stream_ordering FROM"
+                      " events WHERE event_id IN (" SVC_PURGE_SEL "))", "siis", rid, lo, hi, keep);
+    mx_sql_add(b, "DELETE FROM events WHERE event_id IN (" SVC_PURGE_SEL ")", "siis", rid, lo,
+               hi, keep);
+}
+
 static void svc_purge_range(int status, mx_sql_res_t *res, void *ud)
 {
     svc_purge_t *p = ud;
@@ -122,23 +156,7 @@ static void svc_purge_range(int status, mx_sql_res_t *res, void *ud)
                   " WHERE event_id IN (" SVC_PURGE_SEL ") AND (state_key IS NOT NULL OR"
                   " (? = 0 AND event_id LIKE ?)) ON CONFLICT (event_id) DO NOTHING",
                "siisis", rid, lo, hi, rid, (int64_t)p->delete_local, local);
-    static const char *const deps[] = {
-        "DELETE FROM event_txns WHERE event_id IN (" SVC_PURGE_SEL ")",
-        "DELETE FROM event_push_actions WHERE event_id IN (" SVC_PURGE_SEL ")",
-        "DELETE FROM event_relations WHERE event_id IN (" SVC_PURGE_SEL ")",
-        "DELETE FROM threads WHERE latest_event_id IN (" SVC_PURGE_SEL ")",
-        "DELETE FROM event_to_state_group WHERE event_id IN (" SVC_PURGE_SEL ")",
-    };
-    for (size_t i = 0; i < sizeof(deps) / sizeof(deps[0]); i++)
-        mx_sql_add(b, deps[i], "siis", rid, lo, hi, rid);
-    if (mx_db_is_postgres(hs.db))
-        mx_sql_add(b, "DELETE FROM event_search WHERE event_id IN (" SVC_PURGE_SEL ")", "siis",
-                   rid, lo, hi, rid);
-    else
-        mx_sql_add(b, "DELETE FROM event_search WHERE rowid IN (SELECT stream_ordering FROM"
-                      " events WHERE event_id IN (" SVC_PURGE_SEL "))", "siis", rid, lo, hi, rid);
-    mx_sql_add(b, "DELETE FROM events WHERE event_id IN (" SVC_PURGE_SEL ")", "siis", rid, lo,
-               hi, rid);
+    svc_events_delete_add(b, rid, lo, hi, true);
     /* The current state stays, as outliers: below every stream position,
      * so neither /sync nor /messages shows it again while state lookups
      * (state groups, room_memberships) still find it. */
@@ -173,10 +191,7 @@ static void svc_purge_step(svc_purge_t *p)
         svc_purge_failed(p, "out of memory");
         return;
     }
-    mx_sql_add(b, "SELECT MAX(stream_ordering) FROM (SELECT stream_ordering FROM events"
-                  " WHERE room_id = ? AND stream_ordering > ? AND stream_ordering < ?"
-                  " ORDER BY stream_ordering LIMIT ?) s",
-               "siii", p->room_id, p->done, p->upto, (int64_t)SVC_PURGE_STEP);
+    svc_events_next_add(b, p->room_id, p->done, p->upto, SVC_PURGE_STEP);
     if (mx_sql_run(b, svc_purge_range, p) < 0) {
         mx_sql_batch_free(b);
         svc_purge_failed(p, "storage error");

@@ -158,6 +158,12 @@ typedef struct svc_list {
     int64_t total;        /* -1: counted by statement 0 */
     uint64_t gen;         /* counts_gen when the query was sent */
     const char *dir;      /* keyset pages (ordering by user ID) only, else NULL */
+    /* The page query's parts (svc_list_page); pool strings. */
+    char *where, *ord, *count;
+    const char *binds[5];
+    int nb;
+    bool by_profile;
+    int64_t limit;
 } svc_list_t;
 
 static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
@@ -240,6 +246,91 @@ static void svc_add_strs(mx_sql_batch_t *b, const char *sql, const char *const *
     }
 }
 
+/* Raw offsets: the user ID at every SVC_ANCHOR_EVERY-th position of the
+ * list (per filter and direction, kept with the keyset pages and forgotten
+ * with them), so that `from=N` seeks past the anchor before N and skips
+ * fewer than SVC_ANCHOR_EVERY rows: the same rows as OFFSET N. */
+#define SVC_ANCHOR_EVERY 1000
+
+static const json_t *svc_key_get_json(const char *name)
+{
+    svc_key_get(name); /* expires the cache */
+    return json_object_get(svc->keys, name);
+}
+
+/* Runs the page query (and the count when needed): after user ID `after`
+ * (or NULL), skipping `from` rows. */
+static int svc_list_page(svc_call_t *c, const char *after, int64_t from)
+{
+    svc_list_t *l = c->priv;
+    mx_pool_t *p = c->pool;
+    const char *binds[5];
+    memcpy(binds, l->binds, sizeof(binds));
+    int nb = l->nb;
+    char *where = l->where;
+    if (after) {
+        where = svc_and(p, where, *l->dir == 'D' ? "u.name < ?" : "u.name > ?");
+        binds[nb++] = mx_pstrdup(p, after);
+    }
+    /* A deferred join: the page's names come from the narrow inner query
+     * (walking users' name index past `from` rows); only those rows are
+     * joined with profiles and devices. */
+    char *page = where ? mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM"
+                                        " users u%s WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
+                                        " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
+                                        " ON p.user_id = u.name ORDER BY %s",
+                                     l->by_profile ? " LEFT JOIN profiles p ON p.user_id = u.name"
+                                                   : "",
+                                     where, l->ord, l->ord)
+                       : NULL;
+    mx_sql_batch_t *b = page ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
+    if (!b) {
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    if (l->total < 0)
+        svc_add_strs(b, l->count, l->binds, l->nb, false, 0, 0);
+    svc_add_strs(b, page, binds, nb, true, l->limit, from);
+    return svc_run(c, b, svc_list_users_built);
+}
+
+static int svc_list_anchored(svc_call_t *c, const json_t *anchors)
+{
+    size_t k = (size_t)(c->n / SVC_ANCHOR_EVERY);
+    if (k > json_array_size(anchors))
+        k = json_array_size(anchors);
+    if (k == 0)
+        return svc_list_page(c, NULL, c->n);
+    const char *after = json_string_value(json_array_get(anchors, k - 1));
+    return svc_list_page(c, mx_pstrdup(c->pool, after),
+                         c->n - (int64_t)k * SVC_ANCHOR_EVERY);
+}
+
+static void svc_anchors_read(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    svc_list_t *l = c->priv;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    json_t *a = json_array();
+    for (int i = 0; a && i < mx_sql_nrows(res, 0); i++)
+        json_array_append_new(a, json_string(mx_sql_text(res, 0, i, 0)));
+    if (!a) {
+        svc_finish(c, -ENOMEM, NULL);
+        return;
+    }
+    /* Kept unless the users changed while the query ran. */
+    if (l->gen == svc->counts_gen)
+        json_object_set(svc->keys, svc_key_name(c->pool, l->count_key, l->dir, -1), a);
+    hs_admin_done_fn cb = c->cb;
+    void *cud = c->ud;
+    int rc = svc_list_anchored(c, a);
+    json_decref(a);
+    if (rc < 0)
+        cb(rc, NULL, cud);
+}
 int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
 {
     svc_call_t *c = svc_call_new(cb, ud);
@@ -279,8 +370,12 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         where = svc_and(p, where, mx_psprintf(p, "u.name %s ? ESCAPE '\\'", like));
         binds[nb++] = svc_like(p, uid);
     } else if (name && *name) {
-        where = svc_and(p, where, mx_psprintf(p, "(u.name %s ? ESCAPE '\\'"
-                                                 " OR p.displayname %s ? ESCAPE '\\')", like, like));
+        /* Two narrow scans (user IDs, display names) rather than a join
+         * of every user with its profile. */
+        where = svc_and(p, where, mx_psprintf(p, "u.name IN (SELECT name FROM users WHERE name %s"
+                                                 " ? ESCAPE '\\' UNION SELECT user_id FROM"
+                                                 " profiles WHERE displayname %s ? ESCAPE '\\')",
+                                              like, like));
         binds[nb++] = svc_like(p, name);
         binds[nb++] = binds[0];
     }
@@ -300,63 +395,58 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         col = svc_user_orders[k].col;
     }
     const char *d = dir && strcmp(dir, "b") == 0 ? "DESC" : "ASC";
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!where || !b) {
-        mx_sql_batch_free(b);
-        svc_call_free(c);
-        return -ENOMEM;
-    }
-    /* The profile join is needed by the count only for a name filter, and
-     * by the page's inner query also for a profile ordering. */
-    bool by_name = name && *name && !(uid && *uid);
-    bool by_profile = by_name || !strncmp(col, "COALESCE(p.", 11);
-    const char *join = " LEFT JOIN profiles p ON p.user_id = u.name";
-    char *count = mx_psprintf(p, "SELECT COUNT(*) FROM users u%s WHERE %s", by_name ? join : "",
-                              where);
+    /* The profile join is needed only by the page's inner query for a
+     * profile ordering (the name filter reads profiles in a subquery). */
+    bool by_profile = !strncmp(col, "COALESCE(p.", 11);
+    /* Totals without a text filter come from `user_counts` (kept by
+     * triggers in the same transaction as every change to users). */
+    bool counted = !(uid && *uid) && !(name && *name) && !(utype && *utype);
+    char *count = counted ? mx_psprintf(p, "SELECT COALESCE(SUM(u.n), 0) FROM user_counts u"
+                                           " WHERE %s", where)
+                          : mx_psprintf(p, "SELECT COUNT(*) FROM users u WHERE %s", where);
     /* Ordering; the user ID breaks ties (not repeated when it is the key). */
     char *ord = strcmp(col, "u.name") ? mx_psprintf(p, "%s %s, u.name %s", col, d, d)
                                       : mx_psprintf(p, "u.name %s", d);
-    /* A deferred join: the page's names come from the narrow inner query
-     * (walking users' name index past `from` rows); only those rows are
-     * joined with profiles and devices. */
     svc_list_t *l = mx_palloc(p, sizeof(*l));
-    if (!count || !ord || !l) {
-        mx_sql_batch_free(b);
+    if (!where || !count || !ord || !l) {
         svc_call_free(c);
         return -ENOMEM;
     }
+    memset(l, 0, sizeof(*l));
     c->priv = l;
     l->gen = svc->counts_gen;
     l->count_key = mx_psprintf(p, "%s\x1f%s\x1f%s\x1f%s", count, binds[0] ? binds[0] : "",
                                binds[1] ? binds[1] : "", binds[2] ? binds[2] : "");
     l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
     l->dir = !strcmp(col, "u.name") && l->count_key ? d : NULL;
+    l->where = where;
+    l->ord = ord;
+    l->count = count;
+    memcpy(l->binds, binds, sizeof(binds));
+    l->nb = nb;
+    l->limit = limit;
+    l->by_profile = by_profile;
     /* Following a next_token we handed out: continue after its user ID. */
     const char *after = l->dir && from > 0 ? svc_key_get(svc_key_name(p, l->count_key, d, from))
                                            : NULL;
-    int ncount = nb;
-    if (after) {
-        where = svc_and(p, where, *d == 'D' ? "u.name < ?" : "u.name > ?");
-        binds[nb++] = mx_pstrdup(p, after);
-        from = 0;
-    }
-    char *page = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM users u%s"
-                                " WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
-                                " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
-                                " ON p.user_id = u.name ORDER BY %s",
-                             by_profile ? join : "", where, ord, ord);
-    if (!page || !where) {
+    if (after || !l->dir || from < SVC_ANCHOR_EVERY)
+        return svc_list_page(c, after, after ? 0 : from);
+    /* A raw offset (synadm, Element Admin): seek from the nearest anchor. */
+    const json_t *anchors = svc_key_get_json(svc_key_name(p, l->count_key, d, -1));
+    if (anchors)
+        return svc_list_anchored(c, anchors);
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    char *sql = mx_psprintf(p, "SELECT name FROM (SELECT u.name, ROW_NUMBER() OVER (ORDER BY %s)"
+                               " AS rn FROM users u WHERE %s) s WHERE rn %% %d = 0 ORDER BY rn",
+                            ord, where, SVC_ANCHOR_EVERY);
+    if (!b || !sql) {
         mx_sql_batch_free(b);
         svc_call_free(c);
         return -ENOMEM;
     }
-    bool need_count = l->total < 0;
-    if (need_count)
-        svc_add_strs(b, count, binds, ncount, false, 0, 0);
-    svc_add_strs(b, page, binds, nb, true, limit, from);
-    return svc_run(c, b, svc_list_users_built);
+    svc_add_strs(b, sql, binds, nb, false, 0, 0);
+    return svc_run_raw(c, b, svc_anchors_read);
 }
-
 /* ------------------------------------------------------ create / modify --- */
 
 typedef struct svc_up {

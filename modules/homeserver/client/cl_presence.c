@@ -192,6 +192,17 @@ void cl_presence_bump(const char *user_id)
     }
 }
 
+json_t *cl_presence_event(const char *user_id)
+{
+    const pr_entry_t *e = pr_entry(user_id, false);
+    if (!e)
+        return NULL;
+    json_t *content = pr_content(e->state, e->status_msg, e->last_active_ts, mx_now_ms());
+    json_object_set_new(content, "user_id", json_string(user_id));
+    return json_pack("{s:s, s:s, s:o}", "type", "m.presence", "sender", user_id, "content",
+                     content);
+}
+
 typedef struct pr_tick {
     uint64_t now;
 } pr_tick_t;
@@ -332,6 +343,7 @@ static int pr_get_h(mx_req_t *req, void *ud)
 typedef struct pr_sync {
     hs_sync_ctx_t *sc;
     hs_sync_part_done_fn done;
+    int st[2];                /* statement of each read below, -1: not read */
 } pr_sync_t;
 
 static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
@@ -350,8 +362,10 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
      * (incremental syncs): the current presence of users who started to
      * share a room with the user (either side joined) — Synapse sends it
      * so that a client knows the presence of its new room-mates */
-    int nst = sc->initial ? 1 : 2;
-    for (int st = 0; st < nst; st++) {
+    for (int k = 0; k < 2; k++) {
+        int st = s->st[k];
+        if (st < 0)
+            continue;
         for (int i = 0; i < mx_sql_nrows(res, st); i++) {
             const char *user_id = mx_sql_text(res, st, i, 0);
             if (!user_id || json_object_get(seen, user_id))
@@ -361,7 +375,7 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
                 continue;
             const pr_entry_t *e = pr_entry(user_id, false);
             const char *state = e ? e->state : mx_sql_text(res, st, i, 1);
-            if (!state && st == 1)
+            if (!state && k == 1)
                 state = "offline"; /* never seen: offline */
             if (!state)
                 continue;
@@ -391,9 +405,12 @@ static void pr_sync_got(int status, mx_sql_res_t *res, void *ud)
 
 static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
 {
-    /* Nothing new on this stream: no read (most long-poll wake-ups). */
-    if (!sc->initial && sc->since[HS_STREAM_PRESENCE] >= sc->upto[HS_STREAM_PRESENCE] &&
-        sc->since[HS_STREAM_EVENTS] >= sc->upto[HS_STREAM_EVENTS]) {
+    /* Nothing new on this stream and no membership change (nobody new
+     * shares a room with the user): no read (most long-poll wake-ups). */
+    bool changes = sc->initial || sc->since[HS_STREAM_PRESENCE] < sc->upto[HS_STREAM_PRESENCE];
+    bool joins = !sc->initial && sc->members_moved &&
+                 sc->since[HS_STREAM_EVENTS] < sc->upto[HS_STREAM_EVENTS];
+    if (!changes && !joins) {
         json_object_set_new(sc->response, "presence", json_pack("{s:[]}", "events"));
         done(sc, 0);
         return;
@@ -406,15 +423,22 @@ static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     }
     s->sc = sc;
     s->done = done;
+    s->st[0] = s->st[1] = -1;
+    int st = 0;
     int64_t since = sc->initial ? 0 : sc->since[HS_STREAM_PRESENCE];
     const char *me = sc->who->user_id;
-    mx_sql_add(b, "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p"
-                  " WHERE p.stream_id > ? AND p.stream_id <= ? AND (p.user_id = ? OR p.user_id IN"
-                  " (SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2"
-                  " ON m2.room_id = m1.room_id WHERE m1.user_id = ? AND m1.membership = 'join'"
-                  " AND m2.membership = 'join')) ORDER BY p.stream_id",
-               "iiss", since, sc->upto[HS_STREAM_PRESENCE], me, me);
-    if (!sc->initial)
+    if (changes) {
+        s->st[0] = st++;
+        mx_sql_add(b, "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p"
+                      " WHERE p.stream_id > ? AND p.stream_id <= ? AND (p.user_id = ? OR"
+                      " p.user_id IN (SELECT m2.user_id FROM room_memberships m1"
+                      " JOIN room_memberships m2 ON m2.room_id = m1.room_id WHERE m1.user_id = ?"
+                      " AND m1.membership = 'join' AND m2.membership = 'join'))"
+                      " ORDER BY p.stream_id",
+                   "iiss", since, sc->upto[HS_STREAM_PRESENCE], me, me);
+    }
+    if (joins) {
+        s->st[1] = st++;
         /* joins since `since` in the user's rooms (a range of the events
          * stream): the joiner, or everyone when the joiner is the user */
         mx_sql_add(b, "SELECT u.user_id, p.state, p.status_msg, p.last_active_ts FROM"
@@ -427,6 +451,7 @@ static void pr_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
                       " AND (e.state_key = ? OR m2.user_id = e.state_key) AND m2.user_id <> ?) u"
                       " LEFT JOIN presence p ON p.user_id = u.user_id",
                    "siiss", me, sc->since[HS_STREAM_EVENTS], sc->upto[HS_STREAM_EVENTS], me, me);
+    }
     int rc = mx_sql_run(b, pr_sync_got, s);
     if (rc < 0)
         done(sc, rc);

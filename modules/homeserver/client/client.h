@@ -97,6 +97,9 @@ void cl_ad_written(const char *user_id, int64_t pos, bool ok);
 /* The "ordinary" presence effect of a user action (typing, receipts):
  * refreshes last_active without writing. */
 void cl_presence_bump(const char *user_id);
+/* The user's current m.presence event in the legacy shape (content.user_id
+ * set), or NULL when the server knows no presence for them.  New reference. */
+json_t *cl_presence_event(const char *user_id);
 
 /* Part start functions (cl_schema.c calls them from hs_client_start). */
 int cl_schema_start(char *err, size_t errlen);

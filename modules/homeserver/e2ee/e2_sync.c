@@ -13,6 +13,7 @@
 #include "e2ee.h"
 
 #include <errno.h>
+#include <stdlib.h> /* PF_AB_OFF */
 #include <string.h>
 
 typedef struct e2_sync {
@@ -69,7 +70,7 @@ static void e2_sync_read(int status, mx_sql_res_t *res, void *ud)
             json_array_append_new(fb, json_string(mx_sql_text(res, s->st_fb, i, 0)));
         json_object_set_new(resp, "device_unused_fallback_key_types", fb);
         json_t *events = json_array();
-        int n = mx_sql_nrows(res, s->st_td);
+        int n = s->st_td >= 0 ? mx_sql_nrows(res, s->st_td) : 0;
         for (int i = 0; i < n; i++) {
             json_t *m = e2_load(mx_sql_text(res, s->st_td, i, 1));
             if (m)
@@ -99,7 +100,10 @@ static void e2_sync_part(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     s->st_dl = s->st_counts = s->st_fb = s->st_td = -1;
     const char *uid = sc->who->user_id, *did = sc->who->device_id;
     int st = 0;
-    if (!sc->initial) {
+    /* device_lists moves with the device-list stream and with memberships
+     * (who shares a room with the user): neither moved, nothing to read */
+    if (!sc->initial && (sc->members_moved ||
+                         sc->since[HS_STREAM_DEVICE_LISTS] < sc->upto[HS_STREAM_DEVICE_LISTS])) {
         s->st_dl = st;
         st += e2_dl_query(b, uid, sc->since, sc->upto);
     }
@@ -112,8 +116,12 @@ static void e2_sync_part(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
         mx_sql_add(b, "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND"
                       " device_id = ? AND used = 0 ORDER BY algorithm", "ss", uid, did);
         s->st_fb = st++;
-        e2_inbox_select(b, uid, did, since, sc->upto[HS_STREAM_TO_DEVICE], E2_TO_DEVICE_LIMIT);
-        s->st_td = st++;
+        /* to-device: only when the stream moved (or on an initial sync, whose
+         * `since` is 0, so always read then) */
+        if (since < sc->upto[HS_STREAM_TO_DEVICE] || getenv("PF_AB_OFF")) {
+            e2_inbox_select(b, uid, did, since, sc->upto[HS_STREAM_TO_DEVICE], E2_TO_DEVICE_LIMIT);
+            s->st_td = st++;
+        }
     }
     if (!st) {
         mx_sql_batch_free(b);

@@ -206,6 +206,21 @@ static void rb_drop_ignored(rb_ctx_t *c, const json_t *ignored)
         return;
     size_t i;
     json_t *arr;
+    const char *rid;
+    json_t *r, *tmp;
+    /* /sync: a joined room whose timeline held only events of ignored
+     * users (and no state) is left out, as sync leaves out rooms whose new
+     * events were all filtered */
+    json_t *join = json_object_get(json_object_get(c->sync, "rooms"), "join");
+    json_object_foreach_safe(join, tmp, rid, r) {
+        const json_t *tl = json_object_get(json_object_get(r, "timeline"), "events");
+        const json_t *st = json_object_get(json_object_get(r, "state"), "events");
+        bool all = json_array_size(tl) > 0 && json_array_size(st) == 0;
+        for (size_t j = 0; all && j < json_array_size(tl); j++)
+            all = rb_is_ignored(ignored, json_array_get(tl, j));
+        if (all)
+            json_object_del(join, rid);
+    }
     json_array_foreach(c->lists, i, arr) {
         for (size_t j = json_array_size(arr); j-- > 0;)
             if (rb_is_ignored(ignored, json_array_get(arr, j)))
@@ -213,8 +228,6 @@ static void rb_drop_ignored(rb_ctx_t *c, const json_t *ignored)
     }
     /* /sync: invites sent by ignored users are not shown. */
     json_t *inv = json_object_get(json_object_get(c->sync, "rooms"), "invite");
-    const char *rid;
-    json_t *r, *tmp;
     json_object_foreach_safe(inv, tmp, rid, r) {
         json_t *evs = json_object_get(json_object_get(r, "invite_state"), "events");
         size_t j;

@@ -4,10 +4,11 @@
  *
  * Both read the relations index (event_relations, threads) with one read
  * batch and serve the events with their bundled aggregations; events from
- * ignored users are left out.  Access follows Synapse: members and users
- * who left (up to their leave) or anyone for world_readable history; an
- * unknown room or a non-member gets 403, an unknown or invisible parent
- * event 404.  Pagination tokens are the /messages ones ("t<P>", rooms.h),
+ * ignored users are left out, and so are events the room's history
+ * visibility hides from the user (rm_vis_*, as /messages).  Access follows
+ * Synapse: members and users who left (up to their leave) or anyone for
+ * world_readable history; an unknown room or a non-member gets 403, an
+ * unknown or invisible parent event 404.  Pagination tokens are the /messages ones ("t<P>", rooms.h),
  * over the relation's stream position (/relations) or the thread's latest
  * reply position (/threads).
  */
@@ -27,7 +28,8 @@ typedef struct re_ctx {
     const char *room_id, *event_id, *rel_type, *ev_type;
     const char *from_tok;
     int64_t from, to;
-    bool has_to, recurse, participated;
+    bool has_to, recurse, participated, threads;
+    bool peeking;         /* not joined now (Synapse's is_peeking) */
     char dir;
     int limit;
     int64_t world;        /* REL_ALL when the history is world_readable, else -2 */
@@ -126,6 +128,7 @@ static bool re_room_ok(re_ctx_t *c, rm_room_t *room, int status)
     if (v && strcmp(v, "world_readable") == 0)
         c->world = REL_ALL;
     const char *m = rm_membership(room, c->who->user_id);
+    c->peeking = !m || strcmp(m, "join") != 0;
     bool member = m && (strcmp(m, "join") == 0 || strcmp(m, "leave") == 0 ||
                         strcmp(m, "ban") == 0);
     if (!member && c->world != REL_ALL) {
@@ -136,9 +139,9 @@ static bool re_room_ok(re_ctx_t *c, rm_room_t *room, int status)
     return true;
 }
 
-/* ------------------------------------------------------------ /relations --- */
+/* ----------------------------------------------------- shared page ---- */
 
-static void re_rel_reply(int status, void *ud)
+static void re_reply(int status, void *ud)
 {
     re_ctx_t *c = ud;
     (void)status; /* bundles are best effort */
@@ -147,12 +150,51 @@ static void re_rel_reply(int status, void *ud)
     c->chunk = NULL;
     if (c->next)
         json_object_set_new(out, "next_batch", json_string(c->next));
-    if (c->from_tok)
+    if (c->from_tok && !c->threads)
         json_object_set_new(out, "prev_batch", json_string(c->from_tok));
     if (c->recurse)
         json_object_set_new(out, "recursion_depth", json_integer(RE_MAX_DEPTH));
     mx_req_reply_json(c->req, 200, out);
 }
+
+/* Whether row `i` of statement `st` (RM_EV_COLS, then its state group in
+ * column `gcol`) is visible; `ev` may come back redacted (erased sender). */
+static bool re_visible(const re_ctx_t *c, const rm_vis_t *vis, const mx_sql_res_t *res, int st,
+                       int i, int gcol, json_t *ev)
+{
+    if (!vis)
+        return false;
+    int64_t g = mx_sql_is_null(res, st, i, gcol) ? 0 : mx_sql_int(res, st, i, gcol);
+    return rm_vis_visible(vis, g, ev, c->who->user_id, c->peeking);
+}
+
+/* Serves the page of statement `st` (RM_EV_COLS, the paging key in
+ * `key_col`, the state group after it) filtered by the visibility rows of
+ * statement `vst`, with bundles. */
+static void re_page(re_ctx_t *c, const mx_sql_res_t *res, int st, int vst, int key_col)
+{
+    int n = mx_sql_nrows(res, st);
+    bool more = n > c->limit;
+    if (more)
+        n = c->limit;
+    rm_vis_t *vis = rm_vis_load(res, vst);
+    c->chunk = json_array();
+    int64_t last = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *ev = rm_row_event(res, st, i, 0, NULL, RM_CE_ROOM_ID);
+        last = mx_sql_int(res, st, i, key_col);
+        if (ev && re_visible(c, vis, res, st, i, key_col + 1, ev))
+            json_array_append_new(c->chunk, ev);
+        else
+            json_decref(ev);
+    }
+    rm_vis_free(vis);
+    if (more)
+        c->next = rm_make_token(mx_req_pool(c->req), c->dir == 'f' ? last : last - 1);
+    hs_relations_bundle(c->chunk, c->who->user_id, HS_REL_DROP_IGNORED, re_reply, c);
+}
+
+/* ------------------------------------------------------------ /relations --- */
 
 static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
 {
@@ -161,43 +203,38 @@ static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(c->req, status, "reading relations");
         return;
     }
-    if (mx_sql_nrows(res, 0) == 0) {
+    json_t *parent = mx_sql_nrows(res, 0) ? rm_row_event(res, 0, 0, 0, NULL, 0) : NULL;
+    rm_vis_t *pvis = parent ? rm_vis_load(res, 1) : NULL;
+    bool seen = parent && re_visible(c, pvis, res, 0, 0, 6, parent);
+    rm_vis_free(pvis);
+    json_decref(parent);
+    if (!seen) {
         mx_req_error(c->req, 404, "M_NOT_FOUND", "Unknown parent event.");
         return;
     }
-    int n = mx_sql_nrows(res, 1);
-    bool more = n > c->limit;
-    if (more)
-        n = c->limit;
-    c->chunk = json_array();
-    int64_t last = 0;
-    for (int i = 0; i < n; i++) {
-        json_t *ev = rm_row_event(res, 1, i, 0, NULL, RM_CE_ROOM_ID);
-        last = mx_sql_int(res, 1, i, 5);
-        if (ev)
-            json_array_append_new(c->chunk, ev);
-    }
-    if (more)
-        c->next = rm_make_token(mx_req_pool(c->req), c->dir == 'b' ? last - 1 : last);
-    hs_relations_bundle(c->chunk, c->who->user_id, HS_REL_DROP_IGNORED, re_rel_reply, c);
+    re_page(c, res, 2, 3, 5);
 }
 
 /* The relations of the parent (to RE_MAX_DEPTH levels with recurse); the
- * parent and room parameters come first in both forms. */
-#define RE_REL_FROM                                                                      \
+ * parent and room parameters come first in both forms; one %s for the
+ * selected columns. */
+#define RE_REL_JOIN                                                                      \
     " FROM event_relations r JOIN events e ON e.event_id = r.event_id"                   \
-    " WHERE r.relates_to_id = ? AND r.room_id = ?"
+    " LEFT JOIN event_to_state_group g ON g.event_id = e.event_id"
+#define RE_REL_FROM RE_REL_JOIN " WHERE r.relates_to_id = ? AND r.room_id = ?"
 #define RE_REL_WITH_RECURSE                                                              \
     "WITH RECURSIVE rel(event_id, depth) AS ("                                           \
     " SELECT event_id, 1 FROM event_relations WHERE relates_to_id = ? AND room_id = ?"   \
     " UNION ALL SELECT x.event_id, rel.depth + 1 FROM event_relations x"                 \
     " JOIN rel ON x.relates_to_id = rel.event_id WHERE rel.depth < 3) "
-#define RE_REL_FROM_RECURSE                                                              \
-    " FROM event_relations r JOIN events e ON e.event_id = r.event_id"                   \
-    " WHERE r.event_id IN (SELECT event_id FROM rel)"
+#define RE_REL_FROM_RECURSE RE_REL_JOIN " WHERE r.event_id IN (SELECT event_id FROM rel)"
 #define RE_REL_WHERE                                                                     \
     " AND (CAST(? AS TEXT) = '' OR r.rel_type = ?) AND (CAST(? AS TEXT) = '' OR r.type = ?)" \
     " AND r.stream_ordering > ? AND r.stream_ordering <= ?"                               \
+    " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"
+#define RE_PARENT                                                                        \
+    "SELECT %s FROM events e LEFT JOIN event_to_state_group g ON g.event_id = e.event_id"  \
+    " WHERE e.event_id = ? AND e.room_id = ?"                                             \
     " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"
 
 static void re_rel_room(rm_room_t *room, int status, void *ud)
@@ -210,10 +247,13 @@ static void re_rel_room(rm_room_t *room, int status, void *ud)
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
-    mx_sql_add(b, "SELECT 1 FROM events e WHERE e.event_id = ? AND e.room_id = ?"
-                  " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)",
-               "ssissii", c->event_id, c->room_id, REL_ALL, c->room_id, c->who->user_id,
-               c->world, REL_ALL);
+    mx_pool_t *pool = mx_req_pool(c->req);
+    const char *me = c->who->user_id;
+    /* 0: the parent, 1: its visibility, 2: the page, 3: its visibility */
+    mx_sql_add(b, mx_psprintf(pool, RE_PARENT, RM_EV_COLS ", g.group_id"), "ssissii",
+               c->event_id, c->room_id, REL_ALL, c->room_id, me, c->world, REL_ALL);
+    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, RE_PARENT, "e.event_id")), "sssissii", me,
+               c->event_id, c->room_id, REL_ALL, c->room_id, me, c->world, REL_ALL);
     int64_t lo, hi;
     if (c->dir == 'b') {
         hi = c->from;
@@ -223,18 +263,23 @@ static void re_rel_room(rm_room_t *room, int status, void *ud)
         hi = c->has_to ? c->to : REL_ALL;
     }
     static const char *const sql[2][2] = {
-        { "SELECT " RM_EV_COLS RE_REL_FROM RE_REL_WHERE " ORDER BY r.stream_ordering DESC LIMIT ?",
-          "SELECT " RM_EV_COLS RE_REL_FROM RE_REL_WHERE " ORDER BY r.stream_ordering ASC LIMIT ?" },
-        { RE_REL_WITH_RECURSE "SELECT " RM_EV_COLS RE_REL_FROM_RECURSE RE_REL_WHERE
+        { "SELECT %s" RE_REL_FROM RE_REL_WHERE " ORDER BY r.stream_ordering DESC LIMIT ?",
+          "SELECT %s" RE_REL_FROM RE_REL_WHERE " ORDER BY r.stream_ordering ASC LIMIT ?" },
+        { RE_REL_WITH_RECURSE "SELECT %s" RE_REL_FROM_RECURSE RE_REL_WHERE
           " ORDER BY r.stream_ordering DESC LIMIT ?",
-          RE_REL_WITH_RECURSE "SELECT " RM_EV_COLS RE_REL_FROM_RECURSE RE_REL_WHERE
+          RE_REL_WITH_RECURSE "SELECT %s" RE_REL_FROM_RECURSE RE_REL_WHERE
           " ORDER BY r.stream_ordering ASC LIMIT ?" },
     };
+    const char *q = sql[c->recurse][c->dir == 'f'];
     const char *rt = c->rel_type ? c->rel_type : "";
     const char *et = c->ev_type ? c->ev_type : "";
-    mx_sql_add(b, sql[c->recurse][c->dir == 'f'], "ssssssiiissiii", c->event_id, c->room_id, rt,
-               rt, et, et, lo, hi, REL_ALL, c->room_id, c->who->user_id, c->world, REL_ALL,
-               (int64_t)c->limit + 1);
+    int64_t lim = (int64_t)c->limit + 1;
+    mx_sql_add(b, mx_psprintf(pool, q, RM_EV_COLS ", g.group_id"), "ssssssiiissiii",
+               c->event_id, c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me,
+               c->world, REL_ALL, lim);
+    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, q, "e.event_id")), "sssssssiiissiii", me,
+               c->event_id, c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me,
+               c->world, REL_ALL, lim);
     if (mx_sql_run(b, re_rel_read, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "reading relations");
@@ -279,18 +324,6 @@ static void re_rel_authed(mx_req_t *req, const hs_user_t *who, void *ud)
 
 /* -------------------------------------------------------------- /threads --- */
 
-static void re_threads_reply(int status, void *ud)
-{
-    re_ctx_t *c = ud;
-    (void)status;
-    json_t *out = json_object();
-    json_object_set_new(out, "chunk", c->chunk);
-    c->chunk = NULL;
-    if (c->next)
-        json_object_set_new(out, "next_batch", json_string(c->next));
-    mx_req_reply_json(c->req, 200, out);
-}
-
 static void re_threads_read(int status, mx_sql_res_t *res, void *ud)
 {
     re_ctx_t *c = ud;
@@ -298,22 +331,19 @@ static void re_threads_read(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(c->req, status, "reading threads");
         return;
     }
-    int n = mx_sql_nrows(res, 0);
-    bool more = n > c->limit;
-    if (more)
-        n = c->limit;
-    c->chunk = json_array();
-    int64_t last = 0;
-    for (int i = 0; i < n; i++) {
-        json_t *ev = rm_row_event(res, 0, i, 0, NULL, RM_CE_ROOM_ID);
-        last = mx_sql_int(res, 0, i, 6);
-        if (ev)
-            json_array_append_new(c->chunk, ev);
-    }
-    if (more)
-        c->next = rm_make_token(mx_req_pool(c->req), last - 1);
-    hs_relations_bundle(c->chunk, c->who->user_id, HS_REL_DROP_IGNORED, re_threads_reply, c);
+    re_page(c, res, 0, 1, 6);
 }
+
+/* The thread roots, latest reply first; one %s for the selected columns. */
+#define RE_THREADS                                                                       \
+    "SELECT %s FROM threads t JOIN events e ON e.event_id = t.thread_id"                  \
+    " LEFT JOIN event_to_state_group g ON g.event_id = e.event_id"                        \
+    " WHERE t.room_id = ? AND t.latest_stream <= ?"                                       \
+    " AND (CAST(? AS TEXT) = '' OR e.sender = ? OR EXISTS (SELECT 1"                      \
+    "  FROM event_relations p WHERE p.relates_to_id = t.thread_id"                        \
+    "  AND p.rel_type = 'm.thread' AND p.sender = ?))"                                    \
+    " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"                                \
+    " ORDER BY t.latest_stream DESC LIMIT ?"
 
 static void re_threads_room(rm_room_t *room, int status, void *ud)
 {
@@ -325,17 +355,16 @@ static void re_threads_room(rm_room_t *room, int status, void *ud)
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
-    const char *mine = c->participated ? c->who->user_id : "";
-    mx_sql_add(b, "SELECT " RM_EV_COLS ", t.latest_stream FROM threads t"
-                  " JOIN events e ON e.event_id = t.thread_id"
-                  " WHERE t.room_id = ? AND t.latest_stream <= ?"
-                  " AND (CAST(? AS TEXT) = '' OR e.sender = ? OR EXISTS (SELECT 1"
-                  "  FROM event_relations p WHERE p.relates_to_id = t.thread_id"
-                  "  AND p.rel_type = 'm.thread' AND p.sender = ?))"
-                  " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"
-                  " ORDER BY t.latest_stream DESC LIMIT ?",
-               "sisssissiii", c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id,
-               c->who->user_id, c->world, REL_ALL, (int64_t)c->limit + 1);
+    mx_pool_t *pool = mx_req_pool(c->req);
+    const char *me = c->who->user_id;
+    const char *mine = c->participated ? me : "";
+    int64_t lim = (int64_t)c->limit + 1;
+    mx_sql_add(b, mx_psprintf(pool, RE_THREADS, RM_EV_COLS ", t.latest_stream, g.group_id"),
+               "sisssissiii", c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me,
+               c->world, REL_ALL, lim);
+    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, RE_THREADS, "e.event_id")), "ssisssissiii",
+               me, c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me, c->world,
+               REL_ALL, lim);
     if (mx_sql_run(b, re_threads_read, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "reading threads");
@@ -354,6 +383,7 @@ static void re_threads_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         return;
     }
     c->participated = inc && strcmp(inc, "participated") == 0;
+    c->threads = true;
     if (!re_paging(c, 5, false))
         return;
     if (c->limit > 100)

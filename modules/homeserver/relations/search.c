@@ -4,7 +4,9 @@
  * rel_index.c fills: SQLite FTS5 (bm25 rank) or PostgreSQL full-text search
  * (plainto_tsquery, ts_rank).
  *
- * Only rooms the user is joined to are searched.  Request: search_term,
+ * Only rooms the user is joined to are searched, and results the room's
+ * history visibility hides from the user (rm_vis_*, as /messages) are left
+ * out.  Request: search_term,
  * keys (content.body, content.name, content.topic; default all), filter
  * (rooms, not_rooms, senders, not_senders, types, not_types, limit),
  * order_by rank | recent, event_context (before_limit, after_limit,
@@ -276,18 +278,24 @@ static void se_page_read(int status, mx_sql_res_t *res, void *ud)
     c->ranks = json_object();
     c->pos = json_object();
     int64_t last = 0;
+    rm_vis_t *vis = rm_vis_load(res, 2);
     for (int i = 0; i < n; i++) {
         json_t *ev = rm_row_event(res, 0, i, 0, NULL, RM_CE_ROOM_ID);
-        if (!ev)
+        last = mx_sql_int(res, 0, i, 5);
+        int64_t g = mx_sql_is_null(res, 0, i, 8) ? 0 : mx_sql_int(res, 0, i, 8);
+        /* joined now: "peeking" is false */
+        if (!ev || !vis || !rm_vis_visible(vis, g, ev, c->who->user_id, false)) {
+            json_decref(ev);
             continue;
+        }
         const char *id = json_string_value(json_object_get(ev, "event_id"));
         const char *score = mx_sql_text(res, 0, i, 6);
-        last = mx_sql_int(res, 0, i, 5);
         json_object_set_new(c->ranks, id, json_real(score ? strtod(score, NULL) : 0.0));
         json_object_set_new(c->pos, id, json_pack("[s, I, i]", mx_sql_text(res, 0, i, 7),
                                                   (json_int_t)last, 0));
         json_array_append_new(c->events, ev);
     }
+    rm_vis_free(vis);
     c->count = mx_sql_int(res, 1, 0, 0);
     if (more)
         c->next = c->recent ? mx_psprintf(mx_req_pool(c->req), "k%lld", (long long)last)
@@ -308,7 +316,7 @@ static int se_run(se_ctx_t *c, const char *term, const json_t *keys, const json_
     char *f4 = se_in("e.sender", json_object_get(filter, "not_senders"), true);
     char *f5 = se_in("e.type", json_object_get(filter, "types"), false);
     char *f6 = se_in("e.type", json_object_get(filter, "not_types"), true);
-    char *where = NULL, *page = NULL, *count = NULL, *match = NULL;
+    char *where = NULL, *page = NULL, *count = NULL, *match = NULL, *seed = NULL;
     int rc = -ENOMEM;
     if (!kin || !f1 || !f2 || !f3 || !f4 || !f5 || !f6)
         goto out;
@@ -317,27 +325,36 @@ static int se_run(se_ctx_t *c, const char *term, const json_t *keys, const json_
                     pg ? "s" : "event_search", kin, f1, f2, f3, f4, f5, f6);
     if (!where)
         goto out;
-    const char *from = pg ? " FROM event_search s JOIN events e ON e.event_id = s.event_id,"
+    const char *from = pg ? " FROM event_search s JOIN events e ON e.event_id = s.event_id"
+                            " LEFT JOIN event_to_state_group g ON g.event_id = e.event_id,"
                             " plainto_tsquery('english', ?) q WHERE s.vector @@ q"
                           : " FROM event_search JOIN events e ON e.stream_ordering = event_search.rowid"
+                            " LEFT JOIN event_to_state_group g ON g.event_id = e.event_id"
                             " WHERE event_search MATCH ?";
     const char *score = pg ? "ts_rank(s.vector, q)" : "-bm25(event_search)";
     char cur[64] = "";
     if (c->recent && c->cursor > 0)
         snprintf(cur, sizeof(cur), " AND e.stream_ordering < %lld", (long long)c->cursor);
-    page = rel_fmt("SELECT " RM_EV_COLS ", %s AS score, e.room_id%s%s%s ORDER BY %s LIMIT %d"
-                   " OFFSET %lld", score, from, where, cur,
-                   c->recent ? "e.stream_ordering DESC" : "score DESC, e.stream_ordering DESC",
-                   c->limit + 1, c->recent ? 0LL : (long long)c->offset);
+    /* the page (its events' state groups last) and, as the visibility
+     * statement's seed, the page's event IDs */
+    const char *order = c->recent ? "e.stream_ordering DESC" : "score DESC, e.stream_ordering DESC";
+    long long off = c->recent ? 0LL : (long long)c->offset;
+    page = rel_fmt("SELECT " RM_EV_COLS ", %s AS score, e.room_id, g.group_id%s%s%s ORDER BY %s"
+                   " LIMIT %d OFFSET %lld", score, from, where, cur, order, c->limit + 1, off);
+    seed = rel_fmt("SELECT x.event_id FROM (SELECT e.event_id, %s AS score, e.stream_ordering%s%s%s"
+                   " ORDER BY %s LIMIT %d OFFSET %lld) x", score, from, where, cur, order,
+                   c->limit + 1, off);
     count = rel_fmt("SELECT COUNT(*)%s%s", from, where);
     match = pg ? strdup(term) : rel_fts5_query(c->tokens);
-    if (!page || !count || !match)
+    if (!page || !count || !match || !seed)
         goto out;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b)
         goto out;
     mx_sql_add(b, page, "ss", match, c->who->user_id);
     mx_sql_add(b, count, "ss", match, c->who->user_id);
+    mx_sql_add(b, rm_vis_sql(mx_req_pool(c->req), seed), "sss", c->who->user_id, match,
+               c->who->user_id);
     rc = mx_sql_run(b, se_page_read, c);
     if (rc < 0)
         mx_sql_batch_free(b);
@@ -353,6 +370,7 @@ out:
     free(page);
     free(count);
     free(match);
+    free(seed);
     return rc;
 }
 

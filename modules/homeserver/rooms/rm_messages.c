@@ -81,7 +81,7 @@ static bool ms_peeking(const ms_ctx_t *c, const rm_room_t *room)
 
 /* Whether row `i` of statement `st` (group ID in column `gcol`) may be seen. */
 static bool ms_visible(const ms_ctx_t *c, const rm_vis_t *v, const mx_sql_res_t *res, int st,
-                       int i, int gcol, const json_t *ev)
+                       int i, int gcol, json_t *ev)
 {
     if (!v)
         return true;

@@ -10,9 +10,16 @@
  * matter, so a page costs one read whatever its size, and events that share
  * a state group share the walk.  Callers add that statement to the batch
  * that reads the page, select each event's group, then ask rm_vis_visible.
+ *
+ * Erased senders (Synapse's erased-user filter): the events of a user who
+ * deactivated with erase=true are shown redacted to everyone who was not
+ * joined when they were sent.  The set of erased users is kept in memory,
+ * loaded at start and updated by the accounts' deactivation hook.
  */
 #include "rooms.h"
+#include "../accounts/accounts.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +31,9 @@ typedef struct vis_node {
     const char *mem;     /* the user's membership set in this group, or NULL */
     bool has_hv, has_mem;
 } vis_node_t;
+
+/* The erased users (keys; values unused), or NULL before rm_vis_start. */
+static rm_map_t *vis_erased;
 
 struct rm_vis {
     vis_node_t *nodes;   /* sorted by id */
@@ -148,9 +158,12 @@ static int vis_mem_rank(const char *m)
     return 3; /* unknown or none: leave */
 }
 
-bool rm_vis_visible(const rm_vis_t *v, int64_t group, const json_t *ev, const char *user_id,
-                    bool peeking)
+/* The decision itself; *joined tells whether the user was joined at the
+ * event (the most joined side of their own membership change). */
+static bool vis_decide(const rm_vis_t *v, int64_t group, const json_t *ev, const char *user_id,
+                       bool peeking, bool *joined)
 {
+    *joined = false;
     const char *hv = NULL, *mem = NULL;
     bool got_hv = false, got_mem = false;
     const vis_node_t *nd = vis_find(v, group);
@@ -185,12 +198,16 @@ bool rm_vis_visible(const rm_vis_t *v, int64_t group, const json_t *ev, const ch
     if (type && sk && user_id && strcmp(type, "m.room.member") == 0 && strcmp(sk, user_id) == 0) {
         int now = vis_mem_rank(json_string_value(json_object_get(content, "membership")));
         int old = vis_mem_rank(json_string_value(json_object_get(prev, "membership")));
-        if (now == 3 && (old == 0 || old == 1))
+        if (now == 3 && (old == 0 || old == 1)) {
+            *joined = old == 0;
             return true;
+        }
         memr = old < now ? old : now;
     }
-    if (memr == 0)
+    if (memr == 0) {
+        *joined = true;
         return true;
+    }
     switch (hvr) {
     case 3: /* joined */
         return false;
@@ -201,4 +218,74 @@ bool rm_vis_visible(const rm_vis_t *v, int64_t group, const json_t *ev, const ch
     default: /* world_readable */
         return true;
     }
+}
+
+bool rm_vis_visible(const rm_vis_t *v, int64_t group, json_t *ev, const char *user_id,
+                    bool peeking)
+{
+    bool joined;
+    if (!vis_decide(v, group, ev, user_id, peeking, &joined))
+        return false;
+    const char *sender = json_string_value(json_object_get(ev, "sender"));
+    if (!joined && sender && rm_user_erased(sender)) {
+        const hs_room_version_t *rv = hs_room_version_get("10");
+        json_t *red = rv ? hs_event_redact(rv, ev) : NULL;
+        json_t *content = json_object_get(red, "content");
+        json_object_set(ev, "content", content ? content : json_object());
+        json_decref(red);
+    }
+    return true;
+}
+
+/* ------------------------------------------------------- erased users --- */
+
+bool rm_user_erased(const char *user_id)
+{
+    return vis_erased && user_id && rm_map_get(vis_erased, user_id) != NULL;
+}
+
+static void vis_user_deactivated(const char *user_id, bool erase)
+{
+    if (erase && vis_erased && user_id)
+        rm_map_put(vis_erased, user_id, vis_erased);
+}
+
+static const hs_accounts_hooks_t vis_hooks = {
+    .user_deactivated = vis_user_deactivated,
+};
+
+int rm_vis_start(char *err, size_t errlen)
+{
+    if (vis_erased)
+        return 0;
+    if (!(vis_erased = rm_map_new()))
+        return -ENOMEM;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b)
+        return -ENOMEM;
+    mx_sql_add(b, "SELECT name FROM users WHERE erased <> 0", "");
+    mx_sql_res_t *res = NULL;
+    int rc = mx_sql_run_sync(b, &res);
+    if (rc < 0) {
+        snprintf(err, errlen, "homeserver.rooms: cannot load the erased users: %s",
+                 res ? mx_sql_errmsg(res) : "?");
+        if (res)
+            mx_sql_res_free(res);
+        return rc;
+    }
+    for (int i = 0; i < mx_sql_nrows(res, 0); i++) {
+        const char *uid = mx_sql_text(res, 0, i, 0);
+        if (uid)
+            rm_map_put(vis_erased, uid, vis_erased);
+    }
+    mx_sql_res_free(res);
+    if ((rc = hs_accounts_add_hooks(&vis_hooks)) < 0)
+        snprintf(err, errlen, "homeserver.rooms: cannot add the accounts hooks (%d)", rc);
+    return rc;
+}
+
+void rm_vis_stop(void)
+{
+    rm_map_free(vis_erased);
+    vis_erased = NULL;
 }

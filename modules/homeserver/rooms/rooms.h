@@ -176,10 +176,17 @@ char *rm_vis_sql(mx_pool_t *pool, const char *seed_sql);
 /* Parses that statement's rows; caller frees with rm_vis_free.  NULL on ENOMEM. */
 rm_vis_t *rm_vis_load(const mx_sql_res_t *res, int stmt);
 /* `ev` a client-format event (its unsigned.prev_content is used);
- * `peeking`: the user is not in the room (Synapse's is_peeking). */
-bool rm_vis_visible(const rm_vis_t *v, int64_t group, const json_t *ev, const char *user_id,
+ * `peeking`: the user is not in the room (Synapse's is_peeking).  When the
+ * event is visible but its sender was erased and the user was not joined
+ * at the event, `ev`'s content is replaced by its redacted form. */
+bool rm_vis_visible(const rm_vis_t *v, int64_t group, json_t *ev, const char *user_id,
                     bool peeking);
 void rm_vis_free(rm_vis_t *v);
+/* Whether the user deactivated with erase=true. */
+bool rm_user_erased(const char *user_id);
+/* Loads the erased users and hooks deactivations (hs_rooms_start). */
+int rm_vis_start(char *err, size_t errlen);
+void rm_vis_stop(void);
 
 /* ---------------------------------------------------------- filters ---
  * (sync/filters.c) Loads a filter for the user: inline JSON or a stored ID.

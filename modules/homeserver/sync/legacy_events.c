@@ -95,7 +95,59 @@ typedef struct lg_stream {
     const char *room_id;      /* request pool or NULL */
     uint64_t timeout;
     int limit;
+    bool peeking;             /* room_id given and the user is not joined to it */
+    json_t *chunk;            /* peeking: the chunk while the presence is read */
+    const char *next;         /* peeking: the end token (request pool) */
 } lg_stream_t;
+
+static void lg_stream_reply(lg_stream_t *s)
+{
+    json_t *chunk = s->chunk;
+    s->chunk = NULL;
+    mx_req_reply_json(s->req, 200, json_pack("{s:o, s:s, s:s}", "chunk", chunk, "start", s->from,
+                                             "end", s->next));
+}
+
+static void lg_peek_presence_read(int status, mx_sql_res_t *res, void *ud)
+{
+    lg_stream_t *s = ud;
+    json_t *seen = json_object();
+    size_t i;
+    json_t *ev;
+    json_array_foreach(s->chunk, i, ev)
+        if (strcmp(json_string_value(json_object_get(ev, "type")) ?: "", "m.presence") == 0)
+            json_object_set_new(seen, json_string_value(json_object_get(ev, "sender")) ?: "",
+                                json_true());
+    for (int r = 0; status == 0 && r < mx_sql_nrows(res, 0); r++) {
+        const char *uid = mx_sql_text(res, 0, r, 0);
+        json_t *pe = uid && !json_object_get(seen, uid) ? cl_presence_event(uid) : NULL;
+        if (pe)
+            json_array_append_new(s->chunk, pe);
+    }
+    json_decref(seen);
+    lg_stream_reply(s);
+}
+
+/* Peeking into a world_readable room (Synapse's explicit room_id): the
+ * presence changes in the window of the room's joined members, who share
+ * no room with the user, are added to the chunk. */
+static void lg_peek_presence(lg_stream_t *s)
+{
+    int64_t lo[HS_STREAM_COUNT], hi[HS_STREAM_COUNT];
+    mx_sql_batch_t *b = NULL;
+    if (hs_sync_token_parse(s->from, lo) < 0 || hs_sync_token_parse(s->next, hi) < 0 ||
+        lo[HS_STREAM_PRESENCE] >= hi[HS_STREAM_PRESENCE] ||
+        !(b = mx_sql_batch_new(hs.db, MX_SQL_READ))) {
+        lg_stream_reply(s);
+        return;
+    }
+    mx_sql_add(b, "SELECT p.user_id FROM presence p WHERE p.stream_id > ? AND p.stream_id <= ?"
+                  " AND p.user_id IN (SELECT m.user_id FROM room_memberships m"
+                  " WHERE m.room_id = ? AND m.membership = 'join') ORDER BY p.stream_id",
+               "iis", lo[HS_STREAM_PRESENCE], hi[HS_STREAM_PRESENCE], s->room_id);
+    if (mx_sql_run(b, lg_peek_presence_read, s) < 0)
+        lg_stream_reply(s);
+}
 
 static void lg_stream_done(mx_req_t *req, json_t *resp, const char *next, void *ud)
 {
@@ -119,8 +171,12 @@ static void lg_stream_done(mx_req_t *req, json_t *resp, const char *next, void *
     lg_presence(chunk, resp, NULL);
     lg_append(chunk, lg_events(resp, "account_data"), NULL);
     json_decref(resp);
-    mx_req_reply_json(req, 200, json_pack("{s:o, s:s, s:s}", "chunk", chunk, "start", s->from,
-                                          "end", next));
+    s->chunk = chunk;
+    s->next = mx_pstrdup(mx_req_pool(req), next);
+    if (s->peeking)
+        lg_peek_presence(s);
+    else
+        lg_stream_reply(s);
 }
 
 static void lg_stream_run(mx_req_t *req, lg_stream_t *s, int64_t cap)
@@ -166,6 +222,7 @@ static void lg_stream_room(rm_room_t *room, int status, void *ud)
         mx_req_error(req, 403, "M_FORBIDDEN", "you cannot read this room");
         return;
     }
+    s->peeking = !(m && strcmp(m, "join") == 0);
     lg_stream_run(req, s, 0);
 }
 

@@ -102,6 +102,8 @@ typedef struct sy_room {
     int st_vis;               /* history visibility of the timeline, -1: all visible */
     bool peeking;             /* world_readable preview without membership */
     bool newly_joined;        /* incremental sync: joined since `since` */
+    bool state_still;         /* no state event in (lo, hi]: no state reads, the
+                                 state delta is empty */
 } sy_room_t;
 
 typedef struct sy_ctx {
@@ -135,6 +137,7 @@ typedef struct sy_ctx {
     char *only_room;          /* owned or NULL */
     const char *tl_sql;       /* scratch: timeline filter as SQL (" AND ...") */
     bool redundant_members;   /* include_redundant_members */
+    bool members_moved;       /* see hs_sync_ctx_t */
 } sy_ctx_t;
 
 static void sy_free(sy_ctx_t *c)
@@ -291,6 +294,7 @@ static void sy_run_parts(sy_ctx_t *c)
     c->sc.filter = c->filter;
     c->sc.joined_rooms = c->joined;
     c->sc.response = c->resp;
+    c->sc.members_moved = c->members_moved;
     if (!sy_nparts) {
         sy_finish(c);
         return;
@@ -440,7 +444,7 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
     json_object_set_new(out, "timeline", tl);
 
     /* state at the start of the timeline, or the change since `since` */
-    json_t *start = sy_resolve(res, r->st_start);
+    json_t *start = r->st_start >= 0 ? sy_resolve(res, r->st_start) : json_object();
     json_t *since = r->st_since >= 0 ? sy_resolve(res, r->st_since) : NULL;
     json_t *state = json_array();
     json_t *llc = c->lazy_members && !c->redundant_members ? sy_llc_dev(c, false) : NULL;
@@ -691,13 +695,20 @@ static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int s
                    (int64_t)c->limit + 1, r->kind == SY_JOIN && !r->peeking ? r->mem_so : r->hi);
         r->st_vis = st++;
     }
-    if (c->limit > 0)
+    /* No state event in the window: the state at `since` and at the
+     * timeline start are the same, the delta is empty (the common
+     * long-poll wake-up: saves two reads of the whole room state). */
+    r->st_start = -1;
+    if (r->state_still)
+        ;
+    else if (c->limit > 0)
         mx_sql_add(b, mx_psprintf(c->scratch, sy_sql_state_start, tf), "ssiiii", rid, rid, r->lo,
                    r->hi, (int64_t)c->limit, r->hi + 1);
     else /* no timeline: the state at its end */
         mx_sql_add(b, sy_sql_state_at, "si", rid, r->hi);
-    r->st_start = st++;
-    if (!r->full) {
+    if (!r->state_still)
+        r->st_start = st++;
+    if (!r->full && !r->state_still) {
         mx_sql_add(b, sy_sql_state_at, "si", rid, c->since[HS_STREAM_EVENTS]);
         r->st_since = st++;
     }
@@ -724,9 +735,15 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     int64_t since = c->since[HS_STREAM_EVENTS], upto = c->upto[HS_STREAM_EVENTS];
+    /* rooms with new events: {room: whether a state event is among them} */
     json_t *changed = json_object();
-    for (int i = 0; i < mx_sql_nrows(res, 1); i++)
-        json_object_set_new(changed, mx_sql_text(res, 1, i, 0), json_true());
+    c->members_moved = c->initial || mx_sql_nrows(res, 2) > 0 || getenv("PF_AB_OFF");
+    for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
+        json_object_set_new(changed, mx_sql_text(res, 1, i, 0),
+                            json_boolean(mx_sql_int(res, 1, i, 1) != 0));
+        if (mx_sql_int(res, 1, i, 2) != 0)
+            c->members_moved = true;
+    }
     /* The user's membership events since `since` (incremental syncs):
      * {room: true} when they were already joined at `since` (the first
      * one's prev_content), so a profile change is not a new join. */
@@ -799,6 +816,9 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->newly_joined = fresh && !c->initial;
             r->lo = r->full && fresh ? 0 : since;
             r->hi = upto;
+            /* lazy-loading needs the state (timeline senders' members) */
+            r->state_still = !getenv("PF_AB_OFF") && !r->full && !c->lazy_members && !c->initial &&
+                             json_is_false(json_object_get(changed, rid));
             if (c->legacy_stream && !c->initial) {
                 /* /events: only what happened after `from` */
                 r->full = false;
@@ -889,9 +909,11 @@ static void sy_compute(sy_ctx_t *c)
     }
     mx_sql_add(b, "SELECT room_id, membership, event_id, stream_ordering FROM room_memberships"
                   " WHERE user_id = ? AND forgotten = 0", "s", c->user_id);
-    mx_sql_add(b, "SELECT DISTINCT e.room_id FROM events e JOIN room_memberships m"
+    mx_sql_add(b, "SELECT e.room_id, MAX(CASE WHEN e.state_key IS NULL THEN 0 ELSE 1 END),"
+                  " MAX(CASE WHEN e.type = 'm.room.member' THEN 1 ELSE 0 END)"
+                  " FROM events e JOIN room_memberships m"
                   " ON m.room_id = e.room_id AND m.user_id = ? AND m.membership = 'join'"
-                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?",
+                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ? GROUP BY e.room_id",
                "sii", c->user_id, c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
                c->upto[HS_STREAM_EVENTS]);
     mx_sql_add(b, "SELECT e.room_id, e.unsigned_json, e.membership FROM events e"
