@@ -547,6 +547,21 @@ static void test_db_uri(void **state)
     expect_error("server_name: a.b\ndatabase:\n  name: psycopg2\n  args:\n    cp_min: 5\n"
                  "    cp_max: 2\n", 6, "database.args.cp_max", "cp_min");
     expect_error("server_name: a.b\ndatabases: {}\n", 2, "databases", "not supported");
+
+    /* database.args.synchronous (SQLite only): normal by default, or full. */
+    c = load_text("server_name: a.b\ndatabase:\n  name: sqlite3\n  args: {database: x.db}\n");
+    assert_non_null(c);
+    assert_false(c->db.sqlite_sync_full);
+    mx__conf_free(c);
+    c = load_text("server_name: a.b\ndatabase:\n  name: sqlite3\n  args:\n"
+                  "    synchronous: full\n");
+    assert_non_null(c);
+    assert_true(c->db.sqlite_sync_full);
+    mx__conf_free(c);
+    expect_error("server_name: a.b\ndatabase:\n  name: sqlite3\n  args:\n"
+                 "    synchronous: extra\n", 5, "database.args.synchronous", "normal or full");
+    expect_error("server_name: a.b\ndatabase:\n  name: psycopg2\n  args:\n"
+                 "    synchronous: full\n", 5, "database.args.synchronous", "sqlite3 only");
 }
 
 static void test_db_module_section(void **state)

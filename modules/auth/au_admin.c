@@ -508,7 +508,7 @@ int au_admin_start(char *err, size_t errlen)
         (rc = aa_route("GET", "/version", aa_version)) < 0 || (rc = aa_users_routes()) < 0 ||
         (rc = aa_sessions_routes()) < 0 || (rc = aa_misc_routes()) < 0 ||
         (rc = aa_personal_routes()) < 0 || (rc = aa_policy_routes()) < 0 ||
-        (rc = aa_oauth2_clients_routes()) < 0) {
+        (rc = aa_oauth2_clients_routes()) < 0 || (rc = aa_links_routes()) < 0) {
         snprintf(err, errlen, "auth: cannot add the admin API routes (%d)", rc);
         return rc;
     }

@@ -10,6 +10,7 @@
  * au_admin_schema.c (tables), au_admin_clients.c (configured clients and
  * the admin policy, /oauth2-clients), au_admin_personal.c (personal
  * sessions and their "mpt_" tokens), au_admin_policy.c (/policy-data),
+ * au_admin_links.c (adding upstream links),
  * au_admin_activity.c (sessions' last activity), au_ulid.c (ULIDs).
  *
  * Documents are MAS's: {data: {type, id, attributes, links: {self}},
@@ -196,6 +197,7 @@ int aa_misc_routes(void);
 int aa_personal_routes(void);
 int aa_policy_routes(void);
 int aa_oauth2_clients_routes(void);
+int aa_links_routes(void);
 int aa_schema_migrate(char *err, size_t errlen);
 /* Configured clients (`auth.clients`) stored at start; the admin policy. */
 int aa_clients_start(char *err, size_t errlen);

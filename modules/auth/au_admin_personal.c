@@ -99,7 +99,7 @@ static void aa_ps_reply(aa_req_t *r, const char *id, int status, const char *tok
         l->where = mx_psprintf(r->pool, "%s AND s.id = ?", l->where);
         l->args[l->nargs++] = id;
         l->status = status;
-        aa_get_run(r, l, NULL);
+        aa_get_run(r, l, mx_psprintf(r->pool, AA_BASE "/personal-sessions/%s", id));
         return;
     }
     aa_fail(r, -ENOMEM, "personal session");

@@ -76,7 +76,8 @@ static void aa_pd_written(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     mx_log(AU_LOG, MX_LOG_INFO, "policy data %s set through the admin API", w->id);
-    aa_get_by_id(w->r, aa_pd_new(w->r, "Policy data not found"), w->id, 201, NULL);
+    aa_get_by_id(w->r, aa_pd_new(w->r, "Policy data not found"), w->id, 201,
+                 mx_psprintf(w->r->pool, AA_BASE "/policy-data/%s", w->id));
 }
 
 static bool aa_pd_valid(const json_t *data)

@@ -16,6 +16,16 @@
  *   POST /refresh      rotates a compat refresh token ("mcr_")
  *
  * on /_matrix/client/v3 and /r0 (and MSC2918's unstable refresh path).
+ *
+ * POST /login has its own rate limits, Synapse's rc_login (auth.rc_login,
+ * else the top-level rc_login): `address` (every attempt, per client IP),
+ * `account` (every password attempt, per account) and `failed_attempts`
+ * (failed passwords per account; checked before the password is, so a
+ * guessed password cannot be confirmed while limited) → 429
+ * M_LIMIT_EXCEEDED with retry_after_ms.  Without either setting, address
+ * and account follow the homeserver's rc_login_per_second/_burst (the
+ * same endpoint before delegation) and failed_attempts is Synapse's 0.17/s,
+ * burst 3.
  * A login creates a compat session (au_compat_session.c).  Homeserver
  * admins logging in with a password get urn:synapse:admin:* on the session,
  * so that scripts using the Synapse Admin API with a password login keep
@@ -34,7 +44,90 @@ typedef struct au_cl {
     mx_req_t *req;
     au_compat_new_t n;
     const char *user_id;
+    const char *rl_key;           /* the account's rate-limit key */
 } au_cl_t;
+
+/* -------------------------------------------------------- rate limits --- */
+
+/* One rc_login limiter: {per_second, burst_count}; -EINVAL with `err`. */
+static int au_rcl_one(const json_t *rc, const char *path, const char *which, double per_s,
+                      double burst, au_rl_t **out, char *err, size_t errlen)
+{
+    const json_t *o = json_object_get(rc, which);
+    if (o && !json_is_object(o)) {
+        snprintf(err, errlen, "%s.%s: expected {per_second, burst_count}", path, which);
+        return -EINVAL;
+    }
+    const json_t *ps = json_object_get(o, "per_second"), *bc = json_object_get(o, "burst_count");
+    if ((ps && (!json_is_number(ps) || json_number_value(ps) < 0)) ||
+        (bc && (!json_is_number(bc) || json_number_value(bc) < 1))) {
+        snprintf(err, errlen, "%s.%s.%s: must be a number (per_second >= 0, burst_count >= 1)",
+                 path, which, ps && (!json_is_number(ps) || json_number_value(ps) < 0)
+                                  ? "per_second" : "burst_count");
+        return -EINVAL;
+    }
+    *out = au_rl_new(bc ? json_number_value(bc) : burst, ps ? json_number_value(ps) : per_s);
+    return *out ? 0 : -ENOMEM;
+}
+
+int au_compat_rc_init(char *err, size_t errlen)
+{
+    const json_t *root = mx_server_conf()->root;
+    const json_t *rc = au.conf->rc_login;
+    const char *path = "auth.rc_login";
+    if (!rc && (rc = json_object_get(root, "rc_login")) != NULL)
+        path = "rc_login";
+    if (rc && !json_is_object(rc)) {
+        snprintf(err, errlen, "%s: expected {address, account, failed_attempts}", path);
+        return -EINVAL;
+    }
+    const json_t *hsc = json_object_get(root, "homeserver");
+    const json_t *hps = json_object_get(hsc, "rc_login_per_second");
+    const json_t *hb = json_object_get(hsc, "rc_login_burst");
+    double per_s = json_is_number(hps) ? json_number_value(hps) : 3;
+    double burst = json_is_number(hb) ? json_number_value(hb) : 10;
+    int r;
+    if ((r = au_rcl_one(rc, path, "address", per_s, burst, &au.rc_address, err, errlen)) < 0 ||
+        (r = au_rcl_one(rc, path, "account", per_s, burst, &au.rc_account, err, errlen)) < 0 ||
+        (r = au_rcl_one(rc, path, "failed_attempts", 0.17, 3, &au.rc_failed, err, errlen)) < 0)
+        return r;
+    return 0;
+}
+
+void au_compat_rc_fini(void)
+{
+    au_rl_free(au.rc_address);
+    au_rl_free(au.rc_account);
+    au_rl_free(au.rc_failed);
+    au.rc_address = au.rc_account = au.rc_failed = NULL;
+}
+
+/* 429 M_LIMIT_EXCEEDED when `wait_ms`; true when the request was answered. */
+static bool au_cl_limited(mx_req_t *req, uint64_t wait_ms)
+{
+    if (!wait_ms)
+        return false;
+    char *s = mx_psprintf(mx_req_pool(req), "%llu", (unsigned long long)((wait_ms + 999) / 1000));
+    if (s)
+        mx_req_set_header(req, "Retry-After", s);
+    json_t *b = json_pack("{s:s, s:s, s:I}", "errcode", "M_LIMIT_EXCEEDED", "error",
+                          "Too many login attempts", "retry_after_ms", (json_int_t)wait_ms);
+    mx_req_reply_json(req, 429, b);
+    return true;
+}
+
+/* The account a password login names, as a limiter key: the localpart,
+ * lower-cased ("@Alice:server" and "alice" are one account). */
+static const char *au_cl_account_key(mx_pool_t *pool, const char *user)
+{
+    const char *lp = user[0] == '@' ? user + 1 : user;
+    const char *colon = user[0] == '@' ? strchr(lp, ':') : NULL;
+    char *k = mx_psprintf(pool, "%.*s", (int)(colon ? (size_t)(colon - lp) : strlen(lp)), lp);
+    for (char *p = k; p && *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return k;
+}
 
 static void au_cl_storage(mx_req_t *req, int status, const char *what)
 {
@@ -111,6 +204,7 @@ static void au_cl_pw_checked(int status, const char *user_id, bool is_admin, voi
         return;
     }
     if (status == -EACCES || status == -ENOENT || status == -EINVAL) {
+        au_rl_take(au.rc_failed, l->rl_key);
         mx_req_error(l->req, 403, "M_FORBIDDEN", "Invalid username or password");
         return;
     }
@@ -146,9 +240,19 @@ static void au_cl_password(au_cl_t *l, const json_t *body)
         mx_req_error(l->req, 400, "M_INVALID_PARAM", "Bad parameter: password");
         return;
     }
+    l->rl_key = au_cl_account_key(mx_req_pool(l->req), user);
+    if (!l->rl_key) {
+        au_cl_storage(l->req, -ENOMEM, "login");
+        return;
+    }
+    if (au_cl_limited(l->req, au_rl_peek(au.rc_failed, l->rl_key)) ||
+        au_cl_limited(l->req, au_rl_take(au.rc_account, l->rl_key)))
+        return;
     int rc = au_password_check(user, pw, au_cl_pw_checked, l);
-    if (rc == -EACCES || rc == -EINVAL)
+    if (rc == -EACCES || rc == -EINVAL) {
+        au_rl_take(au.rc_failed, l->rl_key);
         mx_req_error(l->req, 403, "M_FORBIDDEN", "Invalid username or password");
+    }
     else if (rc < 0)
         au_cl_storage(l->req, rc, "login");
 }
@@ -213,6 +317,9 @@ static int au_post_login(mx_req_t *req, void *ud)
         mx_req_error(req, 400, "M_INVALID_PARAM", "refresh_token must be a boolean");
         return MX_DONE;
     }
+    const char *ip = mx_req_client_ip(req);
+    if (au_cl_limited(req, au_rl_take(au.rc_address, ip ? ip : "")))
+        return MX_DONE;
     au_cl_t *l = mx_palloc(mx_req_pool(req), sizeof(*l));
     if (!l) {
         au_cl_storage(req, -ENOMEM, "login");

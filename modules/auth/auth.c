@@ -47,6 +47,7 @@ static const mx_conf_item_t au_conf_items[] = {
     MX_CONF_JSON("clients", au_conf_t, clients),
     MX_CONF_JSON("policy", au_conf_t, policy),
     MX_CONF_JSON("upstream_oauth2", au_conf_t, upstream_oauth2),
+    MX_CONF_JSON("rc_login", au_conf_t, rc_login),
     MX_CONF_STR("email.from", au_conf_t, email_from, NULL),
     MX_CONF_STR("email.reply_to", au_conf_t, email_reply_to, NULL),
     MX_CONF_STR("email.transport", au_conf_t, email_transport, "blackhole"),
@@ -93,8 +94,8 @@ static int au_init(void *conf, char *err, size_t errlen)
     if (!au.base || !au.issuer)
         return -ENOMEM;
     au.secure_cookies = !strncmp(au.base, "https://", 8);
-    int rc = au_mail_init(err, errlen);
-    if (rc < 0)
+    int rc;
+    if ((rc = au_mail_init(err, errlen)) < 0 || (rc = au_compat_rc_init(err, errlen)) < 0)
         return rc;
     /* Registered now, before the homeserver's start looks for a provider. */
     rc = au_compat_register();
@@ -205,6 +206,7 @@ static void au_fini(void)
     au_keys_fini();
     au_upstream_fini();
     au_mail_fini();
+    au_compat_rc_fini();
     json_decref(au.discovery);
     free(au.base);
     free(au.issuer);

@@ -55,6 +55,7 @@ typedef struct au_conf {
     json_t *policy;               /* {data: {admin_clients: [client_id]}} */
     /* upstream OIDC providers (au_upstream.c), MAS's upstream_oauth2 */
     json_t *upstream_oauth2;      /* {providers: [...]} */
+    json_t *rc_login;             /* Synapse's rc_login for compat /login */
     /* outgoing e-mail (au_mail.c), MAS's email: section */
     char *email_from, *email_reply_to, *email_transport, *email_mode, *email_hostname;
     int64_t email_port;           /* 0: by mode */
@@ -82,6 +83,7 @@ typedef struct au_state {
     struct au_tomb *tombs;        /* devices deleted lately (au_compat.c), list */
     struct au_flows *fl;          /* accounts, rate limits (au_flows.c) */
     struct au_mail *mail;         /* outgoing e-mail (au_mail.c) */
+    struct au_rl *rc_address, *rc_account, *rc_failed;   /* compat /login (rc_login) */
     mx_counter_t *m_logins, *m_tokens, *m_validations;
 } au_state_t;
 
@@ -405,6 +407,10 @@ char *au_compat_scope(mx_pool_t *pool, const char *device_id, bool synapse_admin
 /* The legacy endpoints on resource "client" (au_compat_login.c) and the
  * m.login.sso round trip (au_compat_sso.c). */
 int au_compat_login_routes(void);
+/* Compat /login rate limits (rc_login) into au.rc_* (from init); freed by
+ * au_compat_rc_fini. */
+int au_compat_rc_init(char *err, size_t errlen);
+void au_compat_rc_fini(void);
 /* Registers `homeserver.users` over HTTP when the homeserver is not in this
  * process (au_compat_users.c). */
 int au_compat_users_register(void);

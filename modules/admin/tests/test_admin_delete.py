@@ -58,7 +58,7 @@ def sql(s, stmt, params=()):
     con = psycopg2.connect(s.pg)
     try:
         cur = con.cursor()
-        cur.execute(stmt.replace("?", "%s"), params)
+        cur.execute(stmt.replace("?", "%s"), params or None)
         rows = cur.fetchall() if cur.description else []
         con.commit()
         return rows

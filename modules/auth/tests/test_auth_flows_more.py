@@ -502,9 +502,10 @@ def test_email_verification_dev_mode(make_server):
     _, r = login(s, user, "correct horse 1")
     assert r.status_code == 200
     s.stop()
-    # smtp is refused with a clear message.
+    # smtp without an SMTP transport (auth.email) is refused with a clear
+    # message (test_auth_email_smtp.py sends real mail).
     s.extra_yaml = BASE_YAML + "    email_verification: smtp\n"
     s.write_config()
     with pytest.raises(RuntimeError) as e:
         s.start()
-    assert "smtp is not available" in str(e.value)
+    assert "email_verification: smtp needs auth.email" in str(e.value)

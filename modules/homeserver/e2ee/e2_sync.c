@@ -20,6 +20,7 @@ typedef struct e2_sync {
     hs_sync_ctx_t *sc;
     hs_sync_part_done_fn done;
     int st_dl, st_counts, st_fb, st_td;
+    int st_ack;               /* acknowledged messages still stored? */
 } e2_sync_t;
 
 static void e2_sync_ack_done(int status, mx_sql_res_t *res, void *ud)
@@ -60,6 +61,8 @@ static void e2_sync_read(int status, mx_sql_res_t *res, void *ud)
         s->done(sc, status);
         return;
     }
+    if (s->st_ack >= 0 && mx_sql_nrows(res, s->st_ack) > 0)
+        e2_inbox_ack(sc->who->user_id, sc->who->device_id, sc->since[HS_STREAM_TO_DEVICE]);
     json_t *resp = sc->response;
     if (s->st_dl >= 0)
         json_object_set_new(resp, "device_lists", e2_dl_result(res, s->st_dl, sc->who->user_id));
@@ -97,7 +100,7 @@ static void e2_sync_part(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     }
     s->sc = sc;
     s->done = done;
-    s->st_dl = s->st_counts = s->st_fb = s->st_td = -1;
+    s->st_dl = s->st_counts = s->st_fb = s->st_td = s->st_ack = -1;
     const char *uid = sc->who->user_id, *did = sc->who->device_id;
     int st = 0;
     /* device_lists moves with the device-list stream and with memberships
@@ -109,8 +112,13 @@ static void e2_sync_part(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     }
     if (did) {
         int64_t since = sc->since[HS_STREAM_TO_DEVICE];
-        if (since > 0)
-            e2_inbox_ack(uid, did, since);
+        /* the client proved it got what `since` covers: delete that, with a
+         * write only when something is left (not on every sync) */
+        if (since > 0) {
+            mx_sql_add(b, "SELECT 1 FROM e2e_device_inbox WHERE user_id = ? AND device_id = ?"
+                          " AND stream_id <= ? LIMIT 1", "ssi", uid, did, since);
+            s->st_ack = st++;
+        }
         e2_counts_add(b, uid, did);
         s->st_counts = st++;
         mx_sql_add(b, "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND"
