@@ -18,7 +18,8 @@
 
 char *mx_read_file(int dirfd, const char *path, int flags, size_t max_len, size_t *len)
 {
-    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | flags);
+    /* O_NONBLOCK: a FIFO in place of the file must not hang the open. */
+    int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | flags);
     if (fd < 0)
         return NULL;
     struct stat st;

@@ -29,7 +29,8 @@
 
 static const char *const au_page_names[] = { "layout", "login", "register", "consent", "error",
                                              "done", "link", "device", "end_session",
-                                             "account", "notice", "email_retry", NULL };
+                                             "account", "notice", "email_retry",
+                                             "upstream_register", NULL };
 
 struct au_pages {
     char *dir;

@@ -337,6 +337,8 @@ typedef struct up_flow {
     const char *state, *nonce, *verifier, *code;
     json_t *claims;               /* verified id_token claims (owned via pool cleanup) */
     const char *sub, *user_id;
+    const char *pending;          /* token of the username page's row, or NULL */
+    bool skip_displayname;        /* the user unticked the suggested display name */
 } up_flow_t;
 
 static void up_json_free(void *p)
@@ -455,10 +457,14 @@ static int up_get_authorize(mx_req_t *req, void *ud)
 
 /* ------------------------------------------------------------ callback --- */
 
+static void up_pending_page(up_flow_t *f, const char *username, const char *err);
+static void up_pending_release(up_flow_t *f);
+
 static void up_fail(up_flow_t *f, int status, const char *key, const char *detail)
 {
     if (detail)
-        mx_log(AU_LOG, MX_LOG_INFO, "upstream %s: login refused: %s", f->p->id, detail);
+        mx_log(AU_LOG, MX_LOG_INFO, "upstream %s: login refused: %s", f->p ? f->p->id : "-",
+               detail);
     au_page_error(f->req, status, key, detail);
 }
 
@@ -507,6 +513,13 @@ static void up_displayname_set(int status, json_t *result, void *ud)
 static void up_user_created(int status, const hs_users_info_t *u, void *ud)
 {
     up_flow_t *f = ud;
+    if ((status == -EEXIST || status == -EINVAL) && f->pending) {
+        /* The username page again, with its row usable once more. */
+        up_pending_release(f);
+        up_pending_page(f, f->user_id, status == -EEXIST ? "err_username_taken"
+                                                         : "err_username_invalid");
+        return;
+    }
     if (status == -EEXIST) {
         up_fail(f, 409, "upstream_localpart_taken", NULL);
         return;
@@ -520,7 +533,7 @@ static void up_user_created(int status, const hs_users_info_t *u, void *ud)
         return;
     }
     f->user_id = mx_pstrdup(mx_req_pool(f->req), u->user_id);
-    const char *dn = strcmp(f->p->displayname.action, "ignore")
+    const char *dn = strcmp(f->p->displayname.action, "ignore") && !f->skip_displayname
                      ? json_string_value(json_object_get(f->claims, f->p->displayname.claim))
                      : NULL;
     const hs_admin_iface_t *admin = mx_service_get(HS_ADMIN_SERVICE);
@@ -534,27 +547,216 @@ static void up_user_created(int status, const hs_users_info_t *u, void *ud)
     up_link(f);
 }
 
-/* A first login with this subject: create the account from the claims. */
+/* Statement 0 consumed a single-use row, statement 1 read it: true when
+ * both happened, else the request is answered. */
+static bool up_consumed(up_flow_t *f, int status, mx_sql_res_t *res)
+{
+    if (status < 0)
+        au_page_error(f->req, 500, "err_internal", NULL);
+    else if (mx_sql_changes(res, 0) != 1 || mx_sql_nrows(res, 1) != 1)
+        up_fail(f, 400, "upstream_state", "unknown, used or expired state");
+    else
+        return true;
+    return false;
+}
+
+/* Text column or NULL, from the pool. */
+static char *up_col(mx_pool_t *pool, const mx_sql_res_t *res, int col)
+{
+    return mx_sql_is_null(res, 1, 0, col) ? NULL : mx_pstrdup(pool, mx_sql_text(res, 1, 0, col));
+}
+
+/* Creates localpart `lp` (lower-cased here). */
+static void up_create_as(up_flow_t *f, const char *lp)
+{
+    char *l = mx_pstrdup(mx_req_pool(f->req), lp);
+    for (char *c = l; c && *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+    f->user_id = l;               /* what was asked, for the page on a refusal */
+    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
+    int rc = users && l ? users->create(l, NULL, false, up_user_created, f) : -ENOSYS;
+    if (rc == -EINVAL)
+        up_user_created(-EINVAL, NULL, f);
+    else if (rc < 0)
+        au_page_error(f->req, 500, "err_internal", NULL);
+}
+
+/* ------------------------------------------------- the username page ---
+ * localpart action `suggest` (the claim prefilled), `ignore` (the user
+ * chooses), `force` without the claim: a page where the user confirms or
+ * edits the username (and, for a `suggest`ed display name, whether to take
+ * it).  The verified login waits in auth_upstream_pending (single use, 10
+ * minutes, bound to the browser's session cookie) keyed by a random token
+ * in the form; a taken or invalid name shows the page again. */
+
+static void up_pending_page(up_flow_t *f, const char *username, const char *err)
+{
+    mx_pool_t *pool = mx_req_pool(f->req);
+    const char *dn = !strcmp(f->p->displayname.action, "suggest")
+                     ? json_string_value(json_object_get(f->claims, f->p->displayname.claim))
+                     : NULL;
+    char *csrf = au_csrf_token(pool, f->sid);
+    json_t *v = json_pack("{s:s, s:s, s:s, s:s}", "token", f->pending, "csrf", csrf ? csrf : "",
+                          "provider", f->p->name ? f->p->name : f->p->id, "username",
+                          username ? username : "");
+    if (dn && *dn)
+        json_object_set_new(v, "displayname", json_string(dn));
+    if (err)
+        json_object_set_new(v, "error", json_string(au_string(err)));
+    au_page_reply(f->req, err ? 400 : 200, "upstream_register", v, NULL);
+    json_decref(v);
+}
+
+static void up_pending_stored(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    up_flow_t *f = ud;
+    if (status < 0) {
+        au_page_error(f->req, 500, "err_internal", NULL);
+        return;
+    }
+    const char *lp = strcmp(f->p->localpart.action, "ignore")
+                     ? json_string_value(json_object_get(f->claims, f->p->localpart.claim))
+                     : NULL;
+    char *sug = lp ? mx_pstrdup(mx_req_pool(f->req), lp) : NULL;
+    for (char *c = sug; c && *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c - 'A' + 'a');
+    up_pending_page(f, sug, NULL);
+}
+
+static void up_pending_store(up_flow_t *f)
+{
+    mx_pool_t *pool = mx_req_pool(f->req);
+    char *claims = json_dumps(f->claims, JSON_COMPACT);
+    f->pending = au_token_new(pool, NULL, 32);
+    mx_sql_batch_t *b = claims && f->pending && f->sid ? mx_sql_batch_new(au.db, MX_SQL_WRITE)
+                                                       : NULL;
+    if (!b) {
+        free(claims);
+        au_page_error(f->req, 500, "err_internal", NULL);
+        return;
+    }
+    char th[AU_HASH_HEX], bh[AU_HASH_HEX];
+    au_hash_hex(f->pending, th);
+    au_hash_hex(f->sid, bh);
+    int64_t now = (int64_t)mx_now_ms();
+    mx_sql_add(b, "DELETE FROM auth_upstream_pending WHERE expires_ts < ?", "i", now);
+    mx_sql_add(b,
+               "INSERT INTO auth_upstream_pending (token_hash, provider_id, subject, claims,"
+               " grant_id, next, browser_hash, created_ts, expires_ts)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "sssssssii", th, f->p->id, f->sub, claims, f->grant, f->next, bh, now,
+               now + UP_STATE_TTL_MS);
+    free(claims);
+    if (mx_sql_run(b, up_pending_stored, f) < 0)
+        au_page_error(f->req, 500, "err_internal", NULL);
+}
+
+static void up_released(int status, mx_sql_res_t *res, void *ud)
+{
+    (void)res;
+    (void)ud;
+    if (status < 0)
+        mx_log(AU_LOG, MX_LOG_WARN, "upstream: pending login not released (%d)", status);
+}
+
+/* Makes the row usable again (after a refused username). */
+static void up_pending_release(up_flow_t *f)
+{
+    char th[AU_HASH_HEX];
+    au_hash_hex(f->pending, th);
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    if (!b)
+        return;
+    mx_sql_add(b, "UPDATE auth_upstream_pending SET consumed_ts = NULL WHERE token_hash = ?",
+               "s", th);
+    mx_sql_run(b, up_released, NULL);
+}
+
+static void up_pending_read(int status, mx_sql_res_t *res, void *ud)
+{
+    up_flow_t *f = ud;
+    mx_pool_t *pool = mx_req_pool(f->req);
+    if (!up_consumed(f, status, res))
+        return;
+    f->p = up_find(mx_sql_text(res, 1, 0, 0));
+    f->sub = mx_pstrdup(pool, mx_sql_text(res, 1, 0, 1));
+    f->claims = json_loads(mx_sql_text(res, 1, 0, 2), 0, NULL);
+    if (f->claims)
+        mx_pool_on_free(pool, up_json_free, f->claims);
+    f->grant = up_col(pool, res, 3);
+    f->next = up_col(pool, res, 4);
+    if (!f->p || !f->claims) {
+        au_page_error(f->req, 400, "upstream_unknown", NULL);
+        return;
+    }
+    if (!f->user_id || !*f->user_id || strlen(f->user_id) > 255) {
+        up_pending_release(f);
+        up_pending_page(f, f->user_id, "err_username_invalid");
+        return;
+    }
+    up_create_as(f, f->user_id);
+}
+
+/* POST /upstream/register: the username page's form. */
+static int up_post_register(mx_req_t *req, void *ud)
+{
+    (void)ud;
+    json_t *form = au_page_form(req);
+    if (!form)
+        return MX_DONE;
+    up_flow_t *f = mx_palloc(mx_req_pool(req), sizeof(*f));
+    if (!f) {
+        au_page_error(req, 500, "err_internal", NULL);
+        return MX_DONE;
+    }
+    memset(f, 0, sizeof(*f));
+    f->req = req;
+    f->sid = au_cookie_sid(req);
+    f->pending = json_string_value(json_object_get(form, "token"));
+    f->user_id = json_string_value(json_object_get(form, "username"));
+    const char *imp = json_string_value(json_object_get(form, "import_displayname"));
+    f->skip_displayname = !imp || strcmp(imp, "on");
+    mx_sql_batch_t *b = f->pending && f->sid ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
+    if (!b) {
+        au_page_error(req, f->pending ? 500 : 400, f->pending ? "err_internal" : "upstream_state",
+                      NULL);
+        return MX_DONE;
+    }
+    char th[AU_HASH_HEX], bh[AU_HASH_HEX];
+    au_hash_hex(f->pending, th);
+    au_hash_hex(f->sid, bh);
+    int64_t now = (int64_t)mx_now_ms();
+    mx_sql_add(b, "UPDATE auth_upstream_pending SET consumed_ts = ? WHERE token_hash = ?"
+               " AND consumed_ts IS NULL AND expires_ts > ? AND browser_hash = ?", "isis", now,
+               th, now, bh);
+    mx_sql_add(b, "SELECT provider_id, subject, claims, grant_id, next"
+               " FROM auth_upstream_pending WHERE token_hash = ?", "s", th);
+    if (mx_sql_run(b, up_pending_read, f) < 0)
+        au_page_error(req, 500, "err_internal", NULL);
+    return MX_ASYNC;
+}
+
+/* A first login with this subject: create the account from the claims
+ * (force / require), or ask (suggest, ignore, force without the claim). */
 static void up_create(up_flow_t *f)
 {
     const up_import_t *im = &f->p->localpart;
     const char *lp = strcmp(im->action, "ignore")
                      ? json_string_value(json_object_get(f->claims, im->claim))
                      : NULL;
-    if (!lp || !*lp) {
+    bool have = lp && *lp;
+    if (!have && !strcmp(im->action, "require")) {
         up_fail(f, 400, "upstream_no_localpart", "the provider sent no localpart claim");
         return;
     }
-    char *l = mx_pstrdup(mx_req_pool(f->req), lp);
-    for (char *c = l; c && *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
-    const hs_users_iface_t *users = mx_service_get(HS_USERS_SERVICE);
-    int rc = users && l ? users->create(l, NULL, false, up_user_created, f) : -ENOSYS;
-    if (rc == -EINVAL)
-        up_fail(f, 400, "upstream_localpart_invalid", NULL);
-    else if (rc < 0)
-        au_page_error(f->req, 500, "err_internal", NULL);
+    if (!have || !strcmp(im->action, "suggest")) {
+        up_pending_store(f);
+        return;
+    }
+    up_create_as(f, lp);
 }
 
 static void up_link_read(int status, mx_sql_res_t *res, void *ud)
@@ -726,15 +928,8 @@ static void up_state_read(int status, mx_sql_res_t *res, void *ud)
 {
     up_flow_t *f = ud;
     mx_pool_t *pool = mx_req_pool(f->req);
-    if (status < 0) {
-        au_page_error(f->req, 500, "err_internal", NULL);
+    if (!up_consumed(f, status, res))
         return;
-    }
-    /* Statement 0 consumed the row, statement 1 read it. */
-    if (mx_sql_changes(res, 0) != 1 || mx_sql_nrows(res, 1) != 1) {
-        up_fail(f, 400, "upstream_state", "unknown, used or expired state");
-        return;
-    }
     const char *prov = mx_sql_text(res, 1, 0, 0);
     const char *bh = mx_sql_text(res, 1, 0, 6);
     char mine[AU_HASH_HEX];
@@ -746,10 +941,9 @@ static void up_state_read(int status, mx_sql_res_t *res, void *ud)
     }
     f->nonce = mx_pstrdup(pool, mx_sql_text(res, 1, 0, 1));
     f->verifier = mx_pstrdup(pool, mx_sql_text(res, 1, 0, 2));
-    f->grant = mx_sql_is_null(res, 1, 0, 3) ? NULL : mx_pstrdup(pool, mx_sql_text(res, 1, 0, 3));
-    f->next = mx_sql_is_null(res, 1, 0, 4) ? NULL : mx_pstrdup(pool, mx_sql_text(res, 1, 0, 4));
-    f->link_user = mx_sql_is_null(res, 1, 0, 5) ? NULL
-                                                  : mx_pstrdup(pool, mx_sql_text(res, 1, 0, 5));
+    f->grant = up_col(pool, res, 3);
+    f->next = up_col(pool, res, 4);
+    f->link_user = up_col(pool, res, 5);
     const char *err = mx_req_query(f->req, "error");
     if (err) {
         up_fail(f, 400, "upstream_refused", mx_psprintf(pool, "provider error: %s", err));
@@ -820,8 +1014,23 @@ static const char up_v1[] =
     " UNIQUE (provider_id, subject));\n"
     "CREATE INDEX auth_upstream_links_user ON auth_upstream_links (user_id);\n";
 
+/* Verified logins waiting on the username page (single use, 10 minutes). */
+static const char up_v2[] =
+    "CREATE TABLE auth_upstream_pending ("
+    " token_hash TEXT PRIMARY KEY,"
+    " provider_id TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " claims TEXT NOT NULL,"
+    " grant_id TEXT,"
+    " next TEXT,"
+    " browser_hash TEXT NOT NULL,"
+    " created_ts BIGINT NOT NULL,"
+    " expires_ts BIGINT NOT NULL,"
+    " consumed_ts BIGINT);\n";
+
 static const mx_migration_t up_migrations[] = {
     { 1, up_v1, NULL, NULL },
+    { 2, up_v2, NULL, NULL },
 };
 
 /* ------------------------------------------------------------ lifecycle --- */
@@ -843,6 +1052,8 @@ int au_upstream_start(char *err, size_t errlen)
     if ((rc = mx_route_add("auth", "GET", "/upstream/authorize/{id}", up_get_authorize, NULL,
                            MX_ROUTE_NO_CORS)) < 0 ||
         (rc = mx_route_add("auth", "GET", "/upstream/callback/{id}", up_get_callback, NULL,
+                           MX_ROUTE_NO_CORS)) < 0 ||
+        (rc = mx_route_add("auth", "POST", "/upstream/register", up_post_register, NULL,
                            MX_ROUTE_NO_CORS)) < 0) {
         snprintf(err, errlen, "auth: upstream routes (%d)", rc);
         return rc;

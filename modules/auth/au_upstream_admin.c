@@ -109,10 +109,17 @@ static json_t *ua_providers(void)
     size_t i;
     json_t *it;
     json_array_foreach(list, i, it) {
-        json_t *a = json_pack("{s:O, s:O, s:n, s:n, s:n}", "issuer",
+        /* Configured providers: created when their ULID says (MAS requires
+         * ULID IDs; Element Admin requires created_at). */
+        uint64_t ms = 0;
+        unsigned char rnd[10];
+        const char *id = json_string_value(json_object_get(it, "id"));
+        if (!id || au_ulid_decode(id, &ms, rnd) < 0)
+            ms = 0;
+        json_t *a = json_pack("{s:O, s:O, s:n, s:o, s:n}", "issuer",
                               json_object_get(it, "issuer"), "human_name",
                               json_object_get(it, "human_name"), "brand_name", "created_at",
-                              "disabled_at");
+                              aa_time((int64_t)ms), "disabled_at");
         json_array_append_new(out, aa_resource("upstream-oauth-provider",
                                                "upstream-oauth-providers",
                                                json_string_value(json_object_get(it, "id")), a));

@@ -8,7 +8,7 @@ SQLite/PostgreSQL itself with --start [--pg CONNINFO]):
   - initial /sync for a user in 100 rooms x 50 events, and incremental /sync
   - fan-out delay: one send to a room with 100 members long-polling /sync
   - RSS before and after
-  - server CPU time per sent event (utime+stime from /proc during the wrk run)
+  - server CPU time and bytes written per sent event (/proc during the wrk run)
 Usage: /usr/bin/python3 tests/bench/hs_bench.py --start [--pg CONNINFO] [--build DIR]
          [--only send] [--duration S] [--senders N] [--port P] [--db-args YAML]
 --only send runs the two send measurements only.  --db-args adds keys to
@@ -41,6 +41,14 @@ def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def io_wchar(pid):
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    return 0
 
 
 def free_port():
@@ -107,10 +115,12 @@ async def bench(base, pid, a):
                                          {"preset": "public_chat"}))["room_id"])
         env = dict(os.environ, MX_TOKEN=tok, MX_ROOMS=",".join(rooms))
         cpu0 = cpu_ticks(pid) if pid else 0
+        io0 = io_wchar(pid) if pid else 0
         w = subprocess.run(["wrk", "-t2", f"-c{a.senders}", f"-d{a.duration}s", "--latency", "-s",
                             os.path.join(HERE, "send.lua"), base], capture_output=True, text=True,
                            env=env)
         cpu1 = cpu_ticks(pid) if pid else 0
+        io1 = io_wchar(pid) if pid else 0
         k = f"send_{a.senders}_senders"
         m = re.search(r"Requests/sec:\s+([\d.]+)", w.stdout)
         out[k + "_events_per_s"] = float(m.group(1)) if m else w.stdout + w.stderr
@@ -120,6 +130,8 @@ async def bench(base, pid, a):
         if pid and m and int(m.group(1)):
             hz = os.sysconf("SC_CLK_TCK")
             out[k + "_server_cpu_us_per_event"] = round((cpu1 - cpu0) / hz * 1e6 / int(m.group(1)), 1)
+            # bytes the server wrote (WAL frames + responses) per event
+            out[k + "_server_bytes_written_per_event"] = (io1 - io0) // int(m.group(1))
         if "send failed" in w.stderr:
             out[k + "_errors"] = w.stderr.count("send failed")
         out["loadavg"] = open("/proc/loadavg").read().split()[:3]

@@ -7,13 +7,13 @@ half-way, restarted, and the deletion completes with the right status (by
 delete ID and by room), on SQLite and PostgreSQL.  A deletion cut before
 its members left (a row still `shutting_down`) is resumed too.
 """
-import os
-import sqlite3
 import time
 import urllib.parse
 import uuid
 
 import pytest
+
+from test_admin_maint import engines, sql  # shared helpers
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
@@ -24,9 +24,6 @@ admin:
   test_room_delete_step_delay_ms: 150
 """
 
-
-def engines():
-    return ["sqlite"] + (["postgres"] if os.environ.get("MXSTACK_TEST_PG") else [])
 
 
 def q(s):
@@ -43,27 +40,6 @@ def hs(request, make_server):
 
 def adm(s, method, path, body=None):
     return s.api(method, path, s.admin["access_token"], body)
-
-
-def sql(s, stmt, params=()):
-    if s.engine == "sqlite":
-        con = sqlite3.connect(os.path.join(s.dir, "homeserver.db"))
-        try:
-            rows = con.execute(stmt, params).fetchall()
-            con.commit()
-            return rows
-        finally:
-            con.close()
-    import psycopg2
-    con = psycopg2.connect(s.pg)
-    try:
-        cur = con.cursor()
-        cur.execute(stmt.replace("?", "%s"), params or None)
-        rows = cur.fetchall() if cur.description else []
-        con.commit()
-        return rows
-    finally:
-        con.close()
 
 
 def big_room(s, n):

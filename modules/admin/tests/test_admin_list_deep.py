@@ -12,33 +12,10 @@ import urllib.parse
 
 import pytest
 
+from test_admin_maint import engines, sql  # shared helpers
+
 V2 = "/_synapse/admin/v2"
 N = 2500
-
-
-def engines():
-    return ["sqlite"] + (["postgres"] if os.environ.get("MXSTACK_TEST_PG") else [])
-
-
-def sql(s, stmt, params=()):
-    if s.engine == "sqlite":
-        con = sqlite3.connect(os.path.join(s.dir, "homeserver.db"))
-        try:
-            rows = con.execute(stmt, params).fetchall()
-            con.commit()
-            return rows
-        finally:
-            con.close()
-    import psycopg2
-    con = psycopg2.connect(s.pg)
-    try:
-        cur = con.cursor()
-        cur.execute(stmt.replace("?", "%s"), params or None)
-        rows = cur.fetchall() if cur.description else []
-        con.commit()
-        return rows
-    finally:
-        con.close()
 
 
 @pytest.fixture(params=engines())

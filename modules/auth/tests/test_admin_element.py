@@ -35,6 +35,7 @@ PAGE_SIZE = 200
 CLIENT_ID = "01JCFGADM1NC11ENT000000001"
 OTHER_ID = "01JCFGADM1NC11ENT000000002"
 SECRET = "configured-admin-client-secret"
+PROVIDER_ID = "01JQPSTREAMPR0V1DER0000001"
 CONFIG = (
     "auth:\n"
     "  delegate_homeserver: true\n"
@@ -47,6 +48,19 @@ CONFIG = (
     "  policy:\n"
     "    data:\n"
     f"      admin_clients: [{CLIENT_ID}]\n"
+    "  upstream_oauth2:\n"
+    "    providers:\n"
+    f"      - id: {PROVIDER_ID}\n"
+    "        human_name: Corporate SSO\n"
+    "        issuer: https://idp.example.org/\n"
+    "        client_id: mxstack\n"
+    "        client_secret: upstream-secret\n"
+    "        token_endpoint_auth_method: client_secret_post\n"
+    "        scope: openid\n"
+    "        discovery_mode: disabled\n"
+    "        authorization_endpoint: https://idp.example.org/authorize\n"
+    "        token_endpoint: https://idp.example.org/token\n"
+    "        jwks_uri: https://idp.example.org/jwks\n"
 )
 
 
@@ -395,11 +409,31 @@ def test_element_admin_call_sequence(s):
                                                    "count": "false"}), "user-email")
     assert [d["attributes"]["email"] for d in doc["data"]] == [f"{name}@example.org"]
     assert c.mas("DELETE", f"/user-emails/{em.json()['data']['id']}").status_code == 204
-    check_page(c.mas("GET", "/upstream-oauth-links", {"filter[user]": uid, "page[first]": 10,
-                                                      "count": "false"}), "upstream-oauth-link")
-    check_page(c.mas("GET", "/upstream-oauth-providers", {"page[first]": 1000,
-                                                          "count": "false"}),
-               "upstream-oauth-provider")
+    provs = check_page(c.mas("GET", "/upstream-oauth-providers", {"page[first]": 1000,
+                                                                  "count": "false"}),
+                       "upstream-oauth-provider")
+    assert [p["id"] for p in provs["data"]] == [PROVIDER_ID]
+    ln = c.mas("POST", "/upstream-oauth-links", body={
+        "user_id": uid, "provider_id": PROVIDER_ID, "subject": "sub-" + name})
+    link = check_single(ln, "upstream-oauth-link", 201)
+    assert link["user_id"] == uid and link["subject"] == "sub-" + name
+    again = c.mas("POST", "/upstream-oauth-links", body={
+        "user_id": uid, "provider_id": PROVIDER_ID, "subject": "sub-" + name})
+    assert check_single(again, "upstream-oauth-link")["user_id"] == uid
+    assert again.json()["data"]["id"] == ln.json()["data"]["id"]
+    assert check_error(c.mas("POST", "/upstream-oauth-links", body={
+        "user_id": ids[1], "provider_id": PROVIDER_ID, "subject": "sub-" + name}), 409)
+    assert check_error(c.mas("POST", "/upstream-oauth-links", body={
+        "user_id": uid, "provider_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "subject": "x"}), 404)
+    assert check_error(c.mas("POST", "/upstream-oauth-links", body={
+        "user_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "provider_id": PROVIDER_ID,
+        "subject": "y"}), 404)
+    doc = check_page(c.mas("GET", "/upstream-oauth-links", {"filter[user]": uid,
+                                                            "page[first]": 10,
+                                                            "count": "false"}),
+                     "upstream-oauth-link")
+    assert [d["id"] for d in doc["data"]] == [ln.json()["data"]["id"]]
+    assert c.mas("DELETE", f"/upstream-oauth-links/{ln.json()['data']['id']}").status_code == 204
 
     # Registration tokens: list, count, filters, create, get, edit, revoke.
     t = check_single(c.mas("POST", "/user-registration-tokens",

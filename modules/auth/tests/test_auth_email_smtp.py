@@ -133,9 +133,10 @@ def test_register_verify_by_smtp_with_auth(make_server, engine):
         mail_from, rcpts, raw, _ = box.wait()
         assert mail_from == "auth@example.org" and rcpts == ["alice@example.org"]
         msg, link = link_of(raw)
-        assert msg["To"] == "<alice@example.org>"
+        assert b"\r\nTo: <alice@example.org>\r\n" in raw or raw.startswith(b"To:")
+        assert msg["To"].addresses[0].addr_spec == "alice@example.org"
         assert "Auth service" in msg["From"] and "auth@example.org" in msg["From"]
-        assert msg["Reply-To"] == "<no-reply@example.org>"
+        assert msg["Reply-To"].addresses[0].addr_spec == "no-reply@example.org"
         assert "Verify your e-mail address" in msg["Subject"]
         assert msg["Date"] and re.match(r"<[0-9A-Z]{26}@example\.org>", msg["Message-ID"])
         assert msg.get_content_type() == "text/plain"
@@ -147,7 +148,7 @@ def test_register_verify_by_smtp_with_auth(make_server, engine):
         assert requests.get(link, timeout=10).status_code == 200
         assert requests.get(link, timeout=10).status_code == 400       # single use
         r = login(s, user)
-        assert r.status_code in (302, 303), r.text
+        assert r.status_code == 200 and "Signed in" in r.text, r.text
     finally:
         s.cleanup()
         ctl.stop()
@@ -183,7 +184,7 @@ def test_smtp_down_then_send_again(make_server):
         assert rcpts == ["bob@example.org"]
         _, link = link_of(raw)
         assert requests.get(link, timeout=10).status_code == 200
-        assert login(s, user).status_code in (302, 303)
+        assert "Signed in" in login(s, user).text
         # Verified: a replayed resend form sends nothing more.
         r = b.post(s.url + "/verify_email/resend", data=form, timeout=30)
         assert r.status_code == 200 and "verified" in r.text
@@ -216,7 +217,7 @@ def test_starttls(make_server, tmp_path):
         assert session.ssl is not None            # the message went over TLS
         _, link = link_of(raw)
         assert requests.get(link, timeout=10).status_code == 200
-        assert login(s, user).status_code in (302, 303)
+        assert "Signed in" in login(s, user).text
         # Without our CA the certificate is refused: nothing is sent.
         s.stop()
         s.extra_yaml = y.replace(f"    ca_file: {crt}\n", "")
@@ -233,6 +234,13 @@ def check_config(s):
     p = subprocess.run([it.find_binary(), "check-config", "-c", s.config_path],
                        capture_output=True, text=True, timeout=30)
     return p.returncode, p.stdout + p.stderr
+
+
+def start_error(s):
+    """The start failure (module init checks the values: file:line first)."""
+    with pytest.raises(RuntimeError) as e:
+        s.start()
+    return 1, str(e.value)
 
 
 def test_config_errors(make_server):
@@ -256,7 +264,7 @@ def test_config_errors(make_server):
         for text, msg, key in cases:
             s.extra_yaml = text
             s.write_config()
-            rc, out = check_config(s)
+            rc, out = start_error(s)
             assert rc != 0 and msg in out, out
             with open(s.config_path) as f:
                 lines = f.read().split("\n")

@@ -18,7 +18,8 @@
  * groups and memberships still resolve them.  The
  * event's rows in the other tables (transaction IDs, push actions,
  * relations, search, state group links) go with it.  The newest event of
- * the room is always kept.
+ * the room is always kept.  The step query and the event-range deletion
+ * (svc_events_next_add, svc_events_delete_add) serve room deletion too.
  */
 #include "svc.h"
 

@@ -370,12 +370,12 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         where = svc_and(p, where, mx_psprintf(p, "u.name %s ? ESCAPE '\\'", like));
         binds[nb++] = svc_like(p, uid);
     } else if (name && *name) {
-        /* Two narrow scans (user IDs, display names) rather than a join
-         * of every user with its profile. */
-        where = svc_and(p, where, mx_psprintf(p, "u.name IN (SELECT name FROM users WHERE name %s"
-                                                 " ? ESCAPE '\\' UNION SELECT user_id FROM"
-                                                 " profiles WHERE displayname %s ? ESCAPE '\\')",
-                                              like, like));
+        /* The user ID on the walk of users' index, the display names
+         * read once into a set: no join of every user with its profile,
+         * and a page still stops early when many match. */
+        where = svc_and(p, where, mx_psprintf(p, "(u.name %s ? ESCAPE '\\' OR u.name IN (SELECT"
+                                                 " user_id FROM profiles WHERE displayname %s ?"
+                                                 " ESCAPE '\\'))", like, like));
         binds[nb++] = svc_like(p, name);
         binds[nb++] = binds[0];
     }

@@ -13,7 +13,6 @@
 #include "e2ee.h"
 
 #include <errno.h>
-#include <stdlib.h> /* PF_AB_OFF */
 #include <string.h>
 
 typedef struct e2_sync {
@@ -126,7 +125,7 @@ static void e2_sync_part(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
         s->st_fb = st++;
         /* to-device: only when the stream moved (or on an initial sync, whose
          * `since` is 0, so always read then) */
-        if (since < sc->upto[HS_STREAM_TO_DEVICE] || getenv("PF_AB_OFF")) {
+        if (since < sc->upto[HS_STREAM_TO_DEVICE]) {
             e2_inbox_select(b, uid, did, since, sc->upto[HS_STREAM_TO_DEVICE], E2_TO_DEVICE_LIMIT);
             s->st_td = st++;
         }

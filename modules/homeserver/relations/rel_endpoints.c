@@ -194,6 +194,25 @@ static void re_page(re_ctx_t *c, const mx_sql_res_t *res, int st, int vst, int k
     hs_relations_bundle(c->chunk, c->who->user_id, HS_REL_DROP_IGNORED, re_reply, c);
 }
 
+/* The read batch of a request once the room check passed, or NULL (replied). */
+static mx_sql_batch_t *re_batch(re_ctx_t *c, rm_room_t *room, int status)
+{
+    if (!re_room_ok(c, room, status))
+        return NULL;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b)
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+    return b;
+}
+
+static void re_run(re_ctx_t *c, mx_sql_batch_t *b, mx_sql_done_fn fn, const char *what)
+{
+    if (mx_sql_run(b, fn, c) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(c->req, MX_EDB, what);
+    }
+}
+
 /* ------------------------------------------------------------ /relations --- */
 
 static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
@@ -240,13 +259,9 @@ static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
 static void re_rel_room(rm_room_t *room, int status, void *ud)
 {
     re_ctx_t *c = ud;
-    if (!re_room_ok(c, room, status))
+    mx_sql_batch_t *b = re_batch(c, room, status);
+    if (!b)
         return;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!b) {
-        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
-        return;
-    }
     mx_pool_t *pool = mx_req_pool(c->req);
     const char *me = c->who->user_id;
     /* 0: the parent, 1: its visibility, 2: the page, 3: its visibility */
@@ -280,10 +295,7 @@ static void re_rel_room(rm_room_t *room, int status, void *ud)
     mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, q, "e.event_id")), "sssssssiiissiii", me,
                c->event_id, c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me,
                c->world, REL_ALL, lim);
-    if (mx_sql_run(b, re_rel_read, c) < 0) {
-        mx_sql_batch_free(b);
-        hs_reply_storage_error(c->req, MX_EDB, "reading relations");
-    }
+    re_run(c, b, re_rel_read, "reading relations");
 }
 
 static bool re_bool(mx_req_t *req, const char *name, bool *out)
@@ -348,13 +360,9 @@ static void re_threads_read(int status, mx_sql_res_t *res, void *ud)
 static void re_threads_room(rm_room_t *room, int status, void *ud)
 {
     re_ctx_t *c = ud;
-    if (!re_room_ok(c, room, status))
+    mx_sql_batch_t *b = re_batch(c, room, status);
+    if (!b)
         return;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!b) {
-        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
-        return;
-    }
     mx_pool_t *pool = mx_req_pool(c->req);
     const char *me = c->who->user_id;
     const char *mine = c->participated ? me : "";
@@ -365,10 +373,7 @@ static void re_threads_room(rm_room_t *room, int status, void *ud)
     mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, RE_THREADS, "e.event_id")), "ssisssissiii",
                me, c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me, c->world,
                REL_ALL, lim);
-    if (mx_sql_run(b, re_threads_read, c) < 0) {
-        mx_sql_batch_free(b);
-        hs_reply_storage_error(c->req, MX_EDB, "reading threads");
-    }
+    re_run(c, b, re_threads_read, "reading threads");
 }
 
 static void re_threads_authed(mx_req_t *req, const hs_user_t *who, void *ud)

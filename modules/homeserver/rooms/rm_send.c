@@ -14,11 +14,19 @@
  * in-flight map below) and answers its event ID, instead of racing it into
  * the unique key.  A redaction applies the room version's algorithm to the
  * stored copy of the target (rm_txn_add with redact_target).
+ *
+ * Most sends are not retransmissions, so the stored-txn read is skipped
+ * when the answer is known to be "none": a Bloom filter holds every txn key
+ * this process committed, and per device we learn once (in the first
+ * lookup's batch) whether it had any stored txn before.  For a device that
+ * had none, a key the filter has never seen cannot be stored; anything else
+ * (filter hit, older device, a failed write) reads event_txns as before.
  */
 #include "rooms.h"
 #include "../accounts/accounts.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +41,8 @@ typedef struct sd_ctx {
     const char *dev;
     const char *redacts;
     const char *inflight;     /* key in sd_inflight while this request owns it */
+    const char *fkey;         /* "user\x1fdevice\x1ftxn_key" (pool), NULL for POST */
+    int devq;                 /* index of the device's "any stored txn" query, or -1 */
     const char *event_id;     /* the new event's ID, in the commit callback */
     json_t *content;          /* owned */
     json_t *target;           /* owned: redaction target PDU */
@@ -47,6 +57,88 @@ typedef struct sd_pending {
 /* "user\x1fdevice\x1ftxn_key" -> sd_pending_t (owned); loop thread only. */
 static rm_map_t *sd_inflight;
 
+/* ------------------------------------------------- known-txn filter --- */
+
+#define SD_BLOOM_WORDS (1u << 17) /* 8 Mbit, 1 MiB: ~2 % false hits at 1M keys */
+#define SD_BLOOM_K 4
+#define SD_DEV_NEW ((void *)1)    /* the device had no stored txn at its first lookup */
+#define SD_DEV_OLD ((void *)2)    /* it had some (or a write failed): always read */
+
+typedef struct sd_known {
+    uint64_t bits[SD_BLOOM_WORDS]; /* txn keys committed by this process */
+    rm_map_t *devs;                /* "user\x1fdevice" -> SD_DEV_NEW / SD_DEV_OLD */
+} sd_known_t;
+
+static sd_known_t *sd_kn; /* owned; loop thread only */
+
+static void sd_hash(const char *key, uint64_t *h1, uint64_t *h2)
+{
+    uint64_t a = 14695981039346656037ull, b = 1099511628211ull * 31;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        a = (a ^ *p) * 1099511628211ull;
+        b = (b + *p) * 0x9E3779B97F4A7C15ull;
+    }
+    *h1 = a;
+    *h2 = (b ^ (b >> 29)) | 1;
+}
+
+static void sd_bloom_add(const char *key)
+{
+    if (!sd_kn || !key)
+        return;
+    uint64_t h1, h2;
+    sd_hash(key, &h1, &h2);
+    for (int i = 0; i < SD_BLOOM_K; i++) {
+        uint64_t bit = (h1 + (uint64_t)i * h2) % (SD_BLOOM_WORDS * 64ull);
+        sd_kn->bits[bit / 64] |= 1ull << (bit % 64);
+    }
+}
+
+static bool sd_bloom_maybe(const char *key)
+{
+    uint64_t h1, h2;
+    sd_hash(key, &h1, &h2);
+    for (int i = 0; i < SD_BLOOM_K; i++) {
+        uint64_t bit = (h1 + (uint64_t)i * h2) % (SD_BLOOM_WORDS * 64ull);
+        if (!(sd_kn->bits[bit / 64] & (1ull << (bit % 64))))
+            return false;
+    }
+    return true;
+}
+
+/* SD_DEV_NEW, SD_DEV_OLD or NULL (not known yet) for c's device. */
+static void *sd_dev_state(const sd_ctx_t *c)
+{
+    if (!sd_kn) {
+        sd_kn = calloc(1, sizeof(*sd_kn));
+        if (sd_kn && !(sd_kn->devs = rm_map_new())) {
+            free(sd_kn);
+            sd_kn = NULL;
+        }
+        if (!sd_kn)
+            return SD_DEV_OLD;
+    }
+    char key[512];
+    snprintf(key, sizeof(key), "%s\x1f%s", c->who->user_id, c->dev);
+    return rm_map_get(sd_kn->devs, key);
+}
+
+static void sd_dev_set(const sd_ctx_t *c, void *state)
+{
+    if (!sd_kn)
+        return;
+    char key[512];
+    snprintf(key, sizeof(key), "%s\x1f%s", c->who->user_id, c->dev);
+    if (rm_map_get(sd_kn->devs, key) != SD_DEV_OLD) /* OLD is final */
+        rm_map_put(sd_kn->devs, key, state);
+}
+
+/* True when c's txn key is certainly not stored (so no read is needed). */
+static bool sd_txn_surely_new(const sd_ctx_t *c)
+{
+    return c->fkey && !c->redacts && sd_dev_state(c) == SD_DEV_NEW && !sd_bloom_maybe(c->fkey);
+}
+
 static void sd_lookup(sd_ctx_t *c);
 
 /* Makes `c` the owner of its txn key, or queues it behind the owner.
@@ -57,6 +149,7 @@ static bool sd_claim(sd_ctx_t *c)
         return true;
     const char *key = mx_psprintf(mx_req_pool(c->req), "%s\x1f%s\x1f%s", c->who->user_id,
                                   c->dev, c->txn_key);
+    c->fkey = key;
     if (!key || (!sd_inflight && !(sd_inflight = rm_map_new())))
         return true; /* out of memory: go on unguarded (the unique key still holds) */
     sd_pending_t *p = rm_map_get(sd_inflight, key);
@@ -120,6 +213,11 @@ static void sd_free_pending(const char *key, void *val, void *ud)
 
 void rm_send_stop(void)
 {
+    if (sd_kn) {
+        rm_map_free(sd_kn->devs);
+        free(sd_kn);
+        sd_kn = NULL;
+    }
     if (!sd_inflight)
         return;
     rm_map_each(sd_inflight, sd_free_pending, NULL);
@@ -132,9 +230,12 @@ static void sd_committed(int status, rm_txn_t *t, void *ud)
     (void)t;
     sd_ctx_t *c = ud;
     if (status < 0) {
+        if (c->fkey)
+            sd_dev_set(c, SD_DEV_OLD); /* e.g. the txn was stored by someone else */
         hs_reply_storage_error(c->req, status, "sending event");
         return; /* sd_free settles */
     }
+    sd_bloom_add(c->fkey);
     mx_req_reply_json(c->req, 200, json_pack("{s:s}", "event_id", c->event_id));
     sd_settle(c, c->event_id);
 }
@@ -188,6 +289,8 @@ static void sd_txn_checked(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(c->req, status, "txn lookup");
         return;
     }
+    if (c->devq >= 0)
+        sd_dev_set(c, mx_sql_nrows(res, c->devq) > 0 ? SD_DEV_OLD : SD_DEV_NEW);
     if (mx_sql_nrows(res, 0) > 0) {
         const char *eid = mx_sql_text(res, 0, 0, 0);
         mx_req_reply_json(c->req, 200, json_pack("{s:s}", "event_id", eid));
@@ -225,6 +328,12 @@ static void sd_start(sd_ctx_t *c)
  * redaction, its target. */
 static void sd_lookup(sd_ctx_t *c)
 {
+    /* A POST send has no txn ID, and a fresh txn of a known-new device
+     * cannot be stored: straight to the room. */
+    if ((!c->txn_key && !c->redacts) || sd_txn_surely_new(c)) {
+        rm_room_get(c->room_id, sd_have_room, c);
+        return;
+    }
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (!b) {
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
@@ -234,8 +343,18 @@ static void sd_lookup(sd_ctx_t *c)
     mx_sql_add(b, "SELECT event_id FROM event_txns WHERE user_id = ? AND device_key = ?"
                   " AND txn_id = ?", "sss", c->who->user_id, c->dev,
                c->txn_key ? c->txn_key : "");
-    if (c->redacts)
+    int n = 1;
+    if (c->redacts) {
         mx_sql_add(b, "SELECT json, room_id FROM events WHERE event_id = ?", "s", c->redacts);
+        n++;
+    }
+    c->devq = -1;
+    if (c->fkey && !sd_dev_state(c)) {
+        /* Whether this device stored any txn before (read once per device). */
+        mx_sql_add(b, "SELECT 1 FROM event_txns WHERE user_id = ? AND device_key = ? LIMIT 1",
+                   "ss", c->who->user_id, c->dev);
+        c->devq = n;
+    }
     if (mx_sql_run(b, sd_txn_checked, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "txn lookup");

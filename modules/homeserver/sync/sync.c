@@ -737,7 +737,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
     int64_t since = c->since[HS_STREAM_EVENTS], upto = c->upto[HS_STREAM_EVENTS];
     /* rooms with new events: {room: whether a state event is among them} */
     json_t *changed = json_object();
-    c->members_moved = c->initial || mx_sql_nrows(res, 2) > 0 || getenv("PF_AB_OFF");
+    c->members_moved = c->initial || mx_sql_nrows(res, 2) > 0;
     for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
         json_object_set_new(changed, mx_sql_text(res, 1, i, 0),
                             json_boolean(mx_sql_int(res, 1, i, 1) != 0));
@@ -817,7 +817,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->lo = r->full && fresh ? 0 : since;
             r->hi = upto;
             /* lazy-loading needs the state (timeline senders' members) */
-            r->state_still = !getenv("PF_AB_OFF") && !r->full && !c->lazy_members && !c->initial &&
+            r->state_still = !r->full && !c->lazy_members && !c->initial &&
                              json_is_false(json_object_get(changed, rid));
             if (c->legacy_stream && !c->initial) {
                 /* /events: only what happened after `from` */
