@@ -129,6 +129,10 @@ typedef struct aa_list {
     int status;                   /* single object: reply status (0: 200) */
     json_t *merge;                /* single object: attributes added (borrowed) */
 } aa_list_t;
+/* A list of `from` (pool; where "1=1", the rest zero), NULL when out of
+ * memory. */
+aa_list_t *aa_list_make(aa_req_t *r, const char *cols, const char *from, const char *id_col,
+                        aa_row_fn row, const char *not_found);
 /* Answers a page of `l`. */
 void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
 /* aa_list_run narrowed to the rows whose `user_id` is the user with ULID

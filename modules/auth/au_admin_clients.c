@@ -142,17 +142,8 @@ static json_t *aa_client_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_clients_new(aa_req_t *r)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = "client_id, metadata";
-    l->from = "auth_clients";
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "client_id";
-    l->row = aa_client_row;
-    l->not_found = "OAuth 2.0 client not found";
-    return l;
+    return aa_list_make(r, "client_id, metadata", "auth_clients", "client_id", aa_client_row,
+                        "OAuth 2.0 client not found");
 }
 
 /* "'id1', 'id2'" of the configured clients, or NULL when none. */

@@ -372,6 +372,22 @@ static void aa_run(aa_req_t *r, aa_lq_t *q)
         aa_fail(r, -EIO, "list");
 }
 
+aa_list_t *aa_list_make(aa_req_t *r, const char *cols, const char *from, const char *id_col,
+                        aa_row_fn row, const char *not_found)
+{
+    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
+    if (!l)
+        return NULL;
+    memset(l, 0, sizeof(*l));
+    l->cols = cols;
+    l->from = from;
+    l->where = mx_pstrdup(r->pool, "1=1");
+    l->id_col = id_col;
+    l->row = row;
+    l->not_found = not_found;
+    return l;
+}
+
 void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l)
 {
     aa_lq_t *q = mx_palloc(r->pool, sizeof(*q));

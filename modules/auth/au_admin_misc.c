@@ -42,17 +42,8 @@ static json_t *aa_token_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_tokens_new(aa_req_t *r)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = AA_TOK_COLS;
-    l->from = "auth_registration_tokens";
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "id";
-    l->row = aa_token_row;
-    l->not_found = "Registration token not found";
-    return l;
+    return aa_list_make(r, AA_TOK_COLS, "auth_registration_tokens", "id", aa_token_row,
+                        "Registration token not found");
 }
 
 static void aa_tokens_list(aa_req_t *r)
@@ -307,17 +298,10 @@ static json_t *aa_email_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_emails_new(aa_req_t *r)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = "id, user_id, email, created_ts";
-    l->from = "auth_admin_user_emails";
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "id";
-    l->user_attr = "user_id";
-    l->row = aa_email_row;
-    l->not_found = "User email not found";
+    aa_list_t *l = aa_list_make(r, "id, user_id, email, created_ts", "auth_admin_user_emails",
+                                "id", aa_email_row, "User email not found");
+    if (l)
+        l->user_attr = "user_id";
     return l;
 }
 

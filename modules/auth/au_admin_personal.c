@@ -67,18 +67,12 @@ static json_t *aa_ps_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_ps_new(aa_req_t *r)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = AA_PS_COLS;
-    l->from = AA_PS_FROM;
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "s.id";
-    l->user_attr = "actor_user_id";
-    l->user_attr2 = "owner_user_id";
-    l->row = aa_ps_row;
-    l->not_found = "Personal session not found";
+    aa_list_t *l = aa_list_make(r, AA_PS_COLS, AA_PS_FROM, "s.id", aa_ps_row,
+                                "Personal session not found");
+    if (l) {
+        l->user_attr = "actor_user_id";
+        l->user_attr2 = "owner_user_id";
+    }
     return l;
 }
 

@@ -31,17 +31,8 @@ static json_t *aa_pd_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_pd_new(aa_req_t *r, const char *not_found)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = "id, data, created_ts";
-    l->from = "auth_admin_policy_data";
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "id";
-    l->row = aa_pd_row;
-    l->not_found = not_found;
-    return l;
+    return aa_list_make(r, "id, data, created_ts", "auth_admin_policy_data", "id", aa_pd_row,
+                        not_found);
 }
 
 static void aa_pd_latest(aa_req_t *r)

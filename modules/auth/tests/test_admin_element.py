@@ -677,12 +677,15 @@ def test_clients_activity_and_session_filters(s):
     assert check_error(c.mas("GET", "/oauth2-clients/01ARZ3NDEKTSV4RRFFQ69G5FAV"), 404)
     # Our own OAuth session: client ID is the client's resource ID, activity
     # recorded with the caller's address and user agent.
-    ua = {"User-Agent": "ElementAdminTest/1.0"}
-    c.http.headers.update(ua)
-    c.mas("GET", "/version")
-    doc = check_page(c.mas("GET", "/oauth2-sessions", {"filter[client]": c.client_id,
-                                                       "filter[status]": "active"}),
-                     "oauth2-session")
+    # (activity is written after the answer: wait for the earlier writes.)
+    c.http.headers.update({"User-Agent": "ElementAdminTest/1.0"})
+    for _ in range(20):
+        time.sleep(0.2)
+        doc = check_page(c.mas("GET", "/oauth2-sessions", {"filter[client]": c.client_id,
+                                                           "filter[status]": "active"}),
+                         "oauth2-session")
+        if doc["data"][0]["attributes"]["user_agent"] == "ElementAdminTest/1.0":
+            break
     assert len(doc["data"]) == 1
     a = doc["data"][0]["attributes"]
     assert a["client_id"] == c.client_id

@@ -106,6 +106,13 @@ static bool sd_bloom_maybe(const char *key)
     return true;
 }
 
+/* "user\x1fdevice" of c, in `buf`. */
+static const char *sd_dev_key(const sd_ctx_t *c, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s\x1f%s", c->who->user_id, c->dev);
+    return buf;
+}
+
 /* SD_DEV_NEW, SD_DEV_OLD or NULL (not known yet) for c's device. */
 static void *sd_dev_state(const sd_ctx_t *c)
 {
@@ -119,8 +126,7 @@ static void *sd_dev_state(const sd_ctx_t *c)
             return SD_DEV_OLD;
     }
     char key[512];
-    snprintf(key, sizeof(key), "%s\x1f%s", c->who->user_id, c->dev);
-    return rm_map_get(sd_kn->devs, key);
+    return rm_map_get(sd_kn->devs, sd_dev_key(c, key, sizeof(key)));
 }
 
 static void sd_dev_set(const sd_ctx_t *c, void *state)
@@ -128,8 +134,7 @@ static void sd_dev_set(const sd_ctx_t *c, void *state)
     if (!sd_kn)
         return;
     char key[512];
-    snprintf(key, sizeof(key), "%s\x1f%s", c->who->user_id, c->dev);
-    if (rm_map_get(sd_kn->devs, key) != SD_DEV_OLD) /* OLD is final */
+    if (rm_map_get(sd_kn->devs, sd_dev_key(c, key, sizeof(key))) != SD_DEV_OLD) /* final */
         rm_map_put(sd_kn->devs, key, state);
 }
 
