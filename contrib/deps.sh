@@ -6,8 +6,7 @@ MX_BUILD_DEPS="build-essential autoconf automake libtool pkg-config \
   libuv1-dev node-llhttp libsqlite3-dev libpq-dev libmbedtls-dev libhiredis-dev \
   libsodium-dev libjansson-dev libyaml-dev libvips-dev libcurl4-openssl-dev ca-certificates"
 MX_TEST_DEPS="libcmocka-dev python3-pytest python3-requests postgresql postgresql-client \
-  openssl clang python3-matrix-nio wrk python3-pil synadm chromium python3-aiosmtpd \
-  nginx brotli"
+  openssl clang python3-matrix-nio wrk python3-pil synadm chromium python3-aiosmtpd"
 
 mx_apt_install() {
   local missing=()
