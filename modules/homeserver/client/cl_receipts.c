@@ -276,6 +276,7 @@ static int rc_markers_h(mx_req_t *req, void *ud)
 typedef struct rc_sync {
     hs_sync_ctx_t *sc;
     hs_sync_part_done_fn done;
+    int nst;                  /* statements read: joined rooms, then one per previewed room */
 } rc_sync_t;
 
 static json_t *rc_obj(json_t *parent, const char *key)
@@ -303,28 +304,30 @@ static void rc_sync_got(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     json_t *per_room = json_object(); /* room_id → content */
-    int n = mx_sql_nrows(res, 0);
-    for (int i = 0; i < n; i++) {
-        const char *room_id = mx_sql_text(res, 0, i, 0);
-        const char *type = mx_sql_text(res, 0, i, 1);
-        const char *user_id = mx_sql_text(res, 0, i, 2);
-        const char *thread_id = mx_sql_text(res, 0, i, 3);
-        const char *event_id = mx_sql_text(res, 0, i, 4);
-        if (!room_id || !type || !user_id || !event_id)
-            continue;
-        if (!cl_json_has_string(sc->joined_rooms, room_id))
-            continue;
-        if (cl_json_has_string(json_object_get(rfilter, "not_rooms"), room_id))
-            continue;
-        const json_t *only = json_object_get(rfilter, "rooms");
-        if (json_is_array(only) && !cl_json_has_string(only, room_id))
-            continue;
-        json_t *content = rc_obj(per_room, room_id);
-        json_t *by_type = rc_obj(rc_obj(content, event_id), type);
-        json_t *r = json_pack("{s:I}", "ts", (json_int_t)mx_sql_int(res, 0, i, 5));
-        if (thread_id && *thread_id)
-            json_object_set_new(r, "thread_id", json_string(thread_id));
-        json_object_set_new(by_type, user_id, r);
+    for (int st = 0; st < s->nst; st++) {
+        int n = mx_sql_nrows(res, st);
+        for (int i = 0; i < n; i++) {
+            const char *room_id = mx_sql_text(res, st, i, 0);
+            const char *type = mx_sql_text(res, st, i, 1);
+            const char *user_id = mx_sql_text(res, st, i, 2);
+            const char *thread_id = mx_sql_text(res, st, i, 3);
+            const char *event_id = mx_sql_text(res, st, i, 4);
+            if (!room_id || !type || !user_id || !event_id)
+                continue;
+            if (!cl_json_has_string(sc->joined_rooms, room_id))
+                continue;
+            if (cl_json_has_string(json_object_get(rfilter, "not_rooms"), room_id))
+                continue;
+            const json_t *only = json_object_get(rfilter, "rooms");
+            if (json_is_array(only) && !cl_json_has_string(only, room_id))
+                continue;
+            json_t *content = rc_obj(per_room, room_id);
+            json_t *by_type = rc_obj(rc_obj(content, event_id), type);
+            json_t *r = json_pack("{s:I}", "ts", (json_int_t)mx_sql_int(res, st, i, 5));
+            if (thread_id && *thread_id)
+                json_object_set_new(r, "thread_id", json_string(thread_id));
+            json_object_set_new(by_type, user_id, r);
+        }
     }
     const char *room_id;
     json_t *content;
@@ -361,12 +364,30 @@ static void rc_sync(hs_sync_ctx_t *sc, hs_sync_part_done_fn done)
     s->done = done;
     int64_t since = sc->initial ? 0 : sc->since[HS_STREAM_RECEIPTS];
     const char *me = sc->who->user_id;
-    mx_sql_add(b, "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"
-                  " WHERE stream_id > ? AND stream_id <= ?"
-                  " AND (receipt_type = 'm.read' OR (receipt_type = 'm.read.private' AND user_id = ?))"
-                  " AND room_id IN (SELECT room_id FROM room_memberships WHERE user_id = ?"
-                  " AND membership = 'join') ORDER BY stream_id",
+#define RC_SYNC_SQL                                                                          \
+    "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"           \
+    " WHERE stream_id > ? AND stream_id <= ?"                                               \
+    " AND (receipt_type = 'm.read' OR (receipt_type = 'm.read.private' AND user_id = ?))"
+    mx_sql_add(b, RC_SYNC_SQL " AND room_id IN (SELECT room_id FROM room_memberships"
+                  " WHERE user_id = ? AND membership = 'join') ORDER BY stream_id",
                "iiss", since, sc->upto[HS_STREAM_RECEIPTS], me, me);
+    s->nst = 1;
+    /* the rooms the sync covers without the user being joined (a
+     * world_readable room previewed through the legacy /events stream):
+     * one read each, usually none */
+    size_t i;
+    json_t *v;
+    json_array_foreach(sc->joined_rooms, i, v) {
+        const char *rid = json_string_value(v);
+        rm_room_t *room = rid ? rm_room_cached(rid) : NULL;
+        const char *m = room ? rm_membership(room, me) : NULL;
+        if (!room || (m && strcmp(m, "join") == 0))
+            continue;
+        mx_sql_add(b, RC_SYNC_SQL " AND room_id = ? ORDER BY stream_id", "iiss", since,
+                   sc->upto[HS_STREAM_RECEIPTS], me, rid);
+        s->nst++;
+    }
+#undef RC_SYNC_SQL
     int rc = mx_sql_run(b, rc_sync_got, s);
     if (rc < 0)
         done(sc, rc);

@@ -401,7 +401,8 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
 
     /* timeline, newest first in the result */
     int n = mx_sql_nrows(res, r->st_tl);
-    bool limited = n > c->limit;
+    bool trimmed = n > c->limit;
+    bool limited = trimmed;
     if (limited)
         n = c->limit;
     /* a room new to the client is always "limited" (Synapse): its history
@@ -437,7 +438,10 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
             json_object_set_new(senders, sender, json_true());
     }
     rm_vis_free(vis);
-    if (n == 0)
+    /* prev_batch: before the oldest event shown when the timeline was cut
+     * at the limit, else the sync point itself (Synapse), so that paginating
+     * back from it returns the timeline again rather than nothing */
+    if (n == 0 || !trimmed)
         oldest = r->hi + 1;
     json_t *tl = json_pack("{s:o, s:b, s:s}", "events", events, "limited", limited, "prev_batch",
                            rm_make_token(c->scratch, oldest - 1));
