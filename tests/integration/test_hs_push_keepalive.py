@@ -66,7 +66,9 @@ class RawGateway:
                     return
                 buf += d
             body, buf = buf[:length], buf[length:]
-            # anything already here was written before our answer: pipelined
+            # hold the answer; anything that arrives meanwhile was written
+            # before our answer: pipelined
+            time.sleep(self.delay)
             c.setblocking(False)
             try:
                 early = c.recv(65536)
@@ -82,7 +84,6 @@ class RawGateway:
                 key, good = None, False
             with self.lock:
                 self.requests.append((n, key, good, len(buf)))
-            time.sleep(self.delay)
             out = b'{"rejected":[]}'
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                       b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
