@@ -115,3 +115,43 @@ def test_name_filter_matches_ids_and_display_names(hs):
             " WHERE u.deactivated = 0 AND p.displayname LIKE '%Person 12%'"))
     b = page(hs, "limit=1000&name=person%2012")
     assert names(b) == want and b["total"] == len(want)
+
+
+def test_displayname_order_matches_sql(hs):
+    """order_by=displayname walks the trigger-kept `user_dn`: same rows as
+    the plain join (no profile or no name sorts as '', ties by user ID),
+    also after the API renames, deactivates and a profile is deleted."""
+    def want(extra=""):
+        return [r[0] for r in sql(
+            hs, "SELECT u.name FROM users u LEFT JOIN profiles p ON p.user_id = u.name"
+                " WHERE u.is_guest = 0 AND u.locked = 0" + extra +
+                " ORDER BY COALESCE(p.displayname, ''), u.name")]
+
+    def check():
+        active, everyone = want(" AND u.deactivated = 0"), want()
+        for frm in (0, 700, 1650, len(active) - 30):
+            b = page(hs, f"limit=100&from={frm}&order_by=displayname")
+            assert names(b) == active[frm:frm + 100], frm
+            assert b["total"] == len(active)
+            b = page(hs, f"limit=100&from={frm}&order_by=displayname&dir=b")
+            assert names(b) == active[::-1][frm:frm + 100], frm
+            b = page(hs, f"limit=60&from={frm}&order_by=displayname&deactivated=true")
+            assert names(b) == everyone[frm:frm + 60], frm
+        b = page(hs, "limit=100&from=1500&order_by=displayname&dir=b")
+        b = page(hs, f"limit=100&from={b['next_token']}&order_by=displayname&dir=b")
+        assert names(b) == active[::-1][1600:1700]
+        b = page(hs, "limit=1000&order_by=displayname&name=person%2012")
+        assert names(b) == [n for n in active if n in set(names(b))]
+        return active
+
+    active = check()
+    tok = hs.admin["access_token"]
+    for uid, dn in ((active[5], "Aaa first"), (active[1500], "zzz last"), (active[900], "")):
+        r = hs.api("PUT", f"{V2}/users/{urllib.parse.quote(uid)}", tok, {"displayname": dn})
+        assert r.status_code == 200, r.text
+    r = hs.api("POST", f"/_synapse/admin/v1/deactivate/{urllib.parse.quote(active[77])}", tok, {})
+    assert r.status_code == 200, r.text
+    sql(hs, f"DELETE FROM profiles WHERE user_id = '{active[2000]}'")
+    after = check()
+    assert after[-1] == active[1500]
+    assert max(after.index(active[900]), after.index(active[2000])) < after.index(active[5])

@@ -236,12 +236,63 @@ static const char svc_v5_postgres[] =
     "CREATE TRIGGER user_counts_trg AFTER INSERT OR DELETE OR UPDATE OF is_guest,"
     " deactivated, locked, admin ON users FOR EACH ROW EXECUTE FUNCTION user_counts_fn();";
 
+/* The user list ordered by display name: each user's display name ('' for
+ * none, as the list orders it) next to the list's filters, kept by
+ * triggers on users and profiles in the transaction of every change, so
+ * that a page walks the (dn, name, ...) index instead of sorting a join of
+ * every user with its profile. */
+#define SVC_DN_TABLE                                                                       \
+    "CREATE TABLE user_dn (name TEXT PRIMARY KEY, dn TEXT NOT NULL,"                      \
+    " is_guest INTEGER NOT NULL, deactivated INTEGER NOT NULL, locked INTEGER NOT NULL,"  \
+    " admin INTEGER NOT NULL);"                                                           \
+    "INSERT INTO user_dn (name, dn, is_guest, deactivated, locked, admin)"                \
+    " SELECT u.name, COALESCE(p.displayname, ''), u.is_guest, u.deactivated, u.locked,"   \
+    " u.admin FROM users u LEFT JOIN profiles p ON p.user_id = u.name;"                   \
+    "CREATE INDEX user_dn_order ON user_dn(dn, name, is_guest, deactivated, locked, admin);"
+#define SVC_DN_PUT(R)                                                                      \
+    "INSERT INTO user_dn (name, dn, is_guest, deactivated, locked, admin) VALUES"          \
+    " (" R ".name, COALESCE((SELECT displayname FROM profiles WHERE user_id = " R ".name),"\
+    " ''), " R ".is_guest, " R ".deactivated, " R ".locked, " R ".admin)"                 \
+    " ON CONFLICT (name) DO UPDATE SET dn = excluded.dn, is_guest = excluded.is_guest,"   \
+    " deactivated = excluded.deactivated, locked = excluded.locked,"                      \
+    " admin = excluded.admin;"
+#define SVC_DN_DEL(R) "DELETE FROM user_dn WHERE name = " R ".name;"
+#define SVC_DN_SET(R, V) "UPDATE user_dn SET dn = " V " WHERE name = " R ".user_id;"
+static const char svc_v6_sqlite[] =
+    SVC_DN_TABLE
+    "CREATE TRIGGER user_dn_ins AFTER INSERT ON users BEGIN " SVC_DN_PUT("NEW") " END;"
+    "CREATE TRIGGER user_dn_del AFTER DELETE ON users BEGIN " SVC_DN_DEL("OLD") " END;"
+    "CREATE TRIGGER user_dn_upd AFTER UPDATE OF name, is_guest, deactivated, locked, admin"
+    " ON users BEGIN " SVC_DN_DEL("OLD") SVC_DN_PUT("NEW") " END;"
+    "CREATE TRIGGER user_dn_pins AFTER INSERT ON profiles BEGIN "
+    SVC_DN_SET("NEW", "COALESCE(NEW.displayname, '')") " END;"
+    "CREATE TRIGGER user_dn_pdel AFTER DELETE ON profiles BEGIN "
+    SVC_DN_SET("OLD", "''") " END;"
+    "CREATE TRIGGER user_dn_pupd AFTER UPDATE OF user_id, displayname ON profiles BEGIN "
+    SVC_DN_SET("OLD", "''") SVC_DN_SET("NEW", "COALESCE(NEW.displayname, '')") " END;";
+static const char svc_v6_postgres[] =
+    SVC_DN_TABLE
+    "CREATE FUNCTION user_dn_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF TG_OP IN ('DELETE', 'UPDATE') THEN " SVC_DN_DEL("OLD") " END IF;"
+    " IF TG_OP IN ('INSERT', 'UPDATE') THEN " SVC_DN_PUT("NEW") " END IF;"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER user_dn_trg AFTER INSERT OR DELETE OR UPDATE OF name, is_guest,"
+    " deactivated, locked, admin ON users FOR EACH ROW EXECUTE FUNCTION user_dn_fn();"
+    "CREATE FUNCTION user_dn_pfn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " IF TG_OP IN ('DELETE', 'UPDATE') THEN " SVC_DN_SET("OLD", "''") " END IF;"
+    " IF TG_OP IN ('INSERT', 'UPDATE') THEN "
+    SVC_DN_SET("NEW", "COALESCE(NEW.displayname, '')") " END IF;"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER user_dn_ptrg AFTER INSERT OR DELETE OR UPDATE OF user_id, displayname"
+    " ON profiles FOR EACH ROW EXECUTE FUNCTION user_dn_pfn();";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
     { 2, svc_v2, NULL, NULL },
     { 3, svc_v3, NULL, NULL },
     { 4, svc_v4, NULL, NULL },
     { 5, NULL, svc_v5_sqlite, svc_v5_postgres },
+    { 6, NULL, svc_v6_sqlite, svc_v6_postgres },
 };
 
 static const hs_admin_iface_t svc_iface = {

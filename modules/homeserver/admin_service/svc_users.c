@@ -117,9 +117,10 @@ void svc_users_changed(void)
     }
 }
 
-/* Keyset pages: the user ID a page ending at offset `end` stopped at, per
- * filter and direction, so that following next_token (an offset, as in
- * Synapse) continues from that ID instead of walking `end` rows again.
+/* Keyset pages: where a page ending at offset `end` stopped, per filter,
+ * ordering and direction (the user ID as a string, or [display name, user
+ * ID] by display name), so that following next_token (an offset, as in
+ * Synapse) continues from there instead of walking `end` rows again.
  * Forgotten on any change to users and after SVC_KEYS_TTL_MS. */
 #define SVC_KEYS_MAX 1024
 #define SVC_KEYS_TTL_MS 60000
@@ -130,14 +131,15 @@ static const char *svc_key_name(mx_pool_t *p, const char *count_key, const char 
     return mx_psprintf(p, "%s\x1f%s\x1f%lld", count_key, dir, (long long)end);
 }
 
-static const char *svc_key_get(const char *name)
+/* The position (or anchors) kept under `name`, or NULL; borrowed. */
+static const json_t *svc_key_get(const char *name)
 {
     uint64_t now = mx_now_ms();
     if (now - svc->keys_ms > SVC_KEYS_TTL_MS || json_object_size(svc->keys) > SVC_KEYS_MAX) {
         json_object_clear(svc->keys);
         svc->keys_ms = now;
     }
-    return json_string_value(json_object_get(svc->keys, name));
+    return json_object_get(svc->keys, name);
 }
 
 /* The list's total for `key`, or -1 when not cached (or stale). */
@@ -157,14 +159,27 @@ typedef struct svc_list {
     const char *count_key;
     int64_t total;        /* -1: counted by statement 0 */
     uint64_t gen;         /* counts_gen when the query was sent */
-    const char *dir;      /* keyset pages (ordering by user ID) only, else NULL */
+    const char *dir;      /* keyset pages (by user ID or display name), else NULL */
+    bool by_dn, desc;     /* ordered by display name (user_dn); descending */
     /* The page query's parts (svc_list_page); pool strings. */
     char *where, *ord, *count;
+    const char *src;      /* the inner query's FROM (users as `u`) */
+    char *iord;           /* the inner query's ORDER BY */
     const char *binds[5];
     int nb;
-    bool by_profile;
     int64_t limit;
 } svc_list_t;
+
+/* A list position as kept for keyset pages: row `i` of statement `st`
+ * (user ID in column 0, display name in `dn_col`). New reference. */
+static json_t *svc_pos(const svc_list_t *l, const mx_sql_res_t *res, int st, int i, int dn_col)
+{
+    const char *name = mx_sql_text(res, st, i, 0);
+    if (!l->by_dn)
+        return json_string(name);
+    const char *dn = mx_sql_is_null(res, st, i, dn_col) ? "" : mx_sql_text(res, st, i, dn_col);
+    return json_pack("[s,s]", dn, name);
+}
 
 static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
 {
@@ -189,7 +204,7 @@ static json_t *svc_list_users_built(svc_call_t *c, const mx_sql_res_t *res, int 
         json_object_set_new(out, "next_token", json_sprintf("%lld", (long long)(c->n + n)));
         if (l->dir && l->gen == svc->counts_gen)
             json_object_set_new(svc->keys, svc_key_name(c->pool, l->count_key, l->dir, c->n + n),
-                                json_string(mx_sql_text(res, st, n - 1, 0)));
+                                svc_pos(l, res, st, n - 1, 6));
     }
     return out;
 }
@@ -252,15 +267,9 @@ static void svc_add_strs(mx_sql_batch_t *b, const char *sql, const char *const *
  * fewer than SVC_ANCHOR_EVERY rows: the same rows as OFFSET N. */
 #define SVC_ANCHOR_EVERY 1000
 
-static const json_t *svc_key_get_json(const char *name)
-{
-    svc_key_get(name); /* expires the cache */
-    return json_object_get(svc->keys, name);
-}
-
-/* Runs the page query (and the count when needed): after user ID `after`
- * (or NULL), skipping `from` rows. */
-static int svc_list_page(svc_call_t *c, const char *after, int64_t from)
+/* Runs the page query (and the count when needed): after position
+ * `after` (see svc_pos; or NULL), skipping `from` rows. */
+static int svc_list_page(svc_call_t *c, const json_t *after, int64_t from)
 {
     svc_list_t *l = c->priv;
     mx_pool_t *p = c->pool;
@@ -268,20 +277,22 @@ static int svc_list_page(svc_call_t *c, const char *after, int64_t from)
     memcpy(binds, l->binds, sizeof(binds));
     int nb = l->nb;
     char *where = l->where;
-    if (after) {
-        where = svc_and(p, where, *l->dir == 'D' ? "u.name < ?" : "u.name > ?");
-        binds[nb++] = mx_pstrdup(p, after);
+    if (after && l->by_dn) {
+        where = svc_and(p, where, l->desc ? "(u.dn, u.name) < (?, ?)" : "(u.dn, u.name) > (?, ?)");
+        binds[nb++] = mx_pstrdup(p, json_string_value(json_array_get(after, 0)));
+        binds[nb++] = mx_pstrdup(p, json_string_value(json_array_get(after, 1)));
+    } else if (after) {
+        where = svc_and(p, where, l->desc ? "u.name < ?" : "u.name > ?");
+        binds[nb++] = mx_pstrdup(p, json_string_value(after));
     }
     /* A deferred join: the page's names come from the narrow inner query
      * (walking users' name index past `from` rows); only those rows are
      * joined with profiles and devices. */
     char *page = where ? mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM (SELECT u.name FROM"
-                                        " users u%s WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
+                                        " %s WHERE %s ORDER BY %s LIMIT ? OFFSET ?) pg"
                                         " JOIN users u ON u.name = pg.name LEFT JOIN profiles p"
                                         " ON p.user_id = u.name ORDER BY %s",
-                                     l->by_profile ? " LEFT JOIN profiles p ON p.user_id = u.name"
-                                                   : "",
-                                     where, l->ord, l->ord)
+                                     l->src, where, l->iord, l->ord)
                        : NULL;
     mx_sql_batch_t *b = page ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
     if (!b) {
@@ -301,8 +312,7 @@ static int svc_list_anchored(svc_call_t *c, const json_t *anchors)
         k = json_array_size(anchors);
     if (k == 0)
         return svc_list_page(c, NULL, c->n);
-    const char *after = json_string_value(json_array_get(anchors, k - 1));
-    return svc_list_page(c, mx_pstrdup(c->pool, after),
+    return svc_list_page(c, json_array_get(anchors, k - 1),
                          c->n - (int64_t)k * SVC_ANCHOR_EVERY);
 }
 
@@ -316,7 +326,7 @@ static void svc_anchors_read(int status, mx_sql_res_t *res, void *ud)
     }
     json_t *a = json_array();
     for (int i = 0; a && i < mx_sql_nrows(res, 0); i++)
-        json_array_append_new(a, json_string(mx_sql_text(res, 0, i, 0)));
+        json_array_append_new(a, svc_pos(l, res, 0, i, 1));
     if (!a) {
         svc_finish(c, -ENOMEM, NULL);
         return;
@@ -396,8 +406,12 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
     }
     const char *d = dir && strcmp(dir, "b") == 0 ? "DESC" : "ASC";
     /* The profile join is needed only by the page's inner query for a
-     * profile ordering (the name filter reads profiles in a subquery). */
+     * profile ordering (the name filter reads profiles in a subquery).
+     * By display name, without a user type filter, the inner query walks
+     * `user_dn` (svc_main.c: the same display name and filters, kept by
+     * triggers) in index order instead. */
     bool by_profile = !strncmp(col, "COALESCE(p.", 11);
+    bool by_dn = !strcmp(order ? order : "", "displayname") && !(utype && *utype);
     /* Totals without a text filter come from `user_counts` (kept by
      * triggers in the same transaction as every change to users). */
     bool counted = !(uid && *uid) && !(name && *name) && !(utype && *utype);
@@ -418,27 +432,39 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
     l->count_key = mx_psprintf(p, "%s\x1f%s\x1f%s\x1f%s", count, binds[0] ? binds[0] : "",
                                binds[1] ? binds[1] : "", binds[2] ? binds[2] : "");
     l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
-    l->dir = !strcmp(col, "u.name") && l->count_key ? d : NULL;
+    l->by_dn = by_dn;
+    l->desc = *d == 'D';
+    l->dir = !l->count_key ? NULL : by_dn ? (l->desc ? "dnDESC" : "dnASC")
+                                 : !strcmp(col, "u.name") ? d : NULL;
     l->where = where;
     l->ord = ord;
     l->count = count;
     memcpy(l->binds, binds, sizeof(binds));
     l->nb = nb;
     l->limit = limit;
-    l->by_profile = by_profile;
-    /* Following a next_token we handed out: continue after its user ID. */
-    const char *after = l->dir && from > 0 ? svc_key_get(svc_key_name(p, l->count_key, d, from))
-                                           : NULL;
+    l->src = by_dn        ? "user_dn u"
+             : by_profile ? "users u LEFT JOIN profiles p ON p.user_id = u.name"
+                          : "users u";
+    l->iord = by_dn ? mx_psprintf(p, "u.dn %s, u.name %s", d, d) : ord;
+    if (!l->iord) {
+        svc_call_free(c);
+        return -ENOMEM;
+    }
+    /* Following a next_token we handed out: continue after its position. */
+    const json_t *after = l->dir && from > 0
+                              ? svc_key_get(svc_key_name(p, l->count_key, l->dir, from))
+                              : NULL;
     if (after || !l->dir || from < SVC_ANCHOR_EVERY)
         return svc_list_page(c, after, after ? 0 : from);
     /* A raw offset (synadm, Element Admin): seek from the nearest anchor. */
-    const json_t *anchors = svc_key_get_json(svc_key_name(p, l->count_key, d, -1));
+    const json_t *anchors = svc_key_get(svc_key_name(p, l->count_key, l->dir, -1));
     if (anchors)
         return svc_list_anchored(c, anchors);
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    char *sql = mx_psprintf(p, "SELECT name FROM (SELECT u.name, ROW_NUMBER() OVER (ORDER BY %s)"
-                               " AS rn FROM users u WHERE %s) s WHERE rn %% %d = 0 ORDER BY rn",
-                            ord, where, SVC_ANCHOR_EVERY);
+    char *sql = mx_psprintf(p, "SELECT %s FROM (SELECT u.name%s, ROW_NUMBER() OVER (ORDER BY"
+                               " %s) AS rn FROM %s WHERE %s) s WHERE rn %% %d = 0 ORDER BY rn",
+                            by_dn ? "name, dn" : "name", by_dn ? ", u.dn" : "", l->iord, l->src,
+                            where, SVC_ANCHOR_EVERY);
     if (!b || !sql) {
         mx_sql_batch_free(b);
         svc_call_free(c);
