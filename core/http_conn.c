@@ -462,32 +462,15 @@ void mx__conn_send_response(mx__conn_t *c, struct mx_req *r)
         }
         mx__req_written(r);
     } else {
-        /* Usually the socket takes the whole response at once: try that
-         * first, which spares libuv's write request, its deferred callback
-         * and the epoll_ctl it costs.  What is left goes through uv_write. */
-        int n = uv_try_write((uv_stream_t *)&c->tcp, r->wbufs, (unsigned)r->nwbufs);
-        size_t left = n > 0 ? (size_t)n : 0;
-        int i = 0;
-        while (i < r->nwbufs && left >= r->wbufs[i].len)
-            left -= r->wbufs[i++].len;
-        if (i < r->nwbufs) {
-            r->wbufs[i].base += left;
-            r->wbufs[i].len -= left;
-        }
-        if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
+        /* The request is released in on_response_written, a later loop
+         * turn: handlers may still touch request memory after replying. */
+        r->wreq.data = r;
+        c->writes_pending++;
+        if (uv_write(&r->wreq, (uv_stream_t *)&c->tcp, r->wbufs, (unsigned)r->nwbufs,
+                     on_response_written) < 0) {
+            c->writes_pending--;
             mx__req_written(r);
             keep_alive = false;
-        } else if (i == r->nwbufs) {
-            mx__req_written(r);
-        } else {
-            r->wreq.data = r;
-            c->writes_pending++;
-            if (uv_write(&r->wreq, (uv_stream_t *)&c->tcp, r->wbufs + i,
-                         (unsigned)(r->nwbufs - i), on_response_written) < 0) {
-                c->writes_pending--;
-                mx__req_written(r);
-                keep_alive = false;
-            }
         }
     }
     request_done(c, keep_alive);

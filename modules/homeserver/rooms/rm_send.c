@@ -241,8 +241,11 @@ static void sd_committed(int status, rm_txn_t *t, void *ud)
         return; /* sd_free settles */
     }
     sd_bloom_add(c->fkey);
-    mx_req_reply_json(c->req, 200, json_pack("{s:s}", "event_id", c->event_id));
+    /* Settle the waiters first: replying may release c's request pool. */
+    mx_req_t *req = c->req;
+    json_t *body = json_pack("{s:s}", "event_id", c->event_id);
     sd_settle(c, c->event_id);
+    mx_req_reply_json(req, 200, body);
 }
 
 static void sd_have_room(rm_room_t *room, int status, void *ud)
