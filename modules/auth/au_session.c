@@ -192,11 +192,6 @@ typedef struct au_login {
     bool registering;
 } au_login_t;
 
-static void au_json_free(void *p)
-{
-    json_decref(p);
-}
-
 /* Sets the page vars common to the login and register forms. */
 static json_t *au_form_vars(mx_req_t *req, const char *sid, const char *grant, const char *next,
                             const char *username, const char *error_key)
@@ -332,7 +327,7 @@ static void au_login_limited(au_login_t *l, uint64_t wait_ms)
                       mx_psprintf(pool, "%llu", (unsigned long long)(wait_ms + 999) / 1000));
     json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
                              "err_rate_limited");
-    mx_pool_on_free(pool, au_json_free, v);
+    mx_pool_on_free(pool, au_json_unref, v);
     au_form_reply(l->req, "login", v, 429);
 }
 
@@ -347,7 +342,7 @@ static void au_login_gated(int status, bool ok, void *ud)
     if (!ok) {
         json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
                                  "err_email_unverified");
-        mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+        mx_pool_on_free(mx_req_pool(l->req), au_json_unref, v);
         au_form_reply(l->req, "login", v, 403);
         return;
     }
@@ -363,7 +358,7 @@ static void au_login_checked(int status, const char *user_id, bool is_admin, voi
     if (status == -EACCES || status == -EKEYREVOKED) {
         json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
                                  status == -EKEYREVOKED ? "err_locked" : "err_credentials");
-        mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+        mx_pool_on_free(mx_req_pool(l->req), au_json_unref, v);
         au_form_reply(l->req, "login", v, status == -EKEYREVOKED ? 403 : 401);
         return;
     }
@@ -379,18 +374,9 @@ static void au_login_checked(int status, const char *user_id, bool is_admin, voi
 /* Parses the urlencoded body and checks CSRF; answers on failure. */
 static au_login_t *au_form_begin(mx_req_t *req)
 {
-    size_t len;
-    const char *body = mx_req_body(req, &len);
-    json_t *form = au_form_parse(body, len);
-    if (!form) {
-        au_page_error(req, 400, "err_bad_request", NULL);
+    json_t *form = au_page_form(req);
+    if (!form)
         return NULL;
-    }
-    mx_pool_on_free(mx_req_pool(req), au_json_free, form);
-    if (!au_csrf_ok(req, form)) {
-        au_page_error(req, 403, "err_csrf", NULL);
-        return NULL;
-    }
     au_login_t *l = mx_palloc(mx_req_pool(req), sizeof(*l));
     if (!l) {
         au_page_error(req, 500, "err_internal", NULL);
@@ -442,7 +428,7 @@ static void au_form_page(mx_req_t *req, const au_browser_t *b, void *ud)
     }
     const char *hint = mx_req_query(req, "login_hint");
     json_t *v = au_form_vars(req, sid, grant, mx_req_query(req, "next"), hint, NULL);
-    mx_pool_on_free(mx_req_pool(req), au_json_free, v);
+    mx_pool_on_free(mx_req_pool(req), au_json_unref, v);
     au_form_reply(req, page, v, 200);
 }
 
@@ -464,7 +450,7 @@ static void au_register_created(int status, const hs_users_info_t *u, void *ud)
     if (err) {
         json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username,
                                  err);
-        mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+        mx_pool_on_free(mx_req_pool(l->req), au_json_unref, v);
         au_form_reply(l->req, "register", v, 400);
         return;
     }
@@ -487,7 +473,7 @@ static void au_register_created(int status, const hs_users_info_t *u, void *ud)
 static void au_register_again(au_login_t *l, const char *err)
 {
     json_t *v = au_form_vars(l->req, au_cookie_sid(l->req), l->grant, l->next, l->username, err);
-    mx_pool_on_free(mx_req_pool(l->req), au_json_free, v);
+    mx_pool_on_free(mx_req_pool(l->req), au_json_unref, v);
     au_form_reply(l->req, "register", v, 400);
 }
 
