@@ -8,6 +8,14 @@
  * fsync at all: automatic checkpoints are off on the writer and a
  * checkpointer thread with its own connection runs PASSIVE checkpoints
  * (they never block the writer) when the WAL grows past SQ_CKPT_FRAMES.
+ * Under a steady write load a PASSIVE checkpoint never catches up with the
+ * writer, so SQLite never starts the WAL over and it grows without bound
+ * (hundreds of MiB in a benchmark; truncating that afterwards stalled one
+ * commit for 350 ms).  Once the WAL passes SQ_RESTART_FRAMES the
+ * checkpointer therefore follows its PASSIVE pass with a RESTART one: it
+ * waits for the writer's current transaction, copies the few frames
+ * written meanwhile and lets the next commit write the WAL from its
+ * start, so the WAL file stays near SQ_RESTART_FRAMES pages.
  * With synchronous: full every commit fsyncs the WAL and checkpoints run
  * inside commits (SQLite's automatic checkpoint).  One writer thread owns the
  * only writing connection and commits in groups: it takes every write
@@ -35,6 +43,7 @@
 #define SQ_BUSY_TIMEOUT_MS 10000
 #define SQ_CKPT_FRAMES 2000     /* WAL pages (8 MiB) that start a checkpoint */
 #define SQ_CKPT_GAP_MS 200      /* at most one checkpoint per this interval */
+#define SQ_RESTART_FRAMES 8192  /* WAL pages (32 MiB) after which the WAL starts over */
 #define SQ_WAL_LIMIT 67108864   /* bytes: the WAL file is truncated to this when reset */
 #define MX__SQ_STR2(x) #x
 #define MX__SQ_STR(x) MX__SQ_STR2(x)
@@ -525,6 +534,9 @@ static void sq_ckpt_main(void *arg)
         uv_mutex_unlock(&d->mu);
         int nlog = 0, nckpt = 0;
         int rc = sqlite3_wal_checkpoint_v2(d->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
+                                           &nckpt);
+        if (rc == SQLITE_OK && nlog >= SQ_RESTART_FRAMES)
+            rc = sqlite3_wal_checkpoint_v2(d->ckpt.db, NULL, SQLITE_CHECKPOINT_RESTART, &nlog,
                                            &nckpt);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             mx_log("store", MX_LOG_WARN, "SQLite checkpoint: %s", sqlite3_errmsg(d->ckpt.db));

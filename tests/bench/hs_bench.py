@@ -182,7 +182,7 @@ async def bench(base, pid, a):
         for mb in members:
             tokens[mb["access_token"]] = (await api.call(
                 "GET", "/_matrix/client/v3/sync?timeout=0", mb["access_token"]))["next_batch"]
-        delays = []
+        delays, round_max = [], []
         for rnd in range(5):
             arrived = []
 
@@ -203,8 +203,10 @@ async def bench(base, pid, a):
                            {"msgtype": "m.text", "body": f"fan{rnd}"})
             await asyncio.gather(*polls)
             delays += [(a - t0) * 1000 for a in arrived]
+            round_max.append(round(max(arrived) * 1000 - t0 * 1000, 1))
         out["fanout_100_p50_ms"] = round(pct(delays, 50), 2)
         out["fanout_100_p99_ms"] = round(pct(delays, 99), 2)
+        out["fanout_100_max_ms_per_round"] = round_max
         if pid:
             out["rss_after_kb"] = rss_kb(pid)
     return out
