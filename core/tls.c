@@ -5,6 +5,7 @@
  * with uv_write, so mbedTLS never touches the socket.
  */
 #include "tls.h"
+#include "tls_buf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -27,15 +28,10 @@ struct mx__tls_server {
     mbedtls_ssl_config conf;
 };
 
-typedef struct tbuf {
-    unsigned char *p;
-    size_t len, off, cap;
-} tbuf_t;
-
 struct mx__tls_conn {
     struct mx__tls_server *srv;
     mbedtls_ssl_context ssl;
-    tbuf_t in, out;
+    mx__tls_buf_t in, out;
     int handshake_done;
 };
 
@@ -120,36 +116,16 @@ void mx__tls_server_unref(struct mx__tls_server *s)
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     struct mx__tls_conn *t = ctx;
-    tbuf_t *b = &t->out;
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + len)
-            cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p)
-            return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, buf, len);
-    b->len += len;
+    if (mx__tls_buf_append(&t->out, buf, len) != 0)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
     return (int)len;
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     struct mx__tls_conn *t = ctx;
-    tbuf_t *b = &t->in;
-    size_t avail = b->len - b->off;
-    if (!avail)
-        return MBEDTLS_ERR_SSL_WANT_READ;
-    if (len > avail)
-        len = avail;
-    memcpy(buf, b->p + b->off, len);
-    b->off += len;
-    if (b->off == b->len)
-        b->off = b->len = 0;
-    return (int)len;
+    size_t n = mx__tls_buf_take(&t->in, buf, len);
+    return n ? (int)n : MBEDTLS_ERR_SSL_WANT_READ;
 }
 
 struct mx__tls_conn *mx__tls_conn_new(struct mx__tls_server *s)
@@ -174,34 +150,14 @@ void mx__tls_conn_free(struct mx__tls_conn *t)
         return;
     mbedtls_ssl_free(&t->ssl);
     mx__tls_server_unref(t->srv);
-    free(t->in.p);
-    free(t->out.p);
+    mx__tls_buf_free(&t->in);
+    mx__tls_buf_free(&t->out);
     free(t);
 }
 
 int mx__tls_conn_input(struct mx__tls_conn *t, const char *data, size_t len)
 {
-    tbuf_t *b = &t->in;
-    if (b->off && b->off == b->len)
-        b->off = b->len = 0;
-    if (b->off > 0 && b->len + len > b->cap) {
-        memmove(b->p, b->p + b->off, b->len - b->off);
-        b->len -= b->off;
-        b->off = 0;
-    }
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + len)
-            cap *= 2;
-        unsigned char *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, len);
-    b->len += len;
-    return 0;
+    return mx__tls_buf_append(&t->in, data, len);
 }
 
 long mx__tls_conn_read(struct mx__tls_conn *t, char *buf, size_t cap)

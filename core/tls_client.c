@@ -17,6 +17,7 @@
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
+#include "tls_buf.h"
 #include "tls_client.h"
 
 #include <arpa/inet.h>
@@ -42,46 +43,15 @@ struct mx_tlsc_conf {
     mbedtls_ssl_config ssl;
 };
 
-typedef struct tlsc_buf {
-    unsigned char *data;
-    size_t len, off, cap;   /* valid bytes are data[off..len) */
-} tlsc_buf_t;
-
 struct mx_tlsc {
     mbedtls_ssl_context ssl;
-    tlsc_buf_t in, out;
+    mx__tls_buf_t in, out;
     int is_ip;                  /* verify an iPAddress SAN */
     unsigned char ip[16];
     size_t iplen;
 };
 
 static const char *alpn_list[] = { "http/1.1", NULL };
-
-static int buf_append(tlsc_buf_t *b, const void *data, size_t len)
-{
-    if (b->off > 0 && b->off == b->len)
-        b->off = b->len = 0;
-    if (b->len + len > b->cap) {
-        if (b->off > 0) {
-            memmove(b->data, b->data + b->off, b->len - b->off);
-            b->len -= b->off;
-            b->off = 0;
-        }
-        if (b->len + len > b->cap) {
-            size_t cap = b->cap ? b->cap : 16384;
-            while (cap < b->len + len)
-                cap *= 2;
-            unsigned char *n = realloc(b->data, cap);
-            if (!n)
-                return -ENOMEM;
-            b->data = n;
-            b->cap = cap;
-        }
-    }
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return 0;
-}
 
 static void tls_strerror(int rc, char *buf, size_t len)
 {
@@ -162,7 +132,7 @@ void mx__tlsc_conf_free(mx_tlsc_conf_t *c)
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     mx_tlsc_t *t = ctx;
-    if (buf_append(&t->out, buf, len) != 0)
+    if (mx__tls_buf_append(&t->out, buf, len) != 0)
         return MBEDTLS_ERR_SSL_ALLOC_FAILED;
     return (int)len;
 }
@@ -170,14 +140,8 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     mx_tlsc_t *t = ctx;
-    size_t have = t->in.len - t->in.off;
-    if (have == 0)
-        return MBEDTLS_ERR_SSL_WANT_READ;
-    if (len > have)
-        len = have;
-    memcpy(buf, t->in.data + t->in.off, len);
-    t->in.off += len;
-    return (int)len;
+    size_t n = mx__tls_buf_take(&t->in, buf, len);
+    return n ? (int)n : MBEDTLS_ERR_SSL_WANT_READ;
 }
 
 mx_tlsc_t *mx__tlsc_new(mx_tlsc_conf_t *c, const char *host)
@@ -209,14 +173,14 @@ void mx__tlsc_free(mx_tlsc_t *t)
     if (!t)
         return;
     mbedtls_ssl_free(&t->ssl);
-    free(t->in.data);
-    free(t->out.data);
+    mx__tls_buf_free(&t->in);
+    mx__tls_buf_free(&t->out);
     free(t);
 }
 
 int mx__tlsc_feed(mx_tlsc_t *t, const void *data, size_t len)
 {
-    return buf_append(&t->in, data, len);
+    return mx__tls_buf_append(&t->in, data, len);
 }
 
 /* Walks the certificate's extensions to its subjectAltName and looks for
@@ -336,7 +300,7 @@ ssize_t mx__tlsc_read(mx_tlsc_t *t, void *buf, size_t len)
 
 size_t mx__tlsc_out(mx_tlsc_t *t, const void **data)
 {
-    *data = t->out.data + t->out.off;
+    *data = t->out.p + t->out.off;
     return t->out.len - t->out.off;
 }
 

@@ -420,3 +420,66 @@ modules: [example]
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(15) == 0
+
+
+def test_tls_listener(tmp_path):
+    """A `tls: true` listener: handshake, keep-alive, a request body larger
+    than one TLS record (the input queue grows), pipelined requests in order,
+    and a reply larger than one record."""
+    import socket
+    import ssl
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem"), "-subj", "/CN=localhost", "-days", "2"],
+                   check=True, capture_output=True)
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""server_name: localhost
+tls_certificate_path: {tmp_path}/c.pem
+tls_private_key_path: {tmp_path}/k.pem
+listeners: [{{port: {port}, bind_addresses: ['127.0.0.1'], type: http, tls: true,
+              resources: [{{names: [client, health]}}]}}]
+database: {{name: sqlite3, args: {{database: {tmp_path}/hs.db}}}}
+signing_key_path: {tmp_path}/signing.key
+modules: [example]
+""")
+    p = subprocess.Popen([find_binary(), "serve", "-c", str(cfg)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    ctx.check_hostname = False
+    try:
+        url = f"https://127.0.0.1:{port}"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                requests.get(url + "/health", verify=False, timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        with requests.Session() as s:
+            s.verify = str(tmp_path / "c.pem")
+            s.get(url + "/health", verify=False)
+            for _ in range(3):
+                r = s.get(url + "/_mxstack/example/hello", verify=False)
+                assert r.status_code == 200 and r.json()["greeting"] == "hello"
+            # 60 KB in (several TLS records: the input queue grows) and out
+            text = "".join(chr(0x41 + i % 26) for i in range(60000))
+            r = s.post(url + "/_mxstack/example/notes", verify=False, json={"text": text})
+            assert r.status_code == 200, r.text
+            r = s.get(url + "/_mxstack/example/notes/" + r.json()["id"], verify=False)
+            assert r.status_code == 200 and r.json()["text"] == text
+        raw = socket.create_connection(("127.0.0.1", port))
+        with ctx.wrap_socket(raw) as tls:
+            tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 2 +
+                        b"GET /_mxstack/example/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        assert got.count(b"HTTP/1.1 200") == 3
+        assert got.rindex(b"greeting") > got.rindex(b"\r\n\r\nOK")
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(15) == 0
