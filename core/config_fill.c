@@ -187,6 +187,27 @@ int mx__conf_parse_duration(const char *s, uint64_t *out)
     return -EINVAL;
 }
 
+/* The module API's readers of raw config values (mx.h, ABI 1.4). */
+static int conf_value(const json_t *v, uint64_t def, uint64_t *out,
+                      int (*parse)(const char *, uint64_t *))
+{
+    if (!v || json_is_null(v))
+        return (*out = def), 0;
+    if (json_is_integer(v))
+        return json_integer_value(v) < 0 ? -EINVAL : ((*out = (uint64_t)json_integer_value(v)), 0);
+    return json_is_string(v) ? parse(json_string_value(v), out) : -EINVAL;
+}
+
+int mx_conf_size(const json_t *v, uint64_t def, uint64_t *out)
+{
+    return conf_value(v, def, out, mx__conf_parse_size);
+}
+
+int mx_conf_duration(const json_t *v, uint64_t def, uint64_t *out)
+{
+    return conf_value(v, def, out, mx__conf_parse_duration);
+}
+
 int mx__conf_cidr_valid(const char *s)
 {
     if (!s || !*s)

@@ -189,15 +189,16 @@ int mx__modules_load(const mx_conf_t *conf, char *err, size_t errlen)
 /* A module's init reason that starts with one of its keys ("auth.email.port:
  * ...") gets the key's place in the config file in front ("FILE:LINE: "),
  * as the core's own config errors have. */
-static void init_reason(const mx_conf_t *conf, const char *module, const char *why,
-                        char *out, size_t outlen)
+/* A module's init or start error that begins with a config key path
+ * ("max_spider_size: ...", "auth.email.port: ...") gets the file and line
+ * of that key, or of its nearest parent that has one, in front. */
+static void conf_reason(const mx_conf_t *conf, const char *why, char *out, size_t outlen)
 {
-    size_t ml = strlen(module), n = strspn(why, "abcdefghijklmnopqrstuvwxyz"
-                                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
+    size_t n = strspn(why, "abcdefghijklmnopqrstuvwxyz"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.[]");
     char key[256];
     int line = 0;
-    if (n > ml && n < sizeof(key) && !strncmp(why, module, ml) && why[ml] == '.' &&
-        why[n] == ':') {
+    if (conf && n > 0 && n < sizeof(key) && why[n] == ':') {
         memcpy(key, why, n);
         key[n] = '\0';
         /* The nearest key that has a line: the key, else its parents. */
@@ -242,8 +243,7 @@ int mx__modules_init(const mx_conf_t *conf, char *err, size_t errlen)
             int rc = m->desc->init(m->conf, why, sizeof(why));
             if (rc) {
                 char reason[512];
-                init_reason(conf, m->name, why[0] ? why : strerror(-rc), reason,
-                            sizeof(reason));
+                conf_reason(conf, why[0] ? why : strerror(-rc), reason, sizeof(reason));
                 snprintf(err, errlen, "module %s: init failed: %s", m->name, reason);
                 return rc;
             }
@@ -262,8 +262,9 @@ int mx__modules_start(char *err, size_t errlen)
             char why[256] = "";
             int rc = m->desc->start(why, sizeof(why));
             if (rc) {
-                snprintf(err, errlen, "module %s: start failed: %s", m->name,
-                         why[0] ? why : strerror(-rc));
+                char reason[512];
+                conf_reason(mx__ctx->conf, why[0] ? why : strerror(-rc), reason, sizeof(reason));
+                snprintf(err, errlen, "module %s: start failed: %s", m->name, reason);
                 return rc;
             }
         }

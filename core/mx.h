@@ -32,9 +32,11 @@
  *        mx_req_reply_file.
  *   1.2  streaming request bodies: MX_ROUTE_STREAM_BODY, mx_req_body_stream,
  *        mx_req_body_pause, mx_req_body_resume.
- *   1.3  mx_read_file, mx_share_dir. */
+ *   1.3  mx_read_file, mx_share_dir.
+ *   1.4  mx_conf_size, mx_conf_duration.
+ *   1.5  mx_req_reply_prepared. */
 #define MX_ABI_MAJOR 1
-#define MX_ABI_MINOR 3
+#define MX_ABI_MINOR 5
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
 
 /* Handler outcomes and error codes.  Functions return 0 or a negative code:
@@ -367,7 +369,26 @@ typedef struct mx_signing_key {
     /* The directory of installed files `sub` (e.g. "web/landing"), malloc'd: \
      * `configured` when set, else $(pkgdatadir)/sub when it exists, else the \
      * source tree's (running from a build tree), else `sub` itself. */ \
-    X(char *, mx_share_dir, (const char *configured, const char *sub), (configured, sub))
+    X(char *, mx_share_dir, (const char *configured, const char *sub), (configured, sub)) \
+    /* ABI 1.4: config values read straight from the document (mx_server_conf \
+     * ()->root) with the core's units.  mx_conf_size: an integer (bytes) or \
+     * "10M", "512K", "1GiB"...; mx_conf_duration: an integer (ms) or "500ms", \
+     * "10s", "24h", "1w"...  `v` NULL or JSON null gives `def`.  0, or \
+     * -EINVAL (negative, fractional, unknown unit, not a number or string). */ \
+    X(int, mx_conf_size, (const json_t *v, uint64_t def, uint64_t *out), (v, def, out)) \
+    X(int, mx_conf_duration, (const json_t *v, uint64_t def, uint64_t *out), (v, def, out)) \
+    /* ABI 1.5: a reply whose header lines the module keeps ready-made \
+     * (static files): `headers` holds `hlen` bytes of complete \
+     * "Name: value\r\n" lines (Content-Type among them; never Server, Date, \
+     * Content-Length or Connection, which the core adds, and the module \
+     * vouches that they are well-formed), then `len` bytes of body. \
+     * Both are only read during the call: they leave at once, or are \
+     * copied when the socket cannot take them.  Headers set with \
+     * mx_req_set_header are sent too.  Finishes the request like \
+     * mx_req_reply (HEAD and 304: no body). */ \
+    X(void, mx_req_reply_prepared, (mx_req_t *r, int status, const char *headers, size_t hlen, \
+                                    const void *body, size_t len), \
+      (r, status, headers, hlen, body, len))
 
 /* The variadic functions: X(return type, name, parameter list). */
 #define MX_API_VFUNCS(X) \

@@ -48,67 +48,6 @@ char md_authed_tag;
 
 /* ------------------------------------------------------------ settings --- */
 
-/* "10M", "512K", 1048576 → bytes; -1 when unreadable. */
-static int64_t md_parse_size(const json_t *v, int64_t def)
-{
-    if (!v)
-        return def;
-    if (json_is_integer(v))
-        return json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
-    if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    char *end;
-    double n = strtod(s, &end);
-    if (end == s || n < 0)
-        return -1;
-    double mul = 1;
-    switch (*end) {
-    case 'K': case 'k': mul = 1024.0; end++; break;
-    case 'M': case 'm': mul = 1024.0 * 1024; end++; break;
-    case 'G': case 'g': mul = 1024.0 * 1024 * 1024; end++; break;
-    case 'T': case 't': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    return *end ? -1 : (int64_t)(n * mul);
-}
-
-/* "24h", "10m", "500ms", 86400000 → milliseconds; -1 when unreadable. */
-static int64_t md_parse_duration(const json_t *v, int64_t def)
-{
-    if (!v)
-        return def;
-    if (json_is_integer(v))
-        return json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
-    if (!json_is_string(v))
-        return -1;
-    const char *s = json_string_value(v);
-    char *end;
-    double n = strtod(s, &end);
-    if (end == s || n < 0)
-        return -1;
-    double mul = 1;
-    if (!strcmp(end, "ms") || !*end)
-        mul = 1;
-    else if (!strcmp(end, "s"))
-        mul = 1000;
-    else if (!strcmp(end, "m"))
-        mul = 60e3;
-    else if (!strcmp(end, "h"))
-        mul = 3600e3;
-    else if (!strcmp(end, "d"))
-        mul = 86400e3;
-    else if (!strcmp(end, "w"))
-        mul = 7 * 86400e3;
-    else if (!strcmp(end, "y"))
-        mul = 365 * 86400e3;
-    else
-        return -1;
-    return (int64_t)(n * mul);
-}
-
 static int md_conf_load(md_conf_t *c, char *err, size_t errlen)
 {
     const mx_server_conf_t *sc = mx_server_conf();
@@ -116,26 +55,22 @@ static int md_conf_load(md_conf_t *c, char *err, size_t errlen)
     memset(c, 0, sizeof(*c));
     c->max_upload_size = sc->max_upload_size;
     c->store_path = sc->media_store_path;
-    struct { const char *key; int64_t *out; int64_t def; bool dur; } nums[] = {
-        { "max_image_pixels", NULL, 32LL << 20, false },
-        { "max_spider_size", NULL, 10LL << 20, false },
-        { "unused_expiration_time", NULL, 24LL * 3600 * 1000, true },
-        { "media_max_bytes_per_user", NULL, 0, false },
+    struct { const char *key; uint64_t *out; uint64_t def; bool dur; } nums[] = {
+        { "max_image_pixels", &c->max_image_pixels, 32ULL << 20, false },
+        { "max_spider_size", &c->max_spider_size, 10ULL << 20, false },
+        { "unused_expiration_time", &c->unused_expiration_ms, 24ULL * 3600 * 1000, true },
+        { "media_max_bytes_per_user", &c->user_max_bytes, 0, false },
     };
-    int64_t vals[4];
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         const json_t *v = json_object_get(root, nums[i].key);
-        vals[i] = nums[i].dur ? md_parse_duration(v, nums[i].def) : md_parse_size(v, nums[i].def);
-        if (vals[i] < 0) {
+        int rc = nums[i].dur ? mx_conf_duration(v, nums[i].def, nums[i].out)
+                             : mx_conf_size(v, nums[i].def, nums[i].out);
+        if (rc < 0) {
             snprintf(err, errlen, "%s: expected a %s", nums[i].key,
                      nums[i].dur ? "duration such as 24h" : "size such as 10M");
             return -EINVAL;
         }
     }
-    c->max_image_pixels = (uint64_t)vals[0];
-    c->max_spider_size = (uint64_t)vals[1];
-    c->unused_expiration_ms = (uint64_t)vals[2];
-    c->user_max_bytes = (uint64_t)vals[3];
     const json_t *v = json_object_get(root, "max_pending_media_uploads");
     c->max_pending = json_is_integer(v) ? json_integer_value(v) : 5;
     v = json_object_get(root, "media_max_files_per_user");
@@ -150,15 +85,16 @@ static int md_conf_load(md_conf_t *c, char *err, size_t errlen)
     size_t i;
     const json_t *l;
     json_array_foreach(lims, i, l) {
-        int64_t p = md_parse_duration(json_object_get(l, "time_period"), -1);
-        int64_t m = md_parse_size(json_object_get(l, "max_size"), -1);
-        if (p <= 0 || m < 0 || c->nlimits == 8) {
+        uint64_t p = 0, m = 0;
+        if (mx_conf_duration(json_object_get(l, "time_period"), 0, &p) < 0 || p == 0 ||
+            !json_object_get(l, "max_size") || mx_conf_size(json_object_get(l, "max_size"), 0, &m) < 0 ||
+            c->nlimits == 8) {
             snprintf(err, errlen, "media_upload_limits[%zu]: needs time_period and max_size "
                      "(at most 8 entries)", i);
             return -EINVAL;
         }
-        c->limits[c->nlimits].period_ms = (uint64_t)p;
-        c->limits[c->nlimits++].max_bytes = (uint64_t)m;
+        c->limits[c->nlimits].period_ms = p;
+        c->limits[c->nlimits++].max_bytes = m;
     }
     return 0;
 }
