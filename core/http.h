@@ -150,6 +150,8 @@ typedef struct mx__conn {
     uv_poll_t *wpoll;                    /* owned: UV_WRITABLE on a dup of the socket */
     int wpoll_fd;                        /* that dup, -1 when none */
     size_t wq_seen;                      /* write queue size at the last timer check */
+    uint64_t deadline;                   /* loop time the current timeout ends, 0: none */
+    uint64_t timer_due;                  /* loop time the uv timer fires (may be earlier) */
 
     char peer_ip[48];
     struct sockaddr_storage peer;
@@ -190,8 +192,15 @@ struct mx_req {
     uint64_t start_ns;
     int status;
     uv_write_t wreq;
-    uv_buf_t wbufs[2];
+    /* The response: the header block (pool), then for mx_req_reply_prepared
+     * the module's header lines and the end of the block, then the body. */
+    uv_buf_t wbufs[4];
     int nwbufs;
+    bool borrowed;                       /* some wbufs are the caller's, valid only
+                                          * during the reply call (copied if they
+                                          * cannot leave at once) */
+    const char *pre_hdrs;                /* mx_req_reply_prepared's header lines */
+    size_t pre_hlen;
     uint32_t resmask;                    /* resources of the request's site */
     const mx_listener_conf_t *lconf;     /* the site's listener, or NULL */
 
@@ -224,6 +233,8 @@ typedef struct mx_http_state {
     mx__cidr_t proxies[16];
     int nproxies;
     bool draining;
+    int64_t date_sec;                    /* the second `date` shows */
+    char date[32];                       /* "Date" header value, IMF-fixdate */
     uv_timer_t *drain_timer;
     void (*drain_done)(void);
     bool initialised;
@@ -253,7 +264,11 @@ void mx__conn_mem_free(mx__conn_t *c);
 /* Processes bytes as if read from the socket. */
 void mx__conn_feed(mx__conn_t *c, const char *data, size_t len);
 /* Queues r->wbufs (the current response); `r` is released when they are
- * written (or dropped), possibly before this returns. */
+ * written (or dropped), possibly before this returns.  A reply made by a
+ * handler before it returns (r->in_handler) is written at once when the
+ * socket takes it (its release then waits for the handler's return); what
+ * the socket does not take, and replies from later callbacks, go through
+ * uv_write, and `r` is released in its callback. */
 void mx__conn_send_response(mx__conn_t *c, struct mx_req *r);
 /* uv_close callback of a connection's handles; frees it after both. */
 void mx__conn_handle_closed(uv_handle_t *h);

@@ -13,7 +13,10 @@
  * Timers (one per connection): idle between requests, a hard deadline for
  * the whole header block (slowloris), a gap limit between body reads, and
  * a write timeout (output that has not moved for idle_timeout).  None runs
- * while a handler holds the request (long-polls are legitimate).
+ * while a handler holds the request (long-polls are legitimate).  Arming
+ * only moves the connection's deadline; the libuv timer is restarted only
+ * when it would fire too late, and when it fires early it waits again for
+ * what is left, so a keep-alive request costs no timer operation.
  *
  * The same code runs in "memory mode" (no socket: input fed from a buffer,
  * output to a function) for the fuzz target.
@@ -60,6 +63,15 @@ static void arm(mx__conn_t *c, uint64_t ms);
 static void on_timeout(uv_timer_t *t)
 {
     mx__conn_t *c = t->data;
+    if (!c->deadline)
+        return;   /* disarmed since */
+    uint64_t now = uv_now(t->loop);
+    if (now < c->deadline) {
+        c->timer_due = c->deadline;
+        uv_timer_start(t, on_timeout, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     if (c->writes_pending || c->streaming) {
         size_t m = out_marker(c);
         if (m && m == c->wq_seen) {
@@ -82,12 +94,16 @@ static void arm(mx__conn_t *c, uint64_t ms)
 {
     if (c->sink || c->closing)
         return;
-    if (ms) {
-        c->wq_seen = out_marker(c);
-        uv_timer_start(&c->timer, on_timeout, ms, 0);
-    } else {
-        uv_timer_stop(&c->timer);
+    if (!ms) {
+        c->deadline = 0;   /* a running timer finds nothing to do */
+        return;
     }
+    c->wq_seen = out_marker(c);
+    c->deadline = uv_now(c->timer.loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->deadline)
+        return;   /* fires first and waits again for the rest */
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
 }
 
 /* -------------------------------------------------------- llhttp hooks --- */
@@ -447,6 +463,41 @@ void mx__conn_body_unhold(mx__conn_t *c)
     }
 }
 
+/* Skips the first `n` bytes of r->wbufs (written already); the index of
+ * the first buffer with bytes left (r->nwbufs when none). */
+static int skip_written(struct mx_req *r, size_t n)
+{
+    int i = 0;
+    while (i < r->nwbufs && n >= r->wbufs[i].len)
+        n -= r->wbufs[i++].len;
+    if (i < r->nwbufs) {
+        r->wbufs[i].base += n;
+        r->wbufs[i].len -= n;
+    }
+    return i;
+}
+
+/* Moves r->wbufs[from..] into one buffer of the request's pool, so that
+ * they outlive the reply call (borrowed pieces); 0 or -ENOMEM. */
+static int own_rest(struct mx_req *r, int from)
+{
+    size_t total = 0;
+    for (int i = from; i < r->nwbufs; i++)
+        total += r->wbufs[i].len;
+    char *b = mx_palloc(r->pool, total ? total : 1);
+    if (!b)
+        return -ENOMEM;
+    size_t o = 0;
+    for (int i = from; i < r->nwbufs; i++) {
+        memcpy(b + o, r->wbufs[i].base, r->wbufs[i].len);
+        o += r->wbufs[i].len;
+    }
+    r->wbufs[0] = uv_buf_init(b, (unsigned)total);
+    r->nwbufs = 1;
+    r->borrowed = false;
+    return 0;
+}
+
 void mx__conn_send_response(mx__conn_t *c, struct mx_req *r)
 {
     bool keep_alive = r->keep_alive;
@@ -461,17 +512,48 @@ void mx__conn_send_response(mx__conn_t *c, struct mx_req *r)
                 c->sink(c->sink_ud, r->wbufs[i].base, r->wbufs[i].len);
         }
         mx__req_written(r);
-    } else {
-        /* The request is released in on_response_written, a later loop
-         * turn: handlers may still touch request memory after replying. */
-        r->wreq.data = r;
-        c->writes_pending++;
-        if (uv_write(&r->wreq, (uv_stream_t *)&c->tcp, r->wbufs, (unsigned)r->nwbufs,
-                     on_response_written) < 0) {
-            c->writes_pending--;
+        request_done(c, keep_alive);
+        return;
+    }
+    int from = 0;
+    if (r->in_handler) {
+        /* A handler replying before it returns: the socket usually takes
+         * the whole response now, which spares libuv's write request, its
+         * deferred callback and the epoll_ctl that follows it.  The request
+         * is not freed before the handler returns (mx__req_written only
+         * marks it while r->in_handler), so the handler may still use it. */
+        int n = uv_try_write((uv_stream_t *)&c->tcp, r->wbufs, (unsigned)r->nwbufs);
+        if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
             mx__req_written(r);
-            keep_alive = false;
+            request_done(c, false);
+            return;
         }
+        from = skip_written(r, n > 0 ? (size_t)n : 0);
+        if (from == r->nwbufs) {
+            mx__req_written(r);
+            request_done(c, keep_alive);
+            return;
+        }
+    }
+    /* The rest leaves with uv_write; the request is released in
+     * on_response_written, a later loop turn. */
+    if (r->borrowed) {
+        if (own_rest(r, from) < 0) {
+            mx__req_written(r);
+            request_done(c, false);
+            return;
+        }
+    } else if (from) {
+        memmove(r->wbufs, r->wbufs + from, sizeof(*r->wbufs) * (size_t)(r->nwbufs - from));
+        r->nwbufs -= from;
+    }
+    r->wreq.data = r;
+    c->writes_pending++;
+    if (uv_write(&r->wreq, (uv_stream_t *)&c->tcp, r->wbufs, (unsigned)r->nwbufs,
+                 on_response_written) < 0) {
+        c->writes_pending--;
+        mx__req_written(r);
+        keep_alive = false;
     }
     request_done(c, keep_alive);
 }

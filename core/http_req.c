@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char cors_headers[] =
@@ -543,8 +544,149 @@ static const char *log_path(mx_req_t *r)
     return *q ? mx_psprintf(r->pool, "%s?%s", r->path, q) : r->path;
 }
 
-/* Sends the response.  `body` is either in the pool already or malloc'd
- * (`owned`; freed with the pool). */
+/* Two digits of `v` at `o`. */
+static char *put2(char *o, int v)
+{
+    *o++ = (char)('0' + v / 10 % 10);
+    *o++ = (char)('0' + v % 10);
+    return o;
+}
+
+/* The Date header's value (RFC 9110 6.6.1), an IMF-fixdate formatted once
+ * a second into the server state (into `tmp`, 32 bytes, in memory mode). */
+static const char *date_now(char *tmp)
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char mons[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    mx_http_state_t *st = mx__ctx ? mx__ctx->http : NULL;
+    time_t now = time(NULL);
+    if (st && st->date_sec == (int64_t)now && st->date[0])
+        return st->date;
+    char *out = st ? st->date : tmp;
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int year = tm.tm_year + 1900;
+    if (year < 0 || year > 9999)
+        year = 1970;
+    char *o = put(out, days + 3 * tm.tm_wday, 3);
+    o = put(o, ", ", 2);
+    o = put2(o, tm.tm_mday);
+    *o++ = ' ';
+    o = put(o, mons + 3 * tm.tm_mon, 3);
+    *o++ = ' ';
+    o = put2(o, year / 100);
+    o = put2(o, year % 100);
+    *o++ = ' ';
+    o = put2(o, tm.tm_hour);
+    *o++ = ':';
+    o = put2(o, tm.tm_min);
+    *o++ = ':';
+    o = put2(o, tm.tm_sec);
+    o = put(o, " GMT", 5);   /* with its NUL */
+    if (st)
+        st->date_sec = (int64_t)now;
+    return out;
+}
+
+/* Writes `v` in decimal at `o`; the end. */
+static char *put_u64(char *o, uint64_t v)
+{
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (k)
+        *o++ = tmp[--k];
+    return o;
+}
+
+/* Builds the response's header block into the pool and sets r->wbufs:
+ * status line, Server, Date, Content-Length, Content-Type, CORS, Allow,
+ * the headers set by the module, r->pre_hdrs (mx_req_reply_prepared:
+ * borrowed, a buffer of its own), Connection, the blank line, the body.
+ * -ENOMEM when the pool is exhausted. */
+static int build_head(mx_req_t *r, int status, const char *ctype, const void *body, size_t len,
+                      bool bodyless, bool file)
+{
+    bool has_ctype = false;
+    size_t need = 160 + (ctype ? strlen(ctype) : 0) + (r->cors ? sizeof(cors_headers) : 0);
+    for (int i = 0; i < r->nextra; i++) {
+        need += strlen(r->extra[i].name) + strlen(r->extra[i].value) + 4;
+        if (!strcasecmp(r->extra[i].name, "Content-Type"))
+            has_ctype = true;
+    }
+    if (status == 405)
+        need += 80;
+    char *hb = mx_palloc(r->pool, need);
+    if (!hb)
+        return -ENOMEM;
+    char *o = hb;
+    char date[32];
+    o = puts_(o, "HTTP/1.1 ");
+    o = put_u64(o, (uint64_t)status);
+    *o++ = ' ';
+    o = puts_(o, reason(status));
+    o = puts_(o, "\r\nServer: mxstack\r\nDate: ");
+    o = puts_(o, date_now(date));
+    o = put(o, "\r\n", 2);
+    if (!bodyless) {
+        o = puts_(o, "Content-Length: ");
+        o = put_u64(o, len);
+        o = put(o, "\r\n", 2);
+    }
+    if (ctype && !has_ctype && !bodyless) {
+        o = puts_(o, "Content-Type: ");
+        o = puts_(o, ctype);
+        o = put(o, "\r\n", 2);
+    }
+    if (r->cors)
+        o = put(o, cors_headers, sizeof(cors_headers) - 1);
+    if (status == 405) {
+        o = puts_(o, "Allow: ");
+        static const char *const names[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                             "PATCH" };
+        bool first = true;
+        for (int i = 0; i < 7; i++) {
+            if (!(r->allow & (1u << i)))
+                continue;
+            if (!first)
+                o = put(o, ", ", 2);
+            o = puts_(o, names[i]);
+            first = false;
+        }
+        o = put(o, "\r\n", 2);
+    }
+    for (int i = 0; i < r->nextra; i++) {
+        o = puts_(o, r->extra[i].name);
+        o = put(o, ": ", 2);
+        o = puts_(o, r->extra[i].value);
+        o = put(o, "\r\n", 2);
+    }
+    const char *tail = !r->keep_alive        ? "Connection: close\r\n\r\n"
+                       : r->http_minor == 0 ? "Connection: keep-alive\r\n\r\n"
+                                            : "\r\n";
+    r->nwbufs = 0;
+    if (r->pre_hlen) {
+        /* The module's lines stay where they are; the end of the block is
+         * a static string. */
+        r->wbufs[r->nwbufs++] = uv_buf_init(hb, (unsigned)(o - hb));
+        r->wbufs[r->nwbufs++] = uv_buf_init((char *)r->pre_hdrs, (unsigned)r->pre_hlen);
+        r->wbufs[r->nwbufs++] = uv_buf_init((char *)tail, (unsigned)strlen(tail));
+        r->borrowed = true;
+    } else {
+        o = puts_(o, tail);
+        r->wbufs[r->nwbufs++] = uv_buf_init(hb, (unsigned)(o - hb));
+    }
+    if (len && !r->is_head && !file)
+        r->wbufs[r->nwbufs++] = uv_buf_init((char *)body, (unsigned)len);
+    return 0;
+}
+
+/* Sends the response.  `body` is in the pool already, or malloc'd
+ * (`owned`; freed with the pool), or the caller's for the time of the call
+ * (`r->borrowed`, mx_req_reply_prepared). */
 static void reply(mx_req_t *r, int status, const char *ctype, const void *body, size_t len,
                   bool owned)
 {
@@ -595,72 +737,9 @@ static void reply(mx_req_t *r, int status, const char *ctype, const void *body, 
     if (bodyless)
         len = 0;
     bool file = r->file_fd >= 0 && len && !r->is_head;
-
-    /* Size the header block, then write it in one go. */
-    bool has_ctype = false;
-    size_t need = 128 + (ctype ? strlen(ctype) : 0) + (r->cors ? sizeof(cors_headers) : 0);
-    for (int i = 0; i < r->nextra; i++) {
-        need += strlen(r->extra[i].name) + strlen(r->extra[i].value) + 4;
-        if (!strcasecmp(r->extra[i].name, "Content-Type"))
-            has_ctype = true;
-    }
-    if (status == 405)
-        need += 80;
-    char *hb = mx_palloc(r->pool, need);
-    if (!hb) {
+    if (build_head(r, status, ctype, body, len, bodyless, file) < 0) {
         mx__conn_close(c);
         return;
-    }
-    char *o = hb;
-    char num[32];
-    o = puts_(o, "HTTP/1.1 ");
-    int k = snprintf(num, sizeof(num), "%d ", status);
-    o = put(o, num, (size_t)k);
-    o = puts_(o, reason(status));
-    o = puts_(o, "\r\nServer: mxstack\r\n");
-    if (!bodyless) {
-        o = puts_(o, "Content-Length: ");
-        k = snprintf(num, sizeof(num), "%zu\r\n", len);
-        o = put(o, num, (size_t)k);
-    }
-    if (ctype && !has_ctype && !bodyless) {
-        o = puts_(o, "Content-Type: ");
-        o = puts_(o, ctype);
-        o = put(o, "\r\n", 2);
-    }
-    if (r->cors)
-        o = put(o, cors_headers, sizeof(cors_headers) - 1);
-    if (status == 405) {
-        o = puts_(o, "Allow: ");
-        static const char *const names[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
-                                             "PATCH" };
-        bool first = true;
-        for (int i = 0; i < 7; i++) {
-            if (!(r->allow & (1u << i)))
-                continue;
-            if (!first)
-                o = put(o, ", ", 2);
-            o = puts_(o, names[i]);
-            first = false;
-        }
-        o = put(o, "\r\n", 2);
-    }
-    for (int i = 0; i < r->nextra; i++) {
-        o = puts_(o, r->extra[i].name);
-        o = put(o, ": ", 2);
-        o = puts_(o, r->extra[i].value);
-        o = put(o, "\r\n", 2);
-    }
-    if (!r->keep_alive)
-        o = puts_(o, "Connection: close\r\n");
-    else if (r->http_minor == 0)
-        o = puts_(o, "Connection: keep-alive\r\n");
-    o = put(o, "\r\n", 2);
-    r->wbufs[0] = uv_buf_init(hb, (unsigned)(o - hb));
-    r->nwbufs = 1;
-    if (len && !r->is_head && !file) {
-        r->wbufs[1] = uv_buf_init((char *)body, (unsigned)len);
-        r->nwbufs = 2;
     }
 
     double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
@@ -694,17 +773,25 @@ void mx__req_reply_fd(mx_req_t *r, int status, const char *ctype, int fd, off_t 
 void mx_req_reply(mx_req_t *r, int status, const char *content_type, const void *body,
                   size_t len)
 {
-    char *copy = NULL;
-    if (len && r && r->magic == MX__REQ_MAGIC && !r->replied && r->conn) {
-        copy = mx_palloc(r->pool, len);
-        if (!copy) {
-            status = 500;
-            len = 0;
-        } else {
-            memcpy(copy, body, len);
-        }
+    /* The body is the caller's: it leaves now or is copied (own_rest in
+     * http_conn.c), never kept past this call. */
+    if (r && r->magic == MX__REQ_MAGIC && !r->replied && r->conn && len)
+        r->borrowed = true;
+    reply(r, status, content_type, body, len, false);
+}
+
+void mx_req_reply_prepared(mx_req_t *r, int status, const char *headers, size_t hlen,
+                           const void *body, size_t len)
+{
+    if (!r || r->magic != MX__REQ_MAGIC || r->replied || !r->conn) {
+        /* Spent or detached: reply() knows what to do, and nothing is
+         * borrowed then. */
+        reply(r, status, NULL, NULL, 0, false);
+        return;
     }
-    reply(r, status, content_type, copy, copy ? len : 0, false);
+    r->pre_hdrs = headers;
+    r->pre_hlen = headers ? hlen : 0;
+    reply(r, status, NULL, body, len, false);
 }
 
 void mx_req_reply_json(mx_req_t *r, int status, json_t *body)

@@ -196,6 +196,52 @@ static int h_status(mx_req_t *r, void *ud)
     return MX_DONE;
 }
 
+/* --------------------------------------------- prepared replies (5) --- */
+
+/* GET /prepared/{len}: mx_req_reply_prepared with ready-made header lines
+ * and `len` bytes of the big file's pattern, both scribbled over right
+ * after the call (they are only borrowed for it). */
+static int h_prepared(mx_req_t *r, void *ud)
+{
+    size_t len = (size_t)atol(mx_req_param(r, "len"));
+    char hdrs[] = "X-Pre: 1\r\nContent-Type: application/x-test\r\n";
+    unsigned char *body = malloc(len ? len : 1);
+    for (size_t i = 0; i < len; i++)
+        body[i] = big_byte(i);
+    mx_req_set_header(r, "X-Set", "2");
+    const char *inm = mx_req_header(r, "If-None-Match");
+    mx_req_reply_prepared(r, inm ? 304 : 200, hdrs, strlen(hdrs), body, len);
+    memset(body, 'x', len);
+    memset(hdrs, 'y', sizeof(hdrs) - 1);
+    free(body);
+    return MX_DONE;
+}
+
+/* The same from a timer, after the handler returned. */
+typedef struct later_pre {
+    uv_timer_t t;
+    mx_req_t *req;
+} later_pre_t;
+
+static void later_pre_fire(uv_timer_t *t)
+{
+    later_pre_t *l = (later_pre_t *)t;
+    char hdrs[] = "Content-Type: text/plain\r\n";
+    char body[] = "later-prepared";
+    mx_req_reply_prepared(l->req, 200, hdrs, strlen(hdrs), body, strlen(body));
+    memset(body, 'x', strlen(body));
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static int h_prepared_later(mx_req_t *r, void *ud)
+{
+    later_pre_t *l = calloc(1, sizeof(*l));
+    l->req = r;
+    uv_timer_init(mx_loop(), &l->t);
+    uv_timer_start(&l->t, later_pre_fire, 10, 0);
+    return MX_ASYNC;
+}
+
 /* ---------------------------------------------- streamed bodies (4) --- */
 
 static volatile int stream_ends, stream_toobig, stream_reset;
@@ -383,6 +429,8 @@ static int server_start(void)
     mx_route_add("client", "GET", "/_matrix/client/v3/file/{off}/{len}", h_file, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/filelater", h_file_later, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/status/{code}", h_status, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/prepared/{len}", h_prepared, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/preparedlater", h_prepared_later, NULL, 0);
     mx_route_add("media", "PUT", "/_matrix/media/v3/stream", h_stream, "now", MX_ROUTE_STREAM_BODY);
     mx_route_add("media", "PUT", "/_matrix/media/v3/stream/later", h_stream, "later",
                  MX_ROUTE_STREAM_BODY);
@@ -1029,6 +1077,66 @@ static void test_file_reply(void **state)
     assert_int_equal(open_fds(), fds_before);
 }
 
+static void test_prepared_reply(void **state)
+{
+    resp_t r;
+    unsigned char *b;
+    /* Small: header lines in their place, the core's around them. */
+    int fd = connect_srv();
+    send_str(fd, "GET /_matrix/client/v3/prepared/100 HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 100);
+    assert_int_equal(r.status, 200);
+    assert_true(big_matches(b, 0, 100));
+    free(b);
+    assert_true(has_header(&r, "Content-Length: 100\r\n"));
+    assert_true(has_header(&r, "\r\nX-Pre: 1\r\nContent-Type: application/x-test\r\n"));
+    assert_true(has_header(&r, "X-Set: 2\r\n"));
+    assert_true(has_header(&r, "Server: mxstack\r\nDate: "));
+    assert_false(has_header(&r, "Connection:"));
+    /* 304 and HEAD: no body; then a reply made after the handler returned,
+     * pipelined behind them. */
+    send_str(fd, "GET /_matrix/client/v3/prepared/50 HTTP/1.1\r\nIf-None-Match: x\r\n\r\n"
+                 "HEAD /_matrix/client/v3/prepared/70 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/preparedlater HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(read_file_resp(fd, &r, &b, 0), 0);
+    free(b);
+    assert_int_equal(r.status, 304);
+    assert_false(has_header(&r, "Content-Length"));
+    assert_int_equal(read_file_resp(fd, &r, &b, 0), 0);
+    free(b);
+    assert_true(has_header(&r, "Content-Length: 70\r\n"));
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 14);
+    assert_memory_equal(b, "later-prepared", 14);
+    free(b);
+    assert_true(has_header(&r, "Content-Type: text/plain\r\n"));
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 4);
+    assert_memory_equal(b, "fast", 4);
+    free(b);
+    assert_true(has_header(&r, "Connection: keep-alive\r\n"));
+    close(fd);
+
+    /* Larger than the socket takes at once, to a slow reader: what did not
+     * leave at once was copied before the handler freed its buffers. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 8192;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    send_str(fd, "GET /_matrix/client/v3/prepared/3000000 HTTP/1.1\r\n\r\n"
+                 "GET /_matrix/client/v3/fast HTTP/1.1\r\n\r\n");
+    usleep(50000);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 3000000);
+    assert_true(has_header(&r, "X-Pre: 1\r\n"));
+    assert_true(big_matches(b, 0, 3000000));
+    free(b);
+    assert_int_equal(read_file_resp(fd, &r, &b, -1), 4);
+    assert_memory_equal(b, "fast", 4);
+    free(b);
+    close(fd);
+}
+
 static void test_write_timeout(void **state)
 {
     /* A client that asks for 8 MB and reads nothing is closed after about
@@ -1350,6 +1458,7 @@ int main(void)
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_file_reply),
+        cmocka_unit_test(test_prepared_reply),
         cmocka_unit_test(test_write_timeout),
         cmocka_unit_test(test_bodyless_status),
         cmocka_unit_test(test_stream_body),

@@ -12,6 +12,9 @@
  * user exists unlocked; its device (the device scope) is created in the
  * homeserver on first use.  urn:synapse:admin:* in the scope makes the
  * requester a server admin, as Synapse decides it in delegated mode.
+ * `validate_req` also records the request's address and User-Agent as the
+ * session's last activity (MAS's last_active_ip, user_agent): with the
+ * lookup that misses the cache, then at most once a minute per token.
  *
  * The service is registered in init, before the homeserver's start looks
  * for an `auth.token` provider.  Devices the homeserver deletes (logout,
@@ -179,7 +182,8 @@ static void au_v_found(int status, const au_tokinfo_t *t, void *ud)
         au_vq_end(q, rc == -ENOENT ? -ENOENT : rc, NULL);
 }
 
-int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
+int au_validate_token_req(const char *token, const char *ip, const char *user_agent,
+                          hs_token_done_fn cb, void *ud)
 {
     if (!token || !cb)
         return -EINVAL;
@@ -196,8 +200,9 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
         mx_counter_add(au.m_validations, 1);
     unsigned char key[32];
     mx_sha256(token, strlen(token), key);
-    const au_centry_t *e = au_cache_get(key);
+    au_centry_t *e = au_cache_get(key);
     if (e) {
+        au_cache_seen(e, ip, user_agent);
         hs_token_info_t info;
         au_info_fill(&info, e->user_id, e->device_id[0] ? e->device_id : NULL, e->scope);
         cb(e->expires_ms && mx_now_ms() >= e->expires_ms ? -EKEYEXPIRED : 0, &info, ud);
@@ -211,7 +216,7 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
     q->cb = cb;
     q->ud = ud;
     memcpy(q->key, key, sizeof(key));
-    int rc = au_token_lookup(q->pool, token, false, au_v_found, q);
+    int rc = au_token_lookup_seen(q->pool, token, ip, user_agent, au_v_found, q);
     if (rc < 0) {
         mx_pool_free(q->pool);
         free(q);
@@ -219,7 +224,13 @@ int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
     return rc;
 }
 
-static const mx_auth_token_iface_t au_token_iface = { .validate = au_validate_token };
+int au_validate_token(const char *token, hs_token_done_fn cb, void *ud)
+{
+    return au_validate_token_req(token, NULL, NULL, cb, ud);
+}
+
+static const mx_auth_token_iface_t au_token_iface = { .validate = au_validate_token,
+                                                      .validate_req = au_validate_token_req };
 
 static const char *au_compat_account_url(void)
 {

@@ -25,6 +25,7 @@
 
 #define AU_CACHE_TTL_MS (60 * 1000)
 #define AU_EVICT_TOPIC "auth.evict"
+#define AU_SEEN_MS (60 * 1000)    /* cached tokens: activity at most this often */
 
 /* -------------------------------------------------------------- lookup --- */
 
@@ -33,6 +34,7 @@ typedef struct au_tl {
     au_tok_fn cb;
     void *ud;
     bool refresh;
+    const char *ip, *user_agent;  /* of the request using the token, or NULL */
 } au_tl_t;
 
 static void au_tok_read(int status, mx_sql_res_t *res, void *ud)
@@ -65,11 +67,12 @@ static void au_tok_read(int status, mx_sql_res_t *res, void *ud)
     if (l->refresh && !mx_sql_is_null(res, 0, 0, 9))
         t->active = false;   /* consumed by a rotation */
     if (t->active && !l->refresh)
-        aa_activity_note(t->session_id, NULL, NULL);   /* throttled; lookups miss the cache */
+        aa_activity_note(t->session_id, l->ip, l->user_agent);   /* throttled in SQL */
     l->cb(0, t, l->ud);
 }
 
-int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn cb, void *ud)
+static int au_lookup(mx_pool_t *pool, const char *token, bool refresh, const char *ip,
+                     const char *user_agent, au_tok_fn cb, void *ud)
 {
     au_tl_t *l = mx_palloc(pool, sizeof(*l));
     mx_sql_batch_t *b = l && token ? mx_sql_batch_new(au.db, MX_SQL_READ) : NULL;
@@ -79,6 +82,8 @@ int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn 
     l->cb = cb;
     l->ud = ud;
     l->refresh = refresh;
+    l->ip = ip ? mx_pstrdup(pool, ip) : NULL;
+    l->user_agent = user_agent ? mx_pstrdup(pool, user_agent) : NULL;
     char h[AU_HASH_HEX];
     au_hash_hex(token, h);
     bool compat = refresh ? AU_IS_COMPAT_REFRESH(token) : AU_IS_COMPAT_TOKEN(token);
@@ -113,6 +118,17 @@ int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn 
                    " WHERE t.token_hash = ?",
                    "s", h);
     return mx_sql_run(b, au_tok_read, l);
+}
+
+int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn cb, void *ud)
+{
+    return au_lookup(pool, token, refresh, NULL, NULL, cb, ud);
+}
+
+int au_token_lookup_seen(mx_pool_t *pool, const char *token, const char *ip,
+                         const char *user_agent, au_tok_fn cb, void *ud)
+{
+    return au_lookup(pool, token, false, ip, user_agent, cb, ud);
 }
 
 /* --------------------------------------------------------------- cache --- */
@@ -172,7 +188,7 @@ static size_t au_cache_slot(const au_cache_t *c, const unsigned char key[32])
     return (size_t)(h % c->nb);
 }
 
-const au_centry_t *au_cache_get(const unsigned char key[32])
+au_centry_t *au_cache_get(const unsigned char key[32])
 {
     au_cache_t *c = au.cache;
     if (!c)
@@ -212,10 +228,20 @@ void au_cache_put(const unsigned char key[32], const au_tokinfo_t *t)
     snprintf(e->device_id, sizeof(e->device_id), "%s", t->device_id ? t->device_id : "");
     e->expires_ms = (uint64_t)t->expires_ts;
     e->cached_ms = mx_now_ms();
+    e->noted_ms = e->cached_ms;   /* the lookup that found it noted the activity */
     size_t s = au_cache_slot(c, key);
     e->next = c->b[s];
     c->b[s] = e;
     c->n++;
+}
+
+void au_cache_seen(au_centry_t *e, const char *ip, const char *user_agent)
+{
+    uint64_t now = mx_now_ms();
+    if (!e || now - e->noted_ms < AU_SEEN_MS)
+        return;
+    e->noted_ms = now;
+    aa_activity_note(e->session_id, ip, user_agent);
 }
 
 static void au_cache_evict_if(bool (*pred)(const au_centry_t *, const void *), const void *arg)

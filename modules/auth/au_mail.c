@@ -1,22 +1,29 @@
 /*
  * au_mail.c: outgoing e-mail (`auth.email`, MAS's `email:` section) over
- * SMTP with libcurl.
+ * SMTP with libcurl, or through a local sendmail command (au_sendmail.c).
  *
  *   email:
  *     from: '"Example" <auth@example.com>'   required with smtp
  *     reply_to: '"No reply" <no-reply@example.com>'
- *     transport: blackhole | smtp            (sendmail: refused)
+ *     transport: blackhole | smtp | sendmail
+ *     command: sendmail                      sendmail only: the program
+ *                                            (PATH searched without a /)
  *     mode: plain | tls | starttls           default starttls
  *     hostname, port                         port: 25 / 465 / 587 by mode
  *     username, password                     AUTH when set
- *     timeout: 30s                           whole transfer (connect: 10s)
+ *     timeout: 30s                           whole transfer (connect: 10s),
+ *                                            or the sendmail command's run
  *     ca_file                                extra CA bundle (self-signed)
+ *
+ * As in MAS, the keys of the other transport are refused (mode, hostname,
+ * port, username, password, ca_file with sendmail; command with smtp).
  *
  * The transfer never runs on the loop: each message is one uv_queue_work
  * job (libcurl's easy interface in a pool thread, CURLOPT_NOSIGNAL, with
  * timeouts), at most AU_MAIL_INFLIGHT at a time so that a stalled server
  * cannot take the whole thread pool (password hashing uses it too); more
- * wait in a bounded FIFO.  The callback runs on the loop.
+ * wait in a bounded FIFO.  The callback runs on the loop.  Sendmail jobs
+ * share the FIFO and the limit; they run on the loop (child processes).
  *
  * Header injection is impossible by construction: every header value is
  * checked for control characters (au_mail_header_ok) and the Subject is
@@ -30,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define AU_MAIL_INFLIGHT 2
@@ -48,7 +56,8 @@ typedef struct au_mail_job {
 } au_mail_job_t;
 
 struct au_mail {
-    bool smtp;                   /* transport: smtp (else blackhole) */
+    bool smtp;                   /* transport: smtp */
+    char *command;               /* transport: sendmail: the program (malloc) */
     char *url;                   /* smtp[s]://host:port (malloc) */
     char *from_addr;             /* the bare address of `from` (malloc) */
     int inflight, queued;
@@ -102,11 +111,33 @@ static int au_mail_fail(char *err, size_t errlen, const char *key, const char *w
     return -EINVAL;
 }
 
+/* transport: sendmail: `from` and a usable `command` (a path must name an
+ * executable file; a bare name is looked up in PATH when sending). */
+static int au_mail_sendmail_init(struct au_mail *m, char *err, size_t errlen)
+{
+    const au_conf_t *c = au.conf;
+    const char *cmd = c->email_command ? c->email_command : "sendmail";
+    if (!c->email_from)
+        return au_mail_fail(err, errlen, "from", "required with transport: sendmail");
+    if (!*cmd || !au_mail_header_ok(cmd))
+        return au_mail_fail(err, errlen, "command", "must be a program name or path");
+    if (strchr(cmd, '/') && access(cmd, X_OK) < 0)
+        return au_mail_fail(err, errlen, "command", "not an executable file");
+    char addr[256];
+    if (au_mail_addr(c->email_from, addr, sizeof(addr)) < 0 || addr[0] == '-')
+        return au_mail_fail(err, errlen, "from", "not a mailbox (\"Name\" <a@b.c> or a@b.c)");
+    m->command = strdup(cmd);
+    m->from_addr = strdup(addr);
+    return m->command && m->from_addr ? 0 : -ENOMEM;
+}
+
 int au_mail_init(char *err, size_t errlen)
 {
     static const char *const known[] = { "from", "reply_to", "transport", "mode", "hostname",
                                          "port", "username", "password", "timeout", "ca_file",
-                                         NULL };
+                                         "command", NULL };
+    static const char *const smtp_only[] = { "mode", "hostname", "port", "username",
+                                             "password", "ca_file", NULL };
     const au_conf_t *c = au.conf;
     const json_t *sec = json_object_get(json_object_get(mx_server_conf()->root, "auth"), "email");
     const char *k;
@@ -120,17 +151,19 @@ int au_mail_init(char *err, size_t errlen)
     }
     const char *tr = c->email_transport ? c->email_transport : "blackhole";
     const char *ev = json_string_value(json_object_get(c->account, "email_verification"));
-    bool smtp = !strcmp(tr, "smtp");
-    if (!strcmp(tr, "sendmail"))
-        return au_mail_fail(err, errlen, "transport",
-                            "sendmail is not supported; use smtp (or blackhole)");
-    if (!smtp && strcmp(tr, "blackhole"))
-        return au_mail_fail(err, errlen, "transport", "must be blackhole or smtp");
-    if (ev && !strcmp(ev, "smtp") && !smtp) {
+    bool smtp = !strcmp(tr, "smtp"), sendmail = !strcmp(tr, "sendmail");
+    if (!smtp && !sendmail && strcmp(tr, "blackhole"))
+        return au_mail_fail(err, errlen, "transport", "must be blackhole, smtp or sendmail");
+    if (ev && !strcmp(ev, "smtp") && !smtp && !sendmail) {
         snprintf(err, errlen, "auth.account.email_verification: smtp needs auth.email with "
-                              "transport: smtp, hostname and from");
+                              "transport: smtp (hostname and from) or sendmail (from)");
         return -EINVAL;
     }
+    for (size_t i = 0; sendmail && smtp_only[i]; i++)
+        if (json_object_get(sec, smtp_only[i]))
+            return au_mail_fail(err, errlen, smtp_only[i], "not used with transport: sendmail");
+    if (!sendmail && c->email_command)
+        return au_mail_fail(err, errlen, "command", "only used with transport: sendmail");
     struct au_mail *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
@@ -142,6 +175,8 @@ int au_mail_init(char *err, size_t errlen)
     if (c->email_reply_to && au_mail_addr(c->email_reply_to, addr, sizeof(addr)) < 0)
         return au_mail_fail(err, errlen, "reply_to",
                             "not a mailbox (\"Name\" <a@b.c> or a@b.c)");
+    if (sendmail)
+        return au_mail_sendmail_init(m, err, errlen);
     if (!smtp)
         return 0;
     const char *mode = c->email_mode ? c->email_mode : "starttls";
@@ -178,7 +213,7 @@ int au_mail_init(char *err, size_t errlen)
 
 bool au_mail_smtp(void)
 {
-    return au.mail && au.mail->smtp;
+    return au.mail && (au.mail->smtp || au.mail->command);
 }
 
 static void au_mail_job_free(au_mail_job_t *j)
@@ -205,6 +240,7 @@ void au_mail_fini(void)
     if (m->curl_ready && !m->inflight)
         curl_global_cleanup();
     free(m->url);
+    free(m->command);
     free(m->from_addr);
     free(m);
     au.mail = NULL;
@@ -356,12 +392,10 @@ out:
 
 static void au_mail_next(void);
 
-static void au_mail_after(uv_work_t *w, int uvstatus)
+/* A job is over (either transport): log, tell, start the next one. */
+static void au_mail_done(au_mail_job_t *j)
 {
-    au_mail_job_t *j = w->data;
     struct au_mail *m = au.mail;
-    if (uvstatus < 0 && !j->status)
-        j->status = -ECANCELED;
     if (j->status < 0)
         mx_log(AU_LOG, MX_LOG_WARN, "e-mail to <%s> not sent: %s", j->rcpt,
                j->errbuf[0] ? j->errbuf : "cancelled");
@@ -375,6 +409,33 @@ static void au_mail_after(uv_work_t *w, int uvstatus)
     }
 }
 
+static void au_mail_after(uv_work_t *w, int uvstatus)
+{
+    au_mail_job_t *j = w->data;
+    if (uvstatus < 0 && !j->status)
+        j->status = -ECANCELED;
+    au_mail_done(j);
+}
+
+static void au_mail_spawned(int status, const char *why, void *ud)
+{
+    au_mail_job_t *j = ud;
+    j->status = status;
+    if (status < 0)
+        snprintf(j->errbuf, sizeof(j->errbuf), "%s: %s", au.mail->command, why);
+    au_mail_done(j);
+}
+
+/* Starts job `j`: a pool thread for SMTP, a child process for sendmail. */
+static int au_mail_start(au_mail_job_t *j)
+{
+    struct au_mail *m = au.mail;
+    if (m->command)
+        return au_sendmail_run(m->command, j->from_addr, j->rcpt, j->msg, au.conf->email_timeout_ms,
+                               au_mail_spawned, j);
+    return uv_queue_work(mx_loop(), &j->work, au_mail_work, au_mail_after);
+}
+
 /* Starts waiting jobs while there is room. */
 static void au_mail_next(void)
 {
@@ -386,7 +447,7 @@ static void au_mail_next(void)
             m->tail = NULL;
         m->queued--;
         j->work.data = j;
-        if (uv_queue_work(mx_loop(), &j->work, au_mail_work, au_mail_after) < 0) {
+        if (au_mail_start(j) < 0) {
             j->cb(-EIO, j->ud);
             au_mail_job_free(j);
             continue;
@@ -399,7 +460,7 @@ int au_mail_send(const char *to, const char *message, au_mail_fn cb, void *ud)
 {
     struct au_mail *m = au.mail;
     char addr[256];
-    if (!m || !m->smtp)
+    if (!m || (!m->smtp && !m->command))
         return -ENOSYS;
     if (au_mail_addr(to, addr, sizeof(addr)) < 0 || !message)
         return -EINVAL;
@@ -408,7 +469,7 @@ int au_mail_send(const char *to, const char *message, au_mail_fn cb, void *ud)
     au_mail_job_t *j = calloc(1, sizeof(*j));
     if (!j)
         return -ENOMEM;
-    j->url = strdup(m->url);
+    j->url = strdup(m->url ? m->url : "");
     j->from_addr = strdup(m->from_addr);
     j->rcpt = strdup(addr);
     j->msg = strdup(message);

@@ -57,6 +57,7 @@ static const mx_conf_item_t au_conf_items[] = {
     MX_CONF_STR("email.username", au_conf_t, email_username, NULL),
     MX_CONF_SECRET("email.password", au_conf_t, email_password, NULL),
     MX_CONF_STR("email.ca_file", au_conf_t, email_ca_file, NULL),
+    MX_CONF_STR("email.command", au_conf_t, email_command, NULL),
     MX_CONF_DURATION("email.timeout", au_conf_t, email_timeout_ms, "30s"),
     MX_CONF_END,
 };

@@ -60,6 +60,7 @@ typedef struct au_conf {
     char *email_from, *email_reply_to, *email_transport, *email_mode, *email_hostname;
     int64_t email_port;           /* 0: by mode */
     char *email_username, *email_password, *email_ca_file;
+    char *email_command;          /* transport: sendmail (NULL: "sendmail") */
     uint64_t email_timeout_ms;
 } au_conf_t;
 
@@ -330,8 +331,13 @@ typedef struct au_tokinfo {
     int64_t created_ts, expires_ts;  /* expires_ts 0: none */
 } au_tokinfo_t;
 typedef void (*au_tok_fn)(int status, const au_tokinfo_t *t, void *ud);
-/* Looks an access (or, with `refresh`, refresh) token up by value. */
+/* Looks an access (or, with `refresh`, refresh) token up by value.  An
+ * active access token's session gets its activity noted (time only). */
 int au_token_lookup(mx_pool_t *pool, const char *token, bool refresh, au_tok_fn cb, void *ud);
+/* au_token_lookup of an access token used by a client request from `ip`
+ * with `user_agent` (either NULL; copied): both are noted with the time. */
+int au_token_lookup_seen(mx_pool_t *pool, const char *token, const char *ip,
+                         const char *user_agent, au_tok_fn cb, void *ud);
 /* Ends an OAuth session: revokes its tokens, drops cached entries, deletes
  * the homeserver device when delegating.  `cb` may be NULL. */
 typedef void (*au_done_fn)(int status, void *ud);
@@ -348,21 +354,29 @@ typedef struct au_centry {
     char device_id[256];
     char *scope;                  /* malloc */
     uint64_t expires_ms, cached_ms;
+    uint64_t noted_ms;            /* activity last recorded (throttle) */
 } au_centry_t;
 int au_cache_init(void);
 /* Subscribes to the eviction topic of other processes. */
 int au_cache_subscribe(void);
 /* The entry for a token hash, or NULL (stale entries are dropped). */
-const au_centry_t *au_cache_get(const unsigned char key[32]);
+au_centry_t *au_cache_get(const unsigned char key[32]);
+/* Records the use of a cached token from `ip` with `user_agent` (either
+ * NULL) as its session's activity, at most once a minute per entry (the
+ * lookup that filled the entry counts). */
+void au_cache_seen(au_centry_t *e, const char *ip, const char *user_agent);
 void au_cache_put(const unsigned char key[32], const au_tokinfo_t *t);
 void au_cache_fini(void);
 void au_cache_evict_session(const char *session_id);
 void au_cache_evict_user(const char *user_id, const char *device_id);
 
-/* The `auth.token` validate function (au_compat.c), exported for bench. */
+/* The `auth.token` validate function (au_compat.c), exported for bench;
+ * the _req form records the request's address and user agent. */
 typedef struct hs_token_info hs_token_info_t;
 int au_validate_token(const char *token, void (*cb)(int, const hs_token_info_t *, void *),
                       void *ud);
+int au_validate_token_req(const char *token, const char *ip, const char *user_agent,
+                          void (*cb)(int, const hs_token_info_t *, void *), void *ud);
 /* Registers `auth.token` when delegating (called from init). */
 int au_compat_register(void);
 
@@ -500,7 +514,7 @@ int au_email_routes(void);
  * transport (from init); state freed by au_mail_fini. */
 int au_mail_init(char *err, size_t errlen);
 void au_mail_fini(void);
-/* Whether auth.email.transport is smtp. */
+/* Whether mail is sent (auth.email.transport smtp or sendmail). */
 bool au_mail_smtp(void);
 /* A header value without control characters (CR, LF...), not too long. */
 bool au_mail_header_ok(const char *s);
@@ -510,9 +524,17 @@ bool au_mail_header_ok(const char *s);
 char *au_mail_compose(mx_pool_t *pool, const char *to, const char *subject, const char *body);
 /* Sends `message` (copied) to `to` off the loop; `cb` runs on the loop
  * with 0, MX_ETIMEOUT or a negative code (the reason is logged).  Returns
- * -EAGAIN when too many mails wait, -ENOSYS without the smtp transport. */
+ * -EAGAIN when too many mails wait, -ENOSYS with the blackhole transport. */
 typedef void (*au_mail_fn)(int status, void *ud);
 int au_mail_send(const char *to, const char *message, au_mail_fn cb, void *ud);
+/* The sendmail transport (au_sendmail.c): runs `command -i -f from --
+ * rcpt` (no shell) with `msg` on stdin; `cb` on the loop with 0 when it
+ * exited 0, else -EIO (MX_ETIMEOUT after `timeout_ms`) and `err` (the
+ * command's stderr or the reason; borrowed).  0, or -EINVAL/-ENOMEM (then
+ * `cb` is not called). */
+typedef void (*au_sendmail_fn)(int status, const char *err, void *ud);
+int au_sendmail_run(const char *command, const char *from, const char *rcpt, const char *msg,
+                    uint64_t timeout_ms, au_sendmail_fn cb, void *ud);
 
 /* Verifies a JWS we signed (any of our keys, by kid); the claims (new
  * reference) or NULL. */

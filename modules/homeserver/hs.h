@@ -89,6 +89,11 @@ typedef struct hs_token_info {
 typedef void (*hs_token_done_fn)(int status, const hs_token_info_t *info, void *ud);
 typedef struct mx_auth_token_iface {
     int (*validate)(const char *token, hs_token_done_fn cb, void *ud);
+    /* Optional (NULL: callers use `validate`): the same check for a client
+     * request, whose address `ip` and `user_agent` (either NULL; borrowed
+     * for the call) the service may record as the session's activity. */
+    int (*validate_req)(const char *token, const char *ip, const char *user_agent,
+                        hs_token_done_fn cb, void *ud);
 } mx_auth_token_iface_t;
 
 

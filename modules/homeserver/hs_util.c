@@ -94,7 +94,10 @@ int hs_require_auth_ex(mx_req_t *req, bool allow_guest, hs_authed_fn fn, void *u
     w->fn = fn;
     w->ud = ud;
     w->allow_guest = allow_guest;
-    int rc = iface->validate(token, hs_auth_done, w);
+    int rc = iface->validate_req
+                 ? iface->validate_req(token, mx_req_client_ip(req),
+                                       mx_req_header(req, "User-Agent"), hs_auth_done, w)
+                 : iface->validate(token, hs_auth_done, w);
     if (rc < 0)
         hs_reply_storage_error(req, rc, "access token check");
     return MX_ASYNC;

@@ -68,6 +68,18 @@ typedef struct web_root {
     uint64_t gen;                 /* bumped at every (re)open: cached files re-checked */
 } web_root_t;
 
+struct web_mime;                  /* web_static.c's table of types */
+
+/* The header lines of a file's 200 answer, ready to send (web_static.c
+ * builds them the first time the file is served that way; freed with the
+ * entry's content, so a changed file gets new ones). */
+typedef struct web_pre {
+    char *hdrs;                   /* malloc'd "Name: value\r\n" lines, Content-Type last */
+    size_t len;                   /* all of them */
+    size_t len_304;               /* without Content-Type (for 304) */
+    char etag[64];                /* the ETag they carry */
+} web_pre_t;
+
 /* A file of a root as web_cache.c knows it (owned by the cache; valid until
  * the next web_cache_trim/clear, i.e. for the request that looked it up). */
 typedef struct web_file {
@@ -83,6 +95,10 @@ typedef struct web_file {
     struct stat st;
     char etag[48];                /* "\"size-mtime\"" */
     char lm[40];                  /* Last-Modified */
+    const struct web_mime *mime;  /* type by the name's extension (NULL: none) */
+    int mime_known;               /* `mime` was looked up */
+    web_pre_t pre[2];             /* [0] served as itself, [1] as the .br/.gz
+                                   * form of its name without that suffix */
 } web_file_t;
 
 typedef struct web_state {
@@ -127,7 +143,7 @@ const char *web_mime_type(const char *name);
 /* web_cache.c */
 /* The file `rel` of `root`: 0 with *out set, or its error (-ENOENT,
  * -EISDIR, -EACCES...; *out is set then too, or -ENOMEM). */
-int web_cache_get(const web_root_t *root, const char *rel, const web_file_t **out);
+int web_cache_get(const web_root_t *root, const char *rel, web_file_t **out);
 /* Empties the cache when it went over its bounds (before a request). */
 void web_cache_trim(void);
 void web_cache_clear(void);

@@ -2,10 +2,11 @@
  * web_cache.c: what the web module learnt about the files of a root, kept
  * for a second (as nginx's open_file_cache does, with a shorter validity):
  * the open descriptor, its stat, the ETag and Last-Modified strings, and
- * for small files the content itself; misses (a .br/.gz sibling that is not
+ * for small files the content itself and its header lines ready-made
+ * (web_pre_t, built by web_static.c); misses (a .br/.gz sibling that is not
  * there, an SPA route) are kept too.  A request for a known file then costs
- * no open/fstat/close, and a small file leaves with its header block in one
- * write.
+ * no open/fstat/close, and a small file leaves with its whole response in
+ * one write.
  *
  * Validity: an entry older than WEB_CACHE_TTL_MS, or looked up under a root
  * re-opened since (new release unpacked), is checked again: the name is
@@ -48,7 +49,7 @@ static uint32_t hash(const web_root_t *root, const char *rel)
     return h % WEB_CACHE_BUCKETS;
 }
 
-/* Drops what the entry holds (descriptor, content). */
+/* Drops what the entry holds (descriptor, content, prepared headers). */
 static void release(struct web_cache *c, web_file_t *f)
 {
     if (f->fd >= 0) {
@@ -59,6 +60,9 @@ static void release(struct web_cache *c, web_file_t *f)
         c->bytes -= f->len;
         free(f->body);
     }
+    for (size_t i = 0; i < sizeof(f->pre) / sizeof(*f->pre); i++)
+        free(f->pre[i].hdrs);
+    memset(f->pre, 0, sizeof(f->pre));
     f->fd = -1;
     f->body = NULL;
     f->len = 0;
@@ -178,7 +182,7 @@ static void fill(struct web_cache *c, web_file_t *f, const web_root_t *root)
     c->fds++;
 }
 
-int web_cache_get(const web_root_t *root, const char *rel, const web_file_t **out)
+int web_cache_get(const web_root_t *root, const char *rel, web_file_t **out)
 {
     if (root->fd < 0)
         return -ENOENT;

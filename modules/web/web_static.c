@@ -150,7 +150,7 @@ int web_open_beneath(const web_root_t *root, const char *rel)
 
 /* --------------------------------------------------------------- names --- */
 
-typedef struct mime {
+typedef struct web_mime {
     const char *ext, *type;
     int compressible;
 } mime_t;
@@ -318,16 +318,37 @@ static int decode_path(const char *raw, char *out, size_t cap)
 
 /* ------------------------------------------------------------- headers --- */
 
-void web_security_headers(mx_req_t *req)
+typedef struct hdr {
+    const char *name, *value;
+} hdr_t;
+
+#define MAX_FILE_HDRS 16
+
+/* The security headers into `h`; how many. */
+static int security_headers(hdr_t *h)
 {
     const web_conf_t *c = web.conf;
+    int n = 0;
     if (c->content_security_policy && c->content_security_policy[0])
-        mx_req_set_header(req, "Content-Security-Policy", c->content_security_policy);
-    mx_req_set_header(req, "X-Frame-Options", "SAMEORIGIN");
-    mx_req_set_header(req, "X-Content-Type-Options", "nosniff");
-    mx_req_set_header(req, "Referrer-Policy", "no-referrer");
+        h[n++] = (hdr_t){ "Content-Security-Policy", c->content_security_policy };
+    h[n++] = (hdr_t){ "X-Frame-Options", "SAMEORIGIN" };
+    h[n++] = (hdr_t){ "X-Content-Type-Options", "nosniff" };
+    h[n++] = (hdr_t){ "Referrer-Policy", "no-referrer" };
     if (c->noindex)
-        mx_req_set_header(req, "X-Robots-Tag", "noindex, nofollow, noarchive, noimageindex");
+        h[n++] = (hdr_t){ "X-Robots-Tag", "noindex, nofollow, noarchive, noimageindex" };
+    return n;
+}
+
+static void set_headers(mx_req_t *req, const hdr_t *h, int n)
+{
+    for (int i = 0; i < n; i++)
+        mx_req_set_header(req, h[i].name, h[i].value);
+}
+
+void web_security_headers(mx_req_t *req)
+{
+    hdr_t h[MAX_FILE_HDRS];
+    set_headers(req, h, security_headers(h));
 }
 
 /* Does an If-None-Match list hold `etag` (weak comparison, as RFC 9110
@@ -523,7 +544,7 @@ static int accepts(const char *ae, const char *coding)
 /* ------------------------------------------------------------- serving --- */
 
 typedef struct file {
-    const web_file_t *wf;
+    web_file_t *wf;
     const char *encoding;   /* "br", "gzip" or NULL */
 } file_t;
 
@@ -536,6 +557,16 @@ static int open_file(const web_root_t *root, const char *rel, file_t *f)
     return rc;
 }
 
+/* The type of the entry's name, looked up once. */
+static const mime_t *file_mime(web_file_t *wf)
+{
+    if (!wf->mime_known) {
+        wf->mime = mime_of(wf->rel);
+        wf->mime_known = 1;
+    }
+    return wf->mime;
+}
+
 /* Swaps `f` for a precompressed sibling the client accepts, if any. */
 static void pick_encoding(mx_req_t *req, const web_root_t *root, const char *rel, file_t *f)
 {
@@ -546,10 +577,14 @@ static void pick_encoding(mx_req_t *req, const web_root_t *root, const char *rel
         { "br", ".br" }, { "gzip", ".gz" },
     };
     char sib[WEB_MAX_PATH + 8];
+    size_t n = strlen(rel);
+    if (n + 4 > sizeof(sib))
+        return;
+    memcpy(sib, rel, n);
     for (size_t i = 0; i < sizeof(cands) / sizeof(*cands); i++) {
         if (!accepts(ae, cands[i].coding))
             continue;
-        snprintf(sib, sizeof(sib), "%s%s", rel, cands[i].suffix);
+        memcpy(sib + n, cands[i].suffix, strlen(cands[i].suffix) + 1);
         file_t z;
         if (open_file(root, sib, &z) == 0) {
             *f = z;
@@ -559,53 +594,110 @@ static void pick_encoding(mx_req_t *req, const web_root_t *root, const char *rel
     }
 }
 
+/* The headers of `wf` served as `rel` (itself, or its precompressed form
+ * when `encoding` is set) with type `m`, into `h`: how many.  `etag` gets
+ * the ETag (size 64). */
+static int file_headers(const char *rel, const mime_t *m, const web_file_t *wf,
+                        const char *encoding, char *etag, hdr_t *h)
+{
+    int n = 0;
+    if (m && m->compressible)
+        h[n++] = (hdr_t){ "Vary", "Accept-Encoding" };
+    n += security_headers(h + n);
+    if (is_nocache(rel))
+        h[n++] = (hdr_t){ "Cache-Control", "no-cache" };
+    else if (is_hashed(rel))
+        h[n++] = (hdr_t){ "Cache-Control", "public, max-age=31536000, immutable" };
+    if (encoding) {
+        h[n++] = (hdr_t){ "Content-Encoding", encoding };
+        snprintf(etag, 64, "%.*s-%s\"", (int)strlen(wf->etag) - 1, wf->etag, encoding);
+    } else {
+        snprintf(etag, 64, "%s", wf->etag);
+    }
+    h[n++] = (hdr_t){ "ETag", etag };
+    h[n++] = (hdr_t){ "Last-Modified", wf->lm };
+    h[n++] = (hdr_t){ "Accept-Ranges", "bytes" };
+    return n;
+}
+
+/* The ready-made header lines of `wf` served as `rel` (built on first
+ * use; Content-Type last so a 304 can leave it out).  NULL when out of
+ * memory or when a configured value cannot go into a header. */
+static const web_pre_t *prepared(web_file_t *wf, const char *rel, const mime_t *m,
+                                 const char *encoding)
+{
+    web_pre_t *p = &wf->pre[encoding ? 1 : 0];
+    if (p->hdrs)
+        return p;
+    hdr_t h[MAX_FILE_HDRS];
+    int n = file_headers(rel, m, wf, encoding, p->etag, h);
+    const char *ctype = m ? m->type : "application/octet-stream";
+    size_t need = strlen("Content-Type: \r\n") + strlen(ctype) + 1;
+    for (int i = 0; i < n; i++) {
+        if (strpbrk(h[i].value, "\r\n"))
+            return NULL;   /* mx_req_set_header would drop it: the slow path does */
+        need += strlen(h[i].name) + strlen(h[i].value) + 4;
+    }
+    char *b = malloc(need);
+    if (!b)
+        return NULL;
+    size_t o = 0;
+    for (int i = 0; i < n; i++)
+        o += (size_t)snprintf(b + o, need - o, "%s: %s\r\n", h[i].name, h[i].value);
+    p->len_304 = o;
+    o += (size_t)snprintf(b + o, need - o, "Content-Type: %s\r\n", ctype);
+    p->hdrs = b;
+    p->len = o;
+    return p;
+}
+
+/* If-None-Match (wins) or If-Modified-Since says the client's copy is
+ * current. */
+static int not_modified(mx_req_t *req, const web_file_t *wf, const char *etag)
+{
+    const char *inm = mx_req_header(req, "If-None-Match");
+    if (inm)
+        return etag_listed(inm, etag);
+    const char *ims = mx_req_header(req, "If-Modified-Since");
+    if (!ims)
+        return 0;
+    time_t t = parse_http_date(ims);
+    return t != (time_t)-1 && wf->st.st_mtim.tv_sec <= t;
+}
+
 static void send_file(mx_req_t *req, const web_root_t *root, const char *rel, file_t *f)
 {
-    const mime_t *m = mime_of(rel);
-    const char *ctype = m ? m->type : "application/octet-stream";
-    if (m && m->compressible) {
-        mx_req_set_header(req, "Vary", "Accept-Encoding");
+    const mime_t *m = file_mime(f->wf);
+    if (m && m->compressible)
         pick_encoding(req, root, rel, f);
-    }
-    const web_file_t *wf = f->wf;
-    web_security_headers(req);
-    if (is_nocache(rel))
-        mx_req_set_header(req, "Cache-Control", "no-cache");
-    else if (is_hashed(rel))
-        mx_req_set_header(req, "Cache-Control", "public, max-age=31536000, immutable");
-    if (f->encoding)
-        mx_req_set_header(req, "Content-Encoding", f->encoding);
+    web_file_t *wf = f->wf;
+    const char *range = mx_req_header(req, "Range");
 
-    char etag_enc[64];
-    const char *etag = wf->etag;
-    if (f->encoding) {
-        snprintf(etag_enc, sizeof(etag_enc), "%.*s-%s\"", (int)strlen(wf->etag) - 1, wf->etag,
-                 f->encoding);
-        etag = etag_enc;
+    /* The usual case, the whole file or a 304: the header lines are
+     * ready-made, and a small file leaves with them in one write. */
+    const web_pre_t *pre = range ? NULL : prepared(wf, rel, m, f->encoding);
+    if (pre && not_modified(req, wf, pre->etag)) {
+        mx_req_reply_prepared(req, 304, pre->hdrs, pre->len_304, NULL, 0);
+        return;
     }
-    mx_req_set_header(req, "ETag", etag);
-    mx_req_set_header(req, "Last-Modified", wf->lm);
-    mx_req_set_header(req, "Accept-Ranges", "bytes");
+    if (pre && wf->body && wf->len <= (uint64_t)web.conf->max_file_size) {
+        mx_req_reply_prepared(req, 200, pre->hdrs, pre->len, wf->body, wf->len);
+        return;
+    }
 
+    hdr_t h[MAX_FILE_HDRS];
+    char etag[64];
+    set_headers(req, h, file_headers(rel, m, wf, f->encoding, etag, h));
+    const char *ctype = m ? m->type : "application/octet-stream";
     /* Conditionals (RFC 9110 13.2.2): If-None-Match wins over
      * If-Modified-Since. */
-    const char *inm = mx_req_header(req, "If-None-Match");
-    const char *ims = mx_req_header(req, "If-Modified-Since");
-    int not_modified = 0;
-    if (inm) {
-        not_modified = etag_listed(inm, etag);
-    } else if (ims) {
-        time_t t = parse_http_date(ims);
-        not_modified = t != (time_t)-1 && wf->st.st_mtim.tv_sec <= t;
-    }
-    if (not_modified) {
+    if (not_modified(req, wf, etag)) {
         mx_req_reply(req, 304, NULL, NULL, 0);
         return;
     }
 
     uint64_t size = (uint64_t)wf->st.st_size, start = 0, len = size;
     int status = 200;
-    const char *range = mx_req_header(req, "Range");
     const char *ifr = mx_req_header(req, "If-Range");
     if (range && ifr && strcmp(ifr, etag) && strcmp(ifr, wf->lm))
         range = NULL;   /* the client's copy is stale: send it all */

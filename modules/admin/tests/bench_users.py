@@ -91,6 +91,12 @@ def run(engine):
              f"/_synapse/admin/v2/users?limit=100&order_by=displayname&from={N // 2}"),
             ("name filter", "/_synapse/admin/v2/users?limit=100&name=user%204242"),
             ("name filter, many", "/_synapse/admin/v2/users?limit=100&name=bench0&from=5000"),
+            ("name filter, many deep",
+             f"/_synapse/admin/v2/users?limit=100&name=bench0&from={N // 2}"),
+            ("name, none match", "/_synapse/admin/v2/users?limit=100&name=nobody"),
+            ("name, by displayname",
+             "/_synapse/admin/v2/users?limit=100&name=user%2042&order_by=displayname"),
+            ("user_id filter", "/_synapse/admin/v2/users?limit=100&user_id=bench04242"),
         ]:
             if path is None:
                 # Following next_token from a deep page (keyset continuation).

@@ -248,9 +248,9 @@ def test_config_errors(make_server):
     try:
         cases = [
             (yaml(2525).replace("transport: smtp", "transport: carrier-pigeon"),
-             "auth.email.transport: must be blackhole or smtp", "transport:"),
+             "auth.email.transport: must be blackhole, smtp or sendmail", "transport:"),
             (yaml(2525).replace("transport: smtp", "transport: sendmail"),
-             "auth.email.transport: sendmail is not supported", "transport:"),
+             "auth.email.mode: not used with transport: sendmail", "mode:"),
             (yaml(2525).replace("mode: plain", "mode: ssl"),
              "auth.email.mode: must be plain, tls or starttls", "mode:"),
             (yaml(2525).replace("from: '\"Auth service\" <auth@example.org>'",

@@ -81,6 +81,7 @@ bool svc_is_local(const char *user_id);
 
 /* ------------------------------------------------------------- state --- */
 typedef struct svc_delete svc_delete_t;
+typedef struct svc_ux svc_ux_t;
 typedef struct svc_state {
     json_t *blocked;           /* room_id -> user_id or null (cache of blocked_rooms) */
     svc_delete_t *deletes;     /* room deletions running in this process */
@@ -91,6 +92,7 @@ typedef struct svc_state {
     json_t *rl;                /* user_id -> [per_second, burst] (ratelimit_override) */
     json_t *keys;              /* keyset pages of the user list (svc_users.c) */
     uint64_t keys_ms;
+    svc_ux_t *ux;              /* the user list's text index (svc_uindex.c) */
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;
@@ -109,6 +111,27 @@ int svc_set_user_flag(const char *user_id, const char *flag, bool value, hs_admi
                       void *ud);
 int svc_username_available(const char *localpart, hs_admin_done_fn cb, void *ud);
 int svc_login_as(const char *user_id, int64_t valid_until_ms, hs_admin_done_fn cb, void *ud);
+/* svc_uindex.c: the user list's in-memory text index (see there). */
+typedef void (*svc_ux_ready_fn)(int status, void *ud);
+/* Creates the index (svc->ux) and starts reading it. */
+int svc_ux_start(void);
+/* Frees an index (a refresh in flight frees it when it ends). */
+void svc_ux_free(svc_ux_t *x);
+/* Runs `cb` once the index holds every write acknowledged before this
+ * call (possibly before returning, on a storage error).  Forgets the
+ * list's cached positions when rows changed.  0 or -ENOMEM (no call). */
+int svc_ux_refresh(svc_ux_ready_fn cb, void *ud);
+/* True once read; `by_name`: and its order is SQL's order of user IDs. */
+bool svc_ux_ready(bool by_name);
+/* The list's filters as svc_list_users reads them (flags: -1 absent). */
+typedef struct svc_ux_filter {
+    int guests, deactivated, locked, admins;
+    const char *name, *user_id;   /* user_id wins when both are non-empty */
+} svc_ux_filter_t;
+/* The users passing `f`, in user ID order: their count, and in *names a
+ * malloc'd array (free it) of user IDs borrowed from the index (valid
+ * until the next refresh ends).  Negative on OOM. */
+int64_t svc_ux_match(const svc_ux_filter_t *f, const char ***names);
 /* svc_user_data.c */
 int svc_whois(const char *user_id, hs_admin_done_fn cb, void *ud);
 int svc_joined_rooms(const char *user_id, hs_admin_done_fn cb, void *ud);

@@ -286,6 +286,30 @@ static const char svc_v6_postgres[] =
     "CREATE TRIGGER user_dn_ptrg AFTER INSERT OR DELETE OR UPDATE OF user_id, displayname"
     " ON profiles FOR EACH ROW EXECUTE FUNCTION user_dn_pfn();";
 
+/* The user list's text index (svc_uindex.c) reads the `user_dn` rows
+ * changed since its last refresh: each insert or change stamps the row's
+ * `ver` — on SQLite with a counter bumped under the single writer, on
+ * PostgreSQL with the writing transaction's ID (compared with a snapshot's
+ * xmin, so that a transaction committing late is not missed). */
+static const char svc_v7_sqlite[] =
+    "CREATE TABLE user_dn_clock (n BIGINT NOT NULL);"
+    "INSERT INTO user_dn_clock (n) VALUES (0);"
+    "ALTER TABLE user_dn ADD COLUMN ver BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX user_dn_ver ON user_dn(ver);"
+    "CREATE TRIGGER user_dn_vins AFTER INSERT ON user_dn BEGIN"
+    " UPDATE user_dn_clock SET n = n + 1;"
+    " UPDATE user_dn SET ver = (SELECT n FROM user_dn_clock) WHERE name = NEW.name; END;"
+    "CREATE TRIGGER user_dn_vupd AFTER UPDATE OF name, dn, is_guest, deactivated, locked, admin"
+    " ON user_dn BEGIN UPDATE user_dn_clock SET n = n + 1;"
+    " UPDATE user_dn SET ver = (SELECT n FROM user_dn_clock) WHERE name = NEW.name; END;";
+static const char svc_v7_postgres[] =
+    "ALTER TABLE user_dn ADD COLUMN ver BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX user_dn_ver ON user_dn(ver);"
+    "CREATE FUNCTION user_dn_vfn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " NEW.ver := pg_current_xact_id()::text::bigint; RETURN NEW; END $$;"
+    "CREATE TRIGGER user_dn_vtrg BEFORE INSERT OR UPDATE ON user_dn FOR EACH ROW"
+    " EXECUTE FUNCTION user_dn_vfn();";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
     { 2, svc_v2, NULL, NULL },
@@ -293,6 +317,7 @@ static const mx_migration_t svc_migrations[] = {
     { 4, svc_v4, NULL, NULL },
     { 5, NULL, svc_v5_sqlite, svc_v5_postgres },
     { 6, NULL, svc_v6_sqlite, svc_v6_postgres },
+    { 7, NULL, svc_v7_sqlite, svc_v7_postgres },
 };
 
 static const hs_admin_iface_t svc_iface = {
@@ -389,6 +414,7 @@ int hs_admin_service_start(char *err, size_t errlen)
         return rc;
     }
     svc_deletes_free();
+    svc_ux_free(svc_store.ux);
     json_decref(svc_store.blocked);
     json_decref(svc_store.counts);
     json_decref(svc_store.rl);
@@ -429,5 +455,7 @@ int hs_admin_service_start(char *err, size_t errlen)
         snprintf(err, errlen, "homeserver.admin: cannot resume room deletions (%d)", rc);
         return rc;
     }
+    if ((rc = svc_ux_start()) < 0)
+        return rc;
     return mx_service_register(HS_ADMIN_SERVICE, &svc_iface);
 }

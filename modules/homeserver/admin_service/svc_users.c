@@ -168,6 +168,11 @@ typedef struct svc_list {
     const char *binds[5];
     int nb;
     int64_t limit;
+    /* Text filters answered by the index (svc_uindex.c): its filter, the
+     * WHERE clause without the text condition, the order is by user ID. */
+    bool text, by_name;
+    svc_ux_filter_t uf;
+    char *fwhere;
 } svc_list_t;
 
 /* A list position as kept for keyset pages: row `i` of statement `st`
@@ -341,6 +346,66 @@ static void svc_anchors_read(int status, mx_sql_res_t *res, void *ud)
     if (rc < 0)
         cb(rc, NULL, cud);
 }
+/* Text filters through the index: the matching users (and so `total`)
+ * come from memory; by user ID the page is their slice, otherwise SQL
+ * orders them (when at most SVC_UX_SQL_MAX match).  1: not answered here
+ * (the SQL walk with LIKE does it), else as svc_list_page. */
+#define SVC_UX_SQL_MAX 10000
+
+static int svc_list_text(svc_call_t *c)
+{
+    svc_list_t *l = c->priv;
+    mx_pool_t *p = c->pool;
+    const char **names;
+    int64_t k = svc_ux_match(&l->uf, &names);
+    bool slice = l->by_name && svc_ux_ready(true);
+    if (k < 0 || (!slice && k > SVC_UX_SQL_MAX)) {
+        free(names);
+        return 1;
+    }
+    json_t *list = json_array();
+    int64_t from = c->n, i;
+    for (i = 0; list && (slice ? i < l->limit && from + i < k : i < k); i++)
+        json_array_append_new(list, json_string(names[slice ? (l->desc ? k - 1 - from - i
+                                                                      : from + i) : i]));
+    free(names);
+    char *js = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    char *arg = js ? mx_pstrdup(p, js) : NULL;
+    free(js);
+    const char *in = mx_db_is_postgres(hs.db) ? "u.name IN (SELECT json_array_elements_text(?::json))"
+                                              : "u.name IN (SELECT value FROM json_each(?))";
+    l->total = k;
+    l->dir = NULL;
+    if (!slice) {
+        l->where = svc_and(p, l->fwhere, in);
+        l->binds[0] = arg;
+        l->nb = 1;
+        return arg && l->where ? svc_list_page(c, NULL, from) : (svc_call_free(c), -ENOMEM);
+    }
+    char *sql = mx_psprintf(p, "SELECT " SVC_USER_COLS " FROM users u LEFT JOIN profiles p"
+                               " ON p.user_id = u.name WHERE %s ORDER BY %s", in, l->ord);
+    mx_sql_batch_t *b = sql && arg ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
+    if (b)
+        mx_sql_add(b, sql, "s", arg);
+    return svc_run(c, b, svc_list_users_built);
+}
+
+static int svc_list_go(svc_call_t *c);
+
+static void svc_list_fresh(int status, void *ud)
+{
+    /* Without a fresh index: the SQL paths, nothing kept. */
+    svc_call_t *c = ud;
+    if (status < 0)
+        svc_users_changed();
+    hs_admin_done_fn cb = c->cb;
+    void *cud = c->ud;
+    int rc = svc_list_go(c);
+    if (rc < 0)
+        cb(rc, NULL, cud);
+}
+
 int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
 {
     svc_call_t *c = svc_call_new(cb, ud);
@@ -348,12 +413,14 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         return -ENOMEM;
     mx_pool_t *p = c->pool;
     int64_t from = svc_qint(q, "from", 0), limit = svc_qint(q, "limit", 100);
+    /* Pool copies: the call may outlive `q` (it waits for the index). */
     if (from < 0 || limit < 0) {
         svc_call_free(c);
         return -EINVAL;
     }
     c->n = from;
-    const char *name = svc_qstr(q, "name"), *uid = svc_qstr(q, "user_id");
+    const char *name = mx_pstrdup(p, svc_qstr(q, "name")),
+               *uid = mx_pstrdup(p, svc_qstr(q, "user_id"));
     const char *order = svc_qstr(q, "order_by"), *dir = svc_qstr(q, "dir");
     const char *utype = svc_qstr(q, "user_type");
     int guests = svc_qbool(q, "guests"), deact = svc_qbool(q, "deactivated");
@@ -376,6 +443,7 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
      * case (and then needs no lower() on every row); PostgreSQL's ILIKE. */
     bool pg = mx_db_is_postgres(hs.db);
     const char *like = pg ? "ILIKE" : "LIKE";
+    char *fwhere = where;
     if (uid && *uid) {
         where = svc_and(p, where, mx_psprintf(p, "u.name %s ? ESCAPE '\\'", like));
         binds[nb++] = svc_like(p, uid);
@@ -428,10 +496,8 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
     }
     memset(l, 0, sizeof(*l));
     c->priv = l;
-    l->gen = svc->counts_gen;
     l->count_key = mx_psprintf(p, "%s\x1f%s\x1f%s\x1f%s", count, binds[0] ? binds[0] : "",
                                binds[1] ? binds[1] : "", binds[2] ? binds[2] : "");
-    l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
     l->by_dn = by_dn;
     l->desc = *d == 'D';
     l->dir = !l->count_key ? NULL : by_dn ? (l->desc ? "dnDESC" : "dnASC")
@@ -450,6 +516,35 @@ int svc_list_users(const json_t *q, hs_admin_done_fn cb, void *ud)
         svc_call_free(c);
         return -ENOMEM;
     }
+    l->text = ((uid && *uid) || (name && *name)) && !(utype && *utype);
+    l->by_name = !strcmp(col, "u.name");
+    l->uf = (svc_ux_filter_t){ .guests = guests, .deactivated = deact, .locked = locked,
+                               .admins = admins, .name = name, .user_id = uid };
+    l->fwhere = fwhere;
+    /* The index answers text filters, and its refresh tells whether the
+     * keyset positions and anchors still hold (any change to a user's
+     * flags or display name, through any path, forgets them). */
+    if ((l->text || (l->dir && from > 0)) && svc_ux_refresh(svc_list_fresh, c) == 0)
+        return 0;
+    return svc_list_go(c);
+}
+
+/* Runs a list call once its query is built (and the index refreshed). */
+static int svc_list_go(svc_call_t *c)
+{
+    svc_list_t *l = c->priv;
+    mx_pool_t *p = c->pool;
+    int64_t from = c->n;
+    l->gen = svc->counts_gen;
+    l->total = l->count_key ? svc_count_cached(l->count_key) : -1;
+    if (l->text && svc_ux_ready(false)) {
+        int rc = svc_list_text(c);
+        if (rc != 1)
+            return rc;
+    }
+    const char *where = l->where, *const *binds = l->binds;
+    int nb = l->nb;
+    bool by_dn = l->by_dn;
     /* Following a next_token we handed out: continue after its position. */
     const json_t *after = l->dir && from > 0
                               ? svc_key_get(svc_key_name(p, l->count_key, l->dir, from))

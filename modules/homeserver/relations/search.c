@@ -28,6 +28,9 @@
 
 #define SE_MAX_LIMIT 100
 #define SE_MAX_CONTEXT 20
+/* A context event row: the event columns, then its state group (col 6). */
+#define SE_EV_G "SELECT " RM_EV_COLS ", g.group_id FROM events e" \
+                " LEFT JOIN event_to_state_group g ON g.event_id = e.event_id"
 
 typedef struct se_ctx {
     mx_req_t *req;
@@ -40,6 +43,9 @@ typedef struct se_ctx {
     json_t *events;           /* the page's events (client format) */
     json_t *ranks;            /* event_id -> rank */
     json_t *pos;              /* event_id -> [room_id, stream_ordering] */
+    json_t *results;          /* with contexts: the reply's results */
+    json_t *wrap;             /* the context event lists given to the bundler */
+    json_t *state;            /* include_state: room_id -> [state events] */
     int64_t count;
     int st_state;             /* statement of the room state in the extra batch */
     char *next;               /* pool */
@@ -52,6 +58,9 @@ static void se_free(void *p)
     json_decref(c->events);
     json_decref(c->ranks);
     json_decref(c->pos);
+    json_decref(c->results);
+    json_decref(c->wrap);
+    json_decref(c->state);
 }
 
 /* " AND <col> [NOT] IN (...)" for a filter list, or "" (malloc'd). */
@@ -102,57 +111,99 @@ static json_t *se_groups(se_ctx_t *c, json_t *results)
     return groups;
 }
 
-static void se_reply(se_ctx_t *c, const mx_sql_res_t *res)
+/* The context of result `idx` (event `ev` at stream position `so`):
+ * statements 3idx (before, newest first), 3idx+1 (after), 3idx+2 (the
+ * member events of the window's senders).  Events the viewer may not see
+ * are left out and erased senders' redacted, as /context does; the window
+ * is not refilled.  profile_info holds every candidate sender here and is
+ * cut to the shown events' senders once ignored senders are dropped. */
+static json_t *se_context(se_ctx_t *c, const mx_sql_res_t *res, int idx, int64_t so,
+                          const rm_vis_t *vis)
 {
     mx_pool_t *pool = mx_req_pool(c->req);
+    json_t *lists[2] = { json_array(), json_array() };
+    int64_t bounds[2] = { so, so };   /* start, end */
+    for (int k = 0; k < 2; k++) {
+        int st = idx * 3 + k;
+        for (int i = 0; i < mx_sql_nrows(res, st); i++) {
+            bounds[k] = mx_sql_int(res, st, i, 5);
+            json_t *e = rm_row_event(res, st, i, 0, NULL, RM_CE_ROOM_ID);
+            int64_t g = mx_sql_is_null(res, st, i, 6) ? 0 : mx_sql_int(res, st, i, 6);
+            /* joined now (only joined rooms are searched): not peeking */
+            if (e && vis && rm_vis_visible(vis, g, e, c->who->user_id, false))
+                json_array_append_new(lists[k], e);
+            else
+                json_decref(e);
+        }
+    }
+    json_t *ctx = json_pack("{s:o, s:o, s:s, s:s}", "events_before", lists[0], "events_after",
+                            lists[1], "start", rm_make_token(pool, bounds[0] - 1), "end",
+                            rm_make_token(pool, bounds[1]));
+    if (!c->include_profile)
+        return ctx;
+    json_t *prof = json_object();
+    int st = idx * 3 + 2;
+    for (int i = 0; i < mx_sql_nrows(res, st); i++) {
+        const char *js = mx_sql_text(res, st, i, 1);
+        json_t *m = js ? json_loads(js, 0, NULL) : NULL;
+        json_t *content = json_object_get(m, "content");
+        json_t *dn = json_object_get(content, "displayname");
+        json_t *av = json_object_get(content, "avatar_url");
+        json_object_set_new(prof, mx_sql_text(res, st, i, 0),
+                            json_pack("{s:O, s:O}", "displayname",
+                                      json_is_string(dn) ? dn : json_null(), "avatar_url",
+                                      json_is_string(av) ? av : json_null()));
+        json_decref(m);
+    }
+    json_object_set_new(ctx, "profile_info", prof);
+    return ctx;
+}
+
+/* Keeps in a context's profile_info only the senders of its shown events
+ * and of the result `ev`. */
+static void se_profile_cut(json_t *ctx, const json_t *ev)
+{
+    json_t *prof = json_object_get(ctx, "profile_info");
+    if (!prof)
+        return;
+    json_t *keep = json_object();
+    const char *sender = json_string_value(json_object_get(ev, "sender"));
+    json_object_set_new(keep, sender ? sender : "", json_true());
+    static const char *const keys[] = { "events_before", "events_after" };
+    for (int k = 0; k < 2; k++) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(ctx, keys[k]), i, e) {
+            const char *s = json_string_value(json_object_get(e, "sender"));
+            if (s)
+                json_object_set_new(keep, s, json_true());
+        }
+    }
+    const char *uid;
+    json_t *v, *tmp;
+    json_object_foreach_safe(prof, tmp, uid, v)
+        if (!json_object_get(keep, uid))
+            json_object_del(prof, uid);
+    json_decref(keep);
+}
+
+/* The results array ([{rank, result[, context]}]) when no context was read. */
+static json_t *se_plain_results(se_ctx_t *c)
+{
     json_t *results = json_array();
     size_t i;
     json_t *ev;
     json_array_foreach(c->events, i, ev) {
         const char *id = json_string_value(json_object_get(ev, "event_id"));
-        json_t *r = json_pack("{s:O, s:O}", "rank", json_object_get(c->ranks, id), "result", ev);
-        if (res && c->want_context) {
-            /* statements 3i, 3i+1, 3i+2: before, after, profiles */
-            json_t *p = json_object_get(c->pos, id);
-            int idx = (int)json_integer_value(json_array_get(p, 2));
-            int64_t so = json_integer_value(json_array_get(p, 1));
-            json_t *before = json_array(), *after = json_array();
-            int64_t start = so, end = so;
-            for (int k = 0; k < mx_sql_nrows(res, idx * 3); k++) {
-                json_array_append_new(before, rm_row_event(res, idx * 3, k, 0, NULL,
-                                                           RM_CE_ROOM_ID));
-                start = mx_sql_int(res, idx * 3, k, 5);
-            }
-            for (int k = 0; k < mx_sql_nrows(res, idx * 3 + 1); k++) {
-                json_array_append_new(after, rm_row_event(res, idx * 3 + 1, k, 0, NULL,
-                                                          RM_CE_ROOM_ID));
-                end = mx_sql_int(res, idx * 3 + 1, k, 5);
-            }
-            json_t *ctx = json_pack("{s:o, s:o, s:s, s:s}", "events_before", before,
-                                    "events_after", after, "start",
-                                    rm_make_token(pool, start - 1), "end",
-                                    rm_make_token(pool, end));
-            if (c->include_profile) {
-                json_t *prof = json_object();
-                for (int k = 0; k < mx_sql_nrows(res, idx * 3 + 2); k++) {
-                    const char *js = mx_sql_text(res, idx * 3 + 2, k, 1);
-                    json_t *m = js ? json_loads(js, 0, NULL) : NULL;
-                    json_t *content = json_object_get(m, "content");
-                    json_t *dn = json_object_get(content, "displayname");
-                    json_t *av = json_object_get(content, "avatar_url");
-                    json_object_set_new(prof, mx_sql_text(res, idx * 3 + 2, k, 0),
-                                        json_pack("{s:O, s:O}", "displayname",
-                                                  json_is_string(dn) ? dn : json_null(),
-                                                  "avatar_url",
-                                                  json_is_string(av) ? av : json_null()));
-                    json_decref(m);
-                }
-                json_object_set_new(ctx, "profile_info", prof);
-            }
-            json_object_set_new(r, "context", ctx);
-        }
-        json_array_append_new(results, r);
+        json_array_append_new(results, json_pack("{s:O, s:O}", "rank",
+                                                 json_object_get(c->ranks, id), "result", ev));
     }
+    return results;
+}
+
+static void se_reply(se_ctx_t *c)
+{
+    json_t *results = c->results ? json_incref(c->results) : se_plain_results(c);
     json_t *re = json_object();
     json_object_set_new(re, "count", json_integer(c->count));
     json_object_set(re, "highlights", c->tokens);
@@ -160,26 +211,40 @@ static void se_reply(se_ctx_t *c, const mx_sql_res_t *res)
         json_object_set_new(re, "next_batch", json_string(c->next));
     if (c->by_room || c->by_sender)
         json_object_set_new(re, "groups", se_groups(c, results));
-    if (c->include_state) {
-        json_t *state = json_object();
-        if (res) {
-            int s = c->st_state;
-            for (int k = 0; k < mx_sql_nrows(res, s); k++) {
-                const char *rid = mx_sql_text(res, s, k, 0);
-                json_t *l = json_object_get(state, rid);
-                if (!l) {
-                    l = json_array();
-                    json_object_set_new(state, rid, l);
-                }
-                json_t *sev = rm_row_event(res, s, k, 1, NULL, RM_CE_ROOM_ID);
-                if (sev)
-                    json_array_append_new(l, sev);
-            }
-        }
-        json_object_set_new(re, "state", state);
-    }
+    if (c->include_state)
+        json_object_set_new(re, "state", c->state ? json_incref(c->state) : json_object());
     json_object_set_new(re, "results", results);
     mx_req_reply_json(c->req, 200, json_pack("{s:{s:o}}", "search_categories", "room_events", re));
+}
+
+/* After the context events' bundles (ignored senders dropped). */
+static void se_context_bundled(int status, void *ud)
+{
+    se_ctx_t *c = ud;
+    (void)status;
+    size_t i;
+    json_t *r;
+    json_array_foreach(c->results, i, r)
+        se_profile_cut(json_object_get(r, "context"), json_object_get(r, "result"));
+    se_reply(c);
+}
+
+/* The room state of the results' rooms (statement `st`), by room. */
+static json_t *se_state(const mx_sql_res_t *res, int st)
+{
+    json_t *state = json_object();
+    for (int k = 0; k < mx_sql_nrows(res, st); k++) {
+        const char *rid = mx_sql_text(res, st, k, 0);
+        json_t *l = json_object_get(state, rid);
+        if (!l) {
+            l = json_array();
+            json_object_set_new(state, rid, l);
+        }
+        json_t *sev = rm_row_event(res, st, k, 1, NULL, RM_CE_ROOM_ID);
+        if (sev)
+            json_array_append_new(l, sev);
+    }
+    return state;
 }
 
 static void se_extra_read(int status, mx_sql_res_t *res, void *ud)
@@ -189,7 +254,58 @@ static void se_extra_read(int status, mx_sql_res_t *res, void *ud)
         hs_reply_storage_error(c->req, status, "search context");
         return;
     }
-    se_reply(c, res);
+    if (c->include_state)
+        c->state = se_state(res, c->st_state);
+    if (!c->want_context) {
+        se_reply(c);
+        return;
+    }
+    rm_vis_t *vis = rm_vis_load(res, c->st_state + 1);
+    c->results = se_plain_results(c);
+    c->wrap = json_array();
+    size_t i;
+    json_t *r;
+    json_array_foreach(c->results, i, r) {
+        json_t *ev = json_object_get(r, "result");
+        json_t *p = json_object_get(c->pos, json_string_value(json_object_get(ev, "event_id")));
+        json_t *ctx = se_context(c, res, (int)i, json_integer_value(json_array_get(p, 1)), vis);
+        json_object_set_new(r, "context", ctx);
+        json_array_append(c->wrap, json_object_get(ctx, "events_before"));
+        json_array_append(c->wrap, json_object_get(ctx, "events_after"));
+    }
+    rm_vis_free(vis);
+    hs_relations_bundle(c->wrap, c->who->user_id, HS_REL_DROP_IGNORED, se_context_bundled, c);
+}
+
+/* The window of `n` events of room `rid` before (dir '<') or after ('>')
+ * stream position `so`, as SQL with the values inlined (for the
+ * visibility statement's seed), or NULL. */
+static char *se_window_sql(const char *rid, int64_t so, char dir, int n)
+{
+    json_t *one = json_pack("[s]", rid);
+    char *lit = rel_sql_in_list(one);
+    json_decref(one);
+    char *s = lit ? rel_fmt("SELECT e.event_id FROM events e WHERE e.room_id = %s AND"
+                            " e.stream_ordering %c %lld ORDER BY e.stream_ordering %s LIMIT %d",
+                            lit, dir, (long long)so, dir == '<' ? "DESC" : "ASC", n)
+                  : NULL;
+    free(lit);
+    return s;
+}
+
+/* Appends " UNION SELECT w.event_id FROM (<window>) w" for both windows of
+ * one result to *seed (malloc'd; freed and NULL on ENOMEM). */
+static void se_seed_add(char **seed, const char *rid, int64_t so, int before, int after)
+{
+    char *bw = se_window_sql(rid, so, '<', before), *aw = se_window_sql(rid, so, '>', after);
+    char *s = *seed && bw && aw
+                  ? rel_fmt("%s UNION SELECT w.event_id FROM (%s) w UNION SELECT w.event_id"
+                            " FROM (%s) w", *seed, bw, aw)
+                  : NULL;
+    free(bw);
+    free(aw);
+    free(*seed);
+    *seed = s;
 }
 
 /* After the bundles: contexts / state, or the reply at once. */
@@ -198,7 +314,7 @@ static void se_bundled(int status, void *ud)
     se_ctx_t *c = ud;
     (void)status;
     if (!c->want_context && !c->include_state) {
-        se_reply(c, NULL);
+        se_reply(c);
         return;
     }
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
@@ -208,6 +324,8 @@ static void se_bundled(int status, void *ud)
     }
     json_t *rooms = json_array();
     json_t *seen = json_object();
+    /* the visibility seed: every context window (an empty first part) */
+    char *seed = rel_fmt("SELECT e.event_id FROM events e WHERE 1 = 0");
     size_t i;
     json_t *ev;
     json_array_foreach(c->events, i, ev) {
@@ -215,18 +333,17 @@ static void se_bundled(int status, void *ud)
         json_t *p = json_object_get(c->pos, id);
         const char *rid = json_string_value(json_array_get(p, 0));
         int64_t so = json_integer_value(json_array_get(p, 1));
-        json_array_set_new(p, 2, json_integer((json_int_t)i));
         if (rid && !json_object_get(seen, rid)) {
             json_object_set_new(seen, rid, json_true());
             json_array_append_new(rooms, json_string(rid));
         }
         if (!c->want_context)
             continue;
-        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering < ? ORDER BY e.stream_ordering DESC LIMIT ?",
+        mx_sql_add(b, SE_EV_G " WHERE e.room_id = ? AND e.stream_ordering < ?"
+                      " ORDER BY e.stream_ordering DESC LIMIT ?",
                    "sii", rid, so, (int64_t)c->before);
-        mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.room_id = ?"
-                      " AND e.stream_ordering > ? ORDER BY e.stream_ordering ASC LIMIT ?",
+        mx_sql_add(b, SE_EV_G " WHERE e.room_id = ? AND e.stream_ordering > ?"
+                      " ORDER BY e.stream_ordering ASC LIMIT ?",
                    "sii", rid, so, (int64_t)c->after);
         mx_sql_add(b, "SELECT c.state_key, e.json FROM current_state c"
                       " JOIN events e ON e.event_id = c.event_id"
@@ -239,24 +356,28 @@ static void se_bundled(int status, void *ud)
                    "ssiisiis", rid, rid, so, (int64_t)(c->include_profile ? c->before : 0), rid,
                    so, (int64_t)(c->include_profile ? c->after : 0),
                    json_string_value(json_object_get(ev, "sender")));
+        se_seed_add(&seed, rid, so, c->before, c->after);
     }
     json_decref(seen);
     c->st_state = c->want_context ? (int)json_array_size(c->events) * 3 : 0;
     char *in = rel_sql_in_list(rooms);
     json_decref(rooms);
-    char *sql = in ? rel_fmt("SELECT c.room_id, " RM_EV_COLS " FROM current_state c"
-                             " JOIN events e ON e.event_id = c.event_id WHERE c.room_id IN (%s)",
-                             in)
-                   : rel_fmt("SELECT c.room_id, " RM_EV_COLS " FROM current_state c"
-                             " JOIN events e ON e.event_id = c.event_id WHERE 1 = 0");
+    char *sql = rel_fmt("SELECT c.room_id, " RM_EV_COLS " FROM current_state c"
+                        " JOIN events e ON e.event_id = c.event_id WHERE %s%s%s",
+                        in ? "c.room_id IN (" : "1 = 0", in ? in : "", in ? ")" : "");
     free(in);
-    if (!sql) {
+    char *vsql = seed ? rm_vis_sql(mx_req_pool(c->req), seed) : NULL;
+    free(seed);
+    if (!sql || (c->want_context && !vsql)) {
+        free(sql);
         mx_sql_batch_free(b);
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
     mx_sql_add(b, sql, "");
     free(sql);
+    if (c->want_context)
+        mx_sql_add(b, vsql, "s", c->who->user_id);
     if (mx_sql_run(b, se_extra_read, c) < 0) {
         mx_sql_batch_free(b);
         hs_reply_storage_error(c->req, MX_EDB, "search context");
@@ -291,8 +412,8 @@ static void se_page_read(int status, mx_sql_res_t *res, void *ud)
         const char *id = json_string_value(json_object_get(ev, "event_id"));
         const char *score = mx_sql_text(res, 0, i, 6);
         json_object_set_new(c->ranks, id, json_real(score ? strtod(score, NULL) : 0.0));
-        json_object_set_new(c->pos, id, json_pack("[s, I, i]", mx_sql_text(res, 0, i, 7),
-                                                  (json_int_t)last, 0));
+        json_object_set_new(c->pos, id, json_pack("[s, I]", mx_sql_text(res, 0, i, 7),
+                                                  (json_int_t)last));
         json_array_append_new(c->events, ev);
     }
     rm_vis_free(vis);

@@ -104,6 +104,16 @@ typedef struct sy_room {
     bool newly_joined;        /* incremental sync: joined since `since` */
     bool state_still;         /* no state event in (lo, hi]: no state reads, the
                                  state delta is empty */
+    int tl_rows;              /* timeline rows to show at most: the filter's
+                                 limit, or after a deep load the rows from
+                                 the oldest picked event to `hi` */
+    bool deep;                /* visibility hid events: load further back */
+    bool deep_done;           /* lo/tl_rows come from the deep load */
+    bool deep_limited;        /* the deep load left visible events before */
+    /* the timeline built by sy_fill_timeline (owned until sy_fill_room) */
+    json_t *tl_events, *tl_senders, *tl_members;
+    bool tl_limited;
+    int64_t tl_oldest;
 } sy_room_t;
 
 typedef struct sy_ctx {
@@ -138,6 +148,7 @@ typedef struct sy_ctx {
     const char *tl_sql;       /* scratch: timeline filter as SQL (" AND ...") */
     bool redundant_members;   /* include_redundant_members */
     bool members_moved;       /* see hs_sync_ctx_t */
+    bool deep_probed;         /* this computation already loaded further back */
 } sy_ctx_t;
 
 static void sy_free(sy_ctx_t *c)
@@ -185,6 +196,8 @@ static void sy_fail(sy_ctx_t *c, int status, const char *what)
 }
 
 static void sy_compute(sy_ctx_t *c);
+static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud);
+static void sy_probe(sy_ctx_t *c);
 
 /* -------------------------------------------------------------- replying --- */
 
@@ -393,22 +406,45 @@ static bool sy_is_current_state(const char *room_id, const json_t *ev)
     return cur && strcmp(cur, eid) == 0;
 }
 
-static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
+/* Row `i` of the timeline read as the event the client is shown, or NULL
+ * when the filter or the history visibility hides it. */
+static json_t *sy_tl_event(sy_ctx_t *c, const mx_sql_res_t *res, const sy_room_t *r,
+                           const rm_vis_t *vis, int i)
 {
-    json_t *rf = json_object_get(c->filter, "room");
-    json_t *tlf = json_object_get(rf, "timeline");
-    json_t *stf = json_object_get(rf, "state");
+    json_t *tlf = json_object_get(json_object_get(c->filter, "room"), "timeline");
+    if (!hs_filter_match(tlf, mx_sql_text(res, r->st_tl, i, 6), mx_sql_text(res, r->st_tl, i, 7)))
+        return NULL;
+    json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
+    if (ev && vis && !mx_sql_is_null(res, r->st_tl, i, 8) &&
+        !rm_vis_visible(vis, mx_sql_int(res, r->st_tl, i, 8), ev, c->user_id, r->peeking) &&
+        !sy_is_current_state(r->room_id, ev)) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
 
-    /* timeline, newest first in the result */
-    int n = mx_sql_nrows(res, r->st_tl);
-    bool trimmed = n > c->limit;
-    bool limited = trimmed;
-    if (limited)
-        n = c->limit;
+static void sy_tl_clear(sy_room_t *r)
+{
+    json_decref(r->tl_events);
+    json_decref(r->tl_senders);
+    json_decref(r->tl_members);
+    r->tl_events = r->tl_senders = r->tl_members = NULL;
+}
+
+/* Builds the timeline of a joined/left room (r->tl_*).  Returns false,
+ * building nothing, when the history visibility hid some of the newest
+ * events and more are in the window: the room needs a deep load
+ * (sy_probe), as Synapse's _load_filtered_recents loads further back
+ * until `limit` events are visible. */
+static bool sy_fill_timeline(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r)
+{
+    int rows = mx_sql_nrows(res, r->st_tl);
+    bool trimmed = rows > r->tl_rows;
+    int n = trimmed ? r->tl_rows : rows;
     /* a room new to the client is always "limited" (Synapse): its history
      * starts before what it is shown */
-    if (r->newly_joined)
-        limited = true;
+    r->tl_limited = trimmed || r->deep_limited || r->newly_joined;
     json_t *events = json_array();
     json_t *senders = json_object();
     json_t *tl_members = json_object();
@@ -419,32 +455,44 @@ static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, jso
         const char *sender = mx_sql_text(res, r->st_tl, i, 7);
         if (i == n - 1)
             oldest = mx_sql_int(res, r->st_tl, i, 5);
-        if (!hs_filter_match(tlf, type, sender))
+        json_t *ev = sy_tl_event(c, res, r, vis, i);
+        if (!ev)
             continue;
-        json_t *ev = rm_row_event(res, r->st_tl, i, 0, c->dev_key, c->ev_flags);
-        if (ev && vis && !mx_sql_is_null(res, r->st_tl, i, 8) &&
-            !rm_vis_visible(vis, mx_sql_int(res, r->st_tl, i, 8), ev, c->user_id, r->peeking) &&
-            !sy_is_current_state(r->room_id, ev)) {
-            json_decref(ev);
-            continue;
-        }
-        if (ev) {
-            const char *sk = json_string_value(json_object_get(ev, "state_key"));
-            if (sk && type && strcmp(type, "m.room.member") == 0)
-                json_object_set(tl_members, sk, json_object_get(ev, "event_id"));
-            json_array_append_new(events, ev);
-        }
+        const char *sk = json_string_value(json_object_get(ev, "state_key"));
+        if (sk && type && strcmp(type, "m.room.member") == 0)
+            json_object_set(tl_members, sk, json_object_get(ev, "event_id"));
+        json_array_append_new(events, ev);
         if (sender)
             json_object_set_new(senders, sender, json_true());
     }
     rm_vis_free(vis);
+    if (vis && trimmed && !c->deep_probed && json_array_size(events) < (size_t)c->limit) {
+        json_decref(events);
+        json_decref(senders);
+        json_decref(tl_members);
+        r->deep = true;
+        return false;
+    }
     /* prev_batch: before the oldest event shown when the timeline was cut
      * at the limit, else the sync point itself (Synapse), so that paginating
      * back from it returns the timeline again rather than nothing */
-    if (n == 0 || !trimmed)
+    if (n == 0 || !(trimmed || r->deep_limited))
         oldest = r->hi + 1;
-    json_t *tl = json_pack("{s:o, s:b, s:s}", "events", events, "limited", limited, "prev_batch",
-                           rm_make_token(c->scratch, oldest - 1));
+    r->tl_events = events;
+    r->tl_senders = senders;
+    r->tl_members = tl_members;
+    r->tl_oldest = oldest;
+    return true;
+}
+
+/* The timeline (sy_fill_timeline) and the state of a joined/left room. */
+static void sy_fill_room(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r, json_t *out)
+{
+    json_t *stf = json_object_get(json_object_get(c->filter, "room"), "state");
+    json_t *senders = r->tl_senders, *tl_members = r->tl_members;
+    json_t *tl = json_pack("{s:o, s:b, s:s}", "events", r->tl_events, "limited", r->tl_limited,
+                           "prev_batch", rm_make_token(c->scratch, r->tl_oldest - 1));
+    r->tl_events = r->tl_senders = r->tl_members = NULL;
     json_object_set_new(out, "timeline", tl);
 
     /* state at the start of the timeline, or the change since `since` */
@@ -588,6 +636,20 @@ static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud)
         sy_fail(c, status, "sync rooms");
         return;
     }
+    /* the timelines first: a room whose visible events fall short of
+     * the limit sends the whole batch through the deep load */
+    bool deep = false;
+    for (size_t i = 0; i < c->nrooms; i++) {
+        sy_room_t *r = &c->rooms[i];
+        if (r->kind != SY_INVITE && r->kind != SY_KNOCK && !sy_fill_timeline(c, res, r))
+            deep = true;
+    }
+    if (deep) {
+        for (size_t i = 0; i < c->nrooms; i++)
+            sy_tl_clear(&c->rooms[i]);
+        sy_probe(c);
+        return;
+    }
     json_t *rooms = sy_obj(c->resp, "rooms");
     json_t *join = sy_obj(rooms, "join");
     json_t *invite = sy_obj(rooms, "invite");
@@ -671,9 +733,10 @@ static bool sy_room_allowed(sy_ctx_t *c, const char *room_id)
     return false;
 }
 
-/* Adds the reads of one joined/left room (timeline, state, counts);
- * returns the next statement index. */
-static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int st)
+/* Adds the timeline read of a joined/left room — the newest r->tl_rows + 1
+ * events of (lo, hi] — and its history visibility read; returns the next
+ * statement index. */
+static int sy_add_tl_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int st)
 {
     const char *rid = r->room_id;
     const char *tf = c->tl_sql ? c->tl_sql : "";
@@ -684,7 +747,7 @@ static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int s
                                           " ON g.event_id = e.event_id WHERE e.room_id = ?"
                                           " AND e.stream_ordering > ? AND e.stream_ordering <= ?%s"
                                           " ORDER BY e.stream_ordering DESC LIMIT ?", tf),
-               "siii", rid, r->lo, r->hi, (int64_t)c->limit + 1);
+               "siii", rid, r->lo, r->hi, (int64_t)r->tl_rows + 1);
     r->st_tl = st++;
     /* history visibility, for the timeline events up to the user's latest
      * membership change (all later ones carry the current membership:
@@ -696,9 +759,19 @@ static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int s
             " WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ?%s"
             " ORDER BY e.stream_ordering DESC LIMIT ?) x WHERE x.stream_ordering <= ?", tf);
         mx_sql_add(b, rm_vis_sql(c->scratch, seed), "ssiiii", c->user_id, rid, r->lo, r->hi,
-                   (int64_t)c->limit + 1, r->kind == SY_JOIN && !r->peeking ? r->mem_so : r->hi);
+                   (int64_t)r->tl_rows + 1, r->kind == SY_JOIN && !r->peeking ? r->mem_so : r->hi);
         r->st_vis = st++;
     }
+    return st;
+}
+
+/* Adds the reads of one joined/left room (timeline, state, counts);
+ * returns the next statement index. */
+static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int st)
+{
+    const char *rid = r->room_id;
+    const char *tf = c->tl_sql ? c->tl_sql : "";
+    st = sy_add_tl_reads(c, b, r, st);
     /* No state event in the window: the state at `since` and at the
      * timeline start are the same, the delta is empty (the common
      * long-poll wake-up: saves two reads of the whole room state). */
@@ -707,7 +780,7 @@ static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int s
         ;
     else if (c->limit > 0)
         mx_sql_add(b, mx_psprintf(c->scratch, sy_sql_state_start, tf), "ssiiii", rid, rid, r->lo,
-                   r->hi, (int64_t)c->limit, r->hi + 1);
+                   r->hi, (int64_t)r->tl_rows, r->hi + 1);
     else /* no timeline: the state at its end */
         mx_sql_add(b, sy_sql_state_at, "si", rid, r->hi);
     if (!r->state_still)
@@ -727,6 +800,121 @@ static int sy_add_room_reads(sy_ctx_t *c, mx_sql_batch_t *b, sy_room_t *r, int s
         r->st_heroes = st++;
     }
     return st;
+}
+
+/* The second batch: the reads of every room planned in c->rooms. */
+static void sy_read_rooms(sy_ctx_t *c)
+{
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        sy_fail(c, -ENOMEM, "sync");
+        return;
+    }
+    int st = 0;
+    for (size_t i = 0; i < c->nrooms; i++) {
+        sy_room_t *r = &c->rooms[i];
+        if (r->kind == SY_INVITE || r->kind == SY_KNOCK) {
+            mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ?", "s",
+                       r->event_id);
+            r->st_ev = st++;
+        } else {
+            st = sy_add_room_reads(c, b, r, st);
+        }
+    }
+    if (st == 0) {
+        mx_sql_batch_free(b);
+        sy_rooms_read(0, NULL, c);
+        return;
+    }
+    c->busy = true;
+    if (mx_sql_run(b, sy_rooms_read, c) < 0) {
+        mx_sql_batch_free(b);
+        c->busy = false;
+        sy_fail(c, MX_EDB, "sync");
+    }
+}
+
+/* ----------------------------------------------------------- deep load ---
+ * When the history visibility hides some of a room's newest events, its
+ * timeline is loaded further back (Synapse's _load_filtered_recents: up
+ * to 5 more pages of max(2 * limit, 10) events) until `limit` events are
+ * visible or the window (lo, hi] is exhausted.  The probe reads those
+ * events and their visibility; the room's window then starts just before
+ * the oldest event picked, and the second batch runs again, so that the
+ * state at the timeline start is the state before the events returned. */
+static int sy_deep_rows(const sy_ctx_t *c)
+{
+    int page = c->limit * 2 > 10 ? c->limit * 2 : 10;
+    return c->limit + 5 * page;
+}
+
+static void sy_probe_read(int status, mx_sql_res_t *res, void *ud)
+{
+    sy_ctx_t *c = ud;
+    if (sy_gone(c))
+        return;
+    if (status < 0) {
+        sy_fail(c, status, "sync timeline");
+        return;
+    }
+    for (size_t k = 0; k < c->nrooms; k++) {
+        sy_room_t *r = &c->rooms[k];
+        if (!r->deep)
+            continue;
+        rm_vis_t *vis = r->st_vis >= 0 ? rm_vis_load(res, r->st_vis) : NULL;
+        int rows = mx_sql_nrows(res, r->st_tl);
+        bool beyond = rows > r->tl_rows;
+        if (beyond)
+            rows = r->tl_rows;
+        int picked = 0, last = -1;
+        for (int i = 0; i < rows; i++) { /* newest first */
+            json_t *ev = sy_tl_event(c, res, r, vis, i);
+            if (!ev)
+                continue;
+            json_decref(ev);
+            if (picked == c->limit) {
+                beyond = true;
+                break;
+            }
+            picked++;
+            last = i;
+        }
+        rm_vis_free(vis);
+        if (last >= 0) {
+            r->lo = mx_sql_int(res, r->st_tl, last, 5) - 1;
+            r->tl_rows = last + 1;
+        } else {
+            r->lo = r->hi;
+            r->tl_rows = 0;
+        }
+        r->deep_limited = beyond;
+        r->deep_done = true;
+    }
+    sy_read_rooms(c);
+}
+
+static void sy_probe(sy_ctx_t *c)
+{
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        sy_fail(c, -ENOMEM, "sync");
+        return;
+    }
+    c->deep_probed = true;
+    int st = 0;
+    for (size_t i = 0; i < c->nrooms; i++) {
+        sy_room_t *r = &c->rooms[i];
+        if (!r->deep)
+            continue;
+        r->tl_rows = sy_deep_rows(c);
+        st = sy_add_tl_reads(c, b, r, st);
+    }
+    c->busy = true;
+    if (mx_sql_run(b, sy_probe_read, c) < 0) {
+        mx_sql_batch_free(b);
+        c->busy = false;
+        sy_fail(c, MX_EDB, "sync");
+    }
 }
 
 static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
@@ -778,14 +966,13 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
     c->nrooms = 0;
     json_decref(c->joined);
     c->joined = json_array();
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!c->rooms || !b) {
+    if (!c->rooms) {
         json_decref(changed);
-        mx_sql_batch_free(b);
+        json_decref(was_joined);
+        json_decref(joined_in_window);
         sy_fail(c, -ENOMEM, "sync");
         return;
     }
-    int st = 0;
     bool seen_only = false;
     /* room initialSync of a world-readable room the user never joined:
      * one extra slot for it */
@@ -810,6 +997,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         r->event_id = mx_pstrdup(c->scratch, mx_sql_text(res, 0, i, 2));
         r->mem_so = mso;
         r->st_since = -1;
+        r->tl_rows = c->limit;
         json_t *wj = json_object_get(was_joined, rid);
         bool fresh = c->initial || (mso > since && !json_is_true(wj));
         if (strcmp(m, "join") == 0) {
@@ -832,9 +1020,6 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             if (!fresh)
                 continue;
             r->kind = m[0] == 'i' ? SY_INVITE : SY_KNOCK;
-            mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ?", "s",
-                       r->event_id);
-            r->st_ev = st++;
             c->nrooms++;
             continue;
         } else {
@@ -850,7 +1035,6 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
             r->lo = c->initial || new_room ? 0 : since;
             r->hi = mso;
         }
-        st = sy_add_room_reads(c, b, r, st);
         c->nrooms++;
     }
     if (c->peek && c->only_room && !seen_only) {
@@ -860,27 +1044,17 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         r->kind = SY_JOIN;
         r->peeking = true;
         r->st_since = -1;
+        r->tl_rows = c->limit;
         r->full = true;
         r->lo = c->initial ? 0 : since;
         r->hi = upto;
         json_array_append_new(c->joined, json_string(c->only_room));
-        st = sy_add_room_reads(c, b, r, st);
         c->nrooms++;
     }
     json_decref(changed);
     json_decref(was_joined);
     json_decref(joined_in_window);
-    if (st == 0) {
-        mx_sql_batch_free(b);
-        sy_rooms_read(0, NULL, c);
-        return;
-    }
-    c->busy = true;
-    if (mx_sql_run(b, sy_rooms_read, c) < 0) {
-        mx_sql_batch_free(b);
-        c->busy = false;
-        sy_fail(c, MX_EDB, "sync");
-    }
+    sy_read_rooms(c);
 }
 
 /* One computation from c->since to the streams' current positions. */
@@ -894,6 +1068,7 @@ static void sy_compute(sy_ctx_t *c)
     for (int s = 0; s < HS_STREAM_COUNT; s++)
         c->upto[s] = hs_stream_current((hs_stream_t)s);
     c->capped = false;
+    c->deep_probed = false;
     if (c->legacy_stream && c->events_cap > c->since[HS_STREAM_EVENTS] &&
         c->events_cap < c->upto[HS_STREAM_EVENTS]) {
         c->upto[HS_STREAM_EVENTS] = c->events_cap;
