@@ -6,7 +6,7 @@
  *
  * The flow: http_server.c owns listeners and the set of connections;
  * http_conn.c owns one connection (bytes in through llhttp, bytes out with
- * one uv_write per response, timeouts, TLS); http_req.c turns a parsed
+ * one write per response, timeouts, TLS); http_req.c turns a parsed
  * request into a routed call and a reply into bytes.
  *
  * Lifetimes.  A request lives in its own pool (mx_req_pool).  The pool is

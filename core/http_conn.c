@@ -4,9 +4,11 @@
  * are copied into a per-connection scratch buffer, and at the end of the
  * header block http_req.c builds the request.  Parsing pauses at the end of
  * every request and resumes only once its response is queued, so pipelined
- * requests are answered in order.  Responses leave with one uv_write;
- * file bodies follow their header block (http_sendfile.c) before parsing
- * resumes.  Streamed request bodies (MX_ROUTE_STREAM_BODY) hand each piece
+ * requests are answered in order.  A response leaves with one write:
+ * uv_try_write right away when a handler replies before returning (the
+ * usual case: no write request, no deferred callback, no epoll_ctl), else
+ * or for what the socket did not take, uv_write; file bodies follow their
+ * header block (http_sendfile.c) before parsing resumes.  Streamed request bodies (MX_ROUTE_STREAM_BODY) hand each piece
  * to the module as parsed and hold the parser (body_hold) while the module
  * has not asked for the body or has paused it, so the socket is not read.
  *

@@ -65,6 +65,7 @@ typedef struct aa_route_def {
     aa_fn fn;
 } aa_route_def_t;
 int aa_routes(const aa_route_def_t *defs, size_t n);
+#define AA_ROUTES(defs) aa_routes((defs), sizeof(defs) / sizeof((defs)[0]))
 
 /* {errors: [{title}]} with `status`; finishes the request. */
 void aa_error(mx_req_t *req, int status, const char *title);
@@ -139,6 +140,14 @@ void aa_list_run(aa_req_t *r, const aa_page_t *p, aa_list_t *l);
  * `user` (the `filter[user]` query parameter; NULL: no narrowing); an
  * unknown user is answered 404. */
 void aa_list_run_for_user(aa_req_t *r, const aa_page_t *p, aa_list_t *l, const char *user);
+/* The head of a list handler: page[...] into `p` and filter[user] into
+ * *user (NULL when absent); false when answered (400, or 500 `what` when
+ * `l` is NULL: out of memory). */
+bool aa_list_begin(aa_req_t *r, aa_list_t *l, aa_page_t *p, const char **user,
+                   const char *what);
+/* `l` narrowed by exact-match filters: each present query parameter
+ * eq[i][0] must equal column eq[i][1]. */
+void aa_list_where_eq(aa_req_t *r, aa_list_t *l, const char *const eq[][2], size_t n);
 /* Answers the one row `l->where` selects (404 `l->not_found` when none);
  * `self` as for aa_reply_one. */
 void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self);
@@ -211,6 +220,12 @@ int aa_clients_start(char *err, size_t errlen);
 typedef void (*aa_admin_fn)(int verdict, void *ud);
 /* The admin API's ID of a client: its client_id when a ULID, else derived. */
 void aa_client_ulid(const char *client_id, char out[AU_ULID_LEN + 1]);
+/* SQL conditions on a client ID column `col` (pool strings): clients of
+ * the admin API ID `ulid`; clients of the kind filter[client-kind] asks for
+ * ("1=1" when absent; NULL with *bad set and 400 sent when malformed, NULL
+ * alone when out of memory). */
+char *aa_client_id_where(aa_req_t *r, const char *col, const char *ulid);
+char *aa_client_kind_where(aa_req_t *r, const char *col, bool *bad);
 int aa_client_admin_check(const char *client_id, aa_admin_fn cb, void *ud);
 
 #endif /* AU_ADMIN_H */

@@ -18,9 +18,11 @@
  * with the client_credentials grant only, so the token endpoint and
  * introspection treat them like registered ones.
  *
- * Admin API /oauth2-clients (list with filter[client-kind|
- * has-active-sessions], get): every client, registered or configured
- * (`is_static`).  Its ID is the client ID when that is a ULID (registered
+ * Admin API /oauth2-clients (list with filter[client-kind|client-name|
+ * client-uri|grant-type|has-active-sessions], get): every client,
+ * registered or configured (`is_static`).  Names and URIs match as
+ * case-insensitive substrings, as in MAS; the metadata JSON is read with
+ * the engine's JSON functions.  Its ID is the client ID when that is a ULID (registered
  * clients, MAS-style configured ones), else a ULID derived from it.
  */
 #include "au_admin.h"
@@ -161,6 +163,68 @@ static char *aa_static_in(aa_req_t *r)
     return in;
 }
 
+char *aa_client_kind_where(aa_req_t *r, const char *col, bool *bad)
+{
+    const char *kind = aa_qstr(r, "filter[client-kind]");
+    *bad = false;
+    if (!kind)
+        return mx_pstrdup(r->pool, "1=1");
+    if (strcmp(kind, "static") && strcmp(kind, "dynamic")) {
+        *bad = true;
+        aa_error(r->req, 400, "Invalid filter parameters: filter[client-kind]");
+        return NULL;
+    }
+    char *in = aa_static_in(r);
+    bool want_static = !strcmp(kind, "static");
+    if (!in)
+        return mx_pstrdup(r->pool, want_static ? "0=1" : "1=1");
+    return mx_psprintf(r->pool, "%s %sIN (%s)", col, want_static ? "" : "NOT ", in);
+}
+
+char *aa_client_id_where(aa_req_t *r, const char *col, const char *ulid)
+{
+    /* Registered clients have ULID IDs; configured ones may have derived
+     * ones (computed here: they are in the config). */
+    char *w = mx_psprintf(r->pool, "(%s = %s", col, aa_sql_quote(r->pool, ulid));
+    size_t i;
+    json_t *c;
+    json_array_foreach(au.conf->clients, i, c) {
+        const char *id = json_string_value(json_object_get(c, "client_id"));
+        char d[AU_ULID_LEN + 1];
+        if (!id || !w)
+            continue;
+        aa_client_ulid(id, d);
+        if (!strcasecmp(d, ulid))
+            w = mx_psprintf(r->pool, "%s OR %s = %s", w, col, aa_sql_quote(r->pool, id));
+    }
+    return w ? mx_psprintf(r->pool, "%s)", w) : NULL;
+}
+
+/* `metadata`'s string member `key` as an SQL expression. */
+static const char *aa_md(aa_req_t *r, const char *key)
+{
+    return mx_db_is_postgres(au.db)
+               ? mx_psprintf(r->pool, "(CAST(metadata AS json) ->> '%s')", key)
+               : mx_psprintf(r->pool, "json_extract(metadata, '$.%s')", key);
+}
+
+/* A LIKE pattern matching `v` (lower-cased) anywhere, with '\' escapes. */
+static char *aa_like_any(aa_req_t *r, const char *v)
+{
+    char *o = mx_palloc(r->pool, 2 * strlen(v) + 3), *p = o;
+    if (!o)
+        return NULL;
+    *p++ = '%';
+    for (; *v; v++) {
+        if (*v == '%' || *v == '_' || *v == '\\')
+            *p++ = '\\';
+        *p++ = (char)((*v >= 'A' && *v <= 'Z') ? *v - 'A' + 'a' : *v);
+    }
+    *p++ = '%';
+    *p = '\0';
+    return o;
+}
+
 static void aa_clients_list(aa_req_t *r)
 {
     aa_page_t p;
@@ -172,17 +236,33 @@ static void aa_clients_list(aa_req_t *r)
     }
     if (!aa_page_parse(r, &p) || !aa_qbool(r, "filter[has-active-sessions]", &active))
         return;
-    const char *kind = aa_qstr(r, "filter[client-kind]");
-    if (kind && strcmp(kind, "static") && strcmp(kind, "dynamic")) {
-        aa_error(r->req, 400, "Invalid filter parameters: filter[client-kind]");
+    bool bad;
+    char *kind = aa_client_kind_where(r, "client_id", &bad);
+    if (!kind) {
+        if (!bad)
+            aa_fail(r, -ENOMEM, "clients");
         return;
     }
-    if (kind) {
-        char *in = aa_static_in(r);
-        bool want_static = !strcmp(kind, "static");
-        l->where = in ? mx_psprintf(r->pool, "%s AND client_id %sIN (%s)", l->where,
-                                    want_static ? "" : "NOT ", in)
-                      : mx_psprintf(r->pool, "%s AND %s", l->where, want_static ? "0=1" : "1=1");
+    l->where = mx_psprintf(r->pool, "%s AND %s", l->where, kind);
+    static const char *const subs[][2] = { { "filter[client-name]", "client_name" },
+                                           { "filter[client-uri]", "client_uri" } };
+    for (size_t k = 0; k < 2; k++) {
+        const char *v = aa_qstr(r, subs[k][0]);
+        if (!v)
+            continue;
+        l->where = mx_psprintf(r->pool, "%s AND lower(%s) LIKE ? ESCAPE '\\'", l->where,
+                               aa_md(r, subs[k][1]));
+        l->args[l->nargs++] = aa_like_any(r, v);
+    }
+    const char *grant = aa_qstr(r, "filter[grant-type]");
+    if (grant) {
+        l->where = mx_psprintf(
+            r->pool, "%s AND EXISTS (SELECT 1 FROM %s WHERE %s = ?)", l->where,
+            mx_db_is_postgres(au.db)
+                ? "json_array_elements_text(CAST(metadata AS json) -> 'grant_types') g(v)"
+                : "json_each(metadata, '$.grant_types') g",
+            mx_db_is_postgres(au.db) ? "g.v" : "g.value");
+        l->args[l->nargs++] = grant;
     }
     if (active >= 0)
         l->where = mx_psprintf(r->pool, "%s AND %sEXISTS (SELECT 1 FROM auth_oauth_sessions s"
@@ -234,5 +314,5 @@ int aa_oauth2_clients_routes(void)
         { "GET", "/oauth2-clients", aa_clients_list },
         { "GET", "/oauth2-clients/{id}", aa_client_get },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

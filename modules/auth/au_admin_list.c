@@ -417,6 +417,31 @@ static void aa_list_user_found(aa_req_t *r, int status, const char *user_id)
     aa_list_run(r, &u->p, u->l);
 }
 
+bool aa_list_begin(aa_req_t *r, aa_list_t *l, aa_page_t *p, const char **user,
+                   const char *what)
+{
+    bool bad = false;
+    if (!l) {
+        aa_fail(r, -ENOMEM, what);
+        return false;
+    }
+    if (!aa_page_parse(r, p))
+        return false;
+    *user = aa_qulid(r, "filter[user]", &bad);
+    return !bad;
+}
+
+void aa_list_where_eq(aa_req_t *r, aa_list_t *l, const char *const eq[][2], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = aa_qstr(r, eq[i][0]);
+        if (v && l->nargs < (int)(sizeof(l->args) / sizeof(l->args[0]))) {
+            l->where = mx_psprintf(r->pool, "%s AND %s = ?", l->where, eq[i][1]);
+            l->args[l->nargs++] = v;
+        }
+    }
+}
+
 void aa_list_run_for_user(aa_req_t *r, const aa_page_t *p, aa_list_t *l, const char *user)
 {
     if (!user) {

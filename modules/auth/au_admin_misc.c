@@ -311,23 +311,13 @@ typedef struct aa_el {
 
 static void aa_emails_list(aa_req_t *r)
 {
+    static const char *const eq[][2] = { { "filter[email]", "email" } };
     aa_list_t *l = aa_emails_new(r);
-    bool bad = false;
-    if (!l) {
-        aa_fail(r, -ENOMEM, "emails");
-        return;
-    }
     aa_page_t page;
-    if (!aa_page_parse(r, &page))
+    const char *user;
+    if (!aa_list_begin(r, l, &page, &user, "emails"))
         return;
-    const char *user = aa_qulid(r, "filter[user]", &bad);
-    if (bad)
-        return;
-    const char *email = aa_qstr(r, "filter[email]");
-    if (email) {
-        l->where = mx_psprintf(r->pool, "%s AND email = ?", l->where);
-        l->args[l->nargs++] = email;
-    }
+    aa_list_where_eq(r, l, eq, 1);
     aa_list_run_for_user(r, &page, l, user);
 }
 
@@ -462,5 +452,5 @@ int aa_misc_routes(void)
         { "GET", "/user-emails/{id}", aa_emails_get },
         { "DELETE", "/user-emails/{id}", aa_emails_delete },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

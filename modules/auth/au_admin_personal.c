@@ -446,5 +446,5 @@ int aa_personal_routes(void)
         { "POST", "/personal-sessions/{id}/revoke", aa_ps_revoke },
         { "POST", "/personal-sessions/{id}/regenerate", aa_ps_regenerate },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

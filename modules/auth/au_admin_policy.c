@@ -183,5 +183,5 @@ int aa_policy_routes(void)
         { "GET", "/policy-data/latest", aa_pd_latest },
         { "GET", "/policy-data/{id}", aa_pd_get },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

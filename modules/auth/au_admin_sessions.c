@@ -3,7 +3,8 @@
  * (/oauth2-sessions), compatibility sessions of legacy logins
  * (/compat-sessions) and browser sessions (/user-sessions): list with
  * filter[user|status|created-before|created-after|last-active-before|
- * last-active-after] (and filter[client|scope] for OAuth), get, and finish
+ * last-active-after] (and filter[client|client-kind|scope] for OAuth;
+ * `client` is the client's admin API ID, as MAS has it), get, and finish
  * (which revokes the tokens, as the user's own logout would).  Activity
  * (last_active_*, user_agent) comes from au_admin_activity.c.
  *
@@ -78,35 +79,26 @@ static json_t *aa_browser_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *aa_list_new(aa_req_t *r, aa_kind_t kind)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
+    static const struct {
+        const char *cols, *from, *id_col;
+        aa_row_fn row;
+        const char *not_found;
+    } k[] = {
+        [AA_OAUTH] = { AA_OAUTH_COLS, "auth_oauth_sessions" AA_ACT_JOIN("id"), "id",
+                       aa_oauth_row, "OAuth 2.0 session not found" },
+        [AA_COMPAT] = { AA_COMPAT_COLS, "auth_compat_sessions" AA_ACT_JOIN("id"), "id",
+                        aa_compat_row, "Compatibility session not found" },
+        [AA_BROWSER] = { AA_BROWSER_COLS, "auth_browser_sessions" AA_ACT_JOIN("id_hash"), NULL,
+                         aa_browser_row, "User session not found" },
+    };
+    aa_list_t *l = aa_list_make(r, k[kind].cols, k[kind].from, k[kind].id_col, k[kind].row,
+                                k[kind].not_found);
     if (!l)
         return NULL;
-    memset(l, 0, sizeof(*l));
-    l->where = mx_pstrdup(r->pool, "1=1");
     l->user_attr = "user_id";
-    switch (kind) {
-    case AA_OAUTH:
-        l->cols = AA_OAUTH_COLS;
-        l->from = "auth_oauth_sessions" AA_ACT_JOIN("id");
-        l->id_col = "id";
-        l->row = aa_oauth_row;
-        l->not_found = "OAuth 2.0 session not found";
-        break;
-    case AA_COMPAT:
-        l->cols = AA_COMPAT_COLS;
-        l->from = "auth_compat_sessions" AA_ACT_JOIN("id");
-        l->id_col = "id";
-        l->row = aa_compat_row;
-        l->not_found = "Compatibility session not found";
-        break;
-    case AA_BROWSER:
-        l->cols = AA_BROWSER_COLS;
-        l->from = "auth_browser_sessions" AA_ACT_JOIN("id_hash");
+    if (kind == AA_BROWSER) {   /* derived IDs: creation time + cookie hash */
         l->ts_col = "created_ts";
         l->hash_col = "id_hash";
-        l->row = aa_browser_row;
-        l->not_found = "User session not found";
-        break;
     }
     return l;
 }
@@ -130,19 +122,25 @@ static bool aa_where_id(aa_req_t *r, aa_list_t *l, const char *id)
 
 /* --------------------------------------------------------------- lists --- */
 
+/* A scope token (RFC 6749 NQCHAR: %x21 / %x23-5B / %x5D-7E), as MAS checks
+ * filter[scope]. */
+static bool aa_scope_token_ok(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < 0x21 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
 static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
 {
     aa_list_t *l = aa_list_new(r, kind);
-    if (!l) {
-        aa_fail(r, -ENOMEM, "sessions");
-        return;
-    }
     bool bad = false;
     aa_page_t page;
-    if (!aa_page_parse(r, &page))
-        return;
-    const char *user = aa_qulid(r, "filter[user]", &bad);
-    if (bad)
+    const char *user;
+    if (!aa_list_begin(r, l, &page, &user, "sessions"))
         return;
     const char *status = aa_qstr(r, "filter[status]");
     if (status && strcmp(status, "active") && strcmp(status, "finished")) {
@@ -153,11 +151,30 @@ static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
         l->where = mx_psprintf(r->pool, "%s AND finished_ts IS %sNULL", l->where,
                                strcmp(status, "active") ? "NOT " : "");
     if (kind == AA_OAUTH) {
-        const char *client = aa_qstr(r, "filter[client]");
+        const char *client = aa_qulid(r, "filter[client]", &bad);
         const char *scope = aa_qstr(r, "filter[scope]");
-        if (client) {
-            l->where = mx_psprintf(r->pool, "%s AND client_id = ?", l->where);
-            l->args[l->nargs++] = client;
+        char *ckind = bad ? NULL : aa_client_kind_where(r, "client_id", &bad);
+        if (!ckind) {
+            if (!bad)
+                aa_fail(r, -ENOMEM, "sessions");
+            return;
+        }
+        l->where = mx_psprintf(r->pool, "%s AND %s", l->where, ckind);
+        if (client)   /* the client's admin API ID (aa_client_ulid) */
+            l->where = mx_psprintf(r->pool, "%s AND %s", l->where,
+                                   aa_client_id_where(r, "client_id", client));
+        if (scope && !aa_scope_token_ok(scope)) {
+            char *q = mx_palloc(r->pool, 2 * strlen(scope) + 1), *o = q;
+            for (const char *c = scope; q && *c; c++) {   /* as Rust's {:?} quotes */
+                if (*c == '"' || *c == '\\')
+                    *o++ = '\\';
+                *o++ = *c;
+            }
+            if (q)
+                *o = '\0';
+            aa_error(r->req, 400, mx_psprintf(r->pool, "Invalid scope \"%s\" in filter parameters",
+                                              q ? q : ""));
+            return;
         }
         if (scope) {   /* one scope token the session must carry */
             l->where = mx_psprintf(r->pool, "%s AND (' ' || scope || ' ') LIKE ?", l->where);
@@ -279,5 +296,5 @@ int aa_sessions_routes(void)
         { "GET", "/user-sessions/{id}", aa_browser_get },
         { "POST", "/user-sessions/{id}/finish", aa_browser_finish },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

@@ -442,7 +442,8 @@ typedef struct aa_ul {
     aa_page_t p;
     int admin, guest, has_oauth, has_compat;
     const char *search, *status;
-    json_t *oauth_users, *compat_users;   /* {user_id: true} */
+    const char *client;           /* filter[active-oauth2-client]: SQL condition */
+    json_t *oauth_users, *compat_users, *client_users;   /* {user_id: true} */
     aa_user_t *page;
     int npage;
     json_t *items;                /* the page, while new IDs are recorded */
@@ -476,6 +477,8 @@ static bool aa_ul_keep(const aa_ul_t *l, const aa_user_t *u)
         return false;
     if (l->has_compat >= 0 && (json_object_get(l->compat_users, u->user_id) != NULL) !=
                                   (l->has_compat == 1))
+        return false;
+    if (l->client && !json_object_get(l->client_users, u->user_id))
         return false;
     return true;
 }
@@ -643,9 +646,9 @@ static void aa_ul_sessions(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     int st = 0;
-    json_t **sets[2] = { &l->oauth_users, &l->compat_users };
-    bool want[2] = { l->has_oauth >= 0, l->has_compat >= 0 };
-    for (int s = 0; s < 2; s++) {
+    json_t **sets[3] = { &l->oauth_users, &l->compat_users, &l->client_users };
+    bool want[3] = { l->has_oauth >= 0, l->has_compat >= 0, l->client != NULL };
+    for (int s = 0; s < 3; s++) {
         if (!want[s])
             continue;
         *sets[s] = json_object();
@@ -678,7 +681,15 @@ static void aa_users_list(aa_req_t *r)
         aa_error(r->req, 400, "Invalid filter parameters: filter[status]");
         return;
     }
-    if (l->has_oauth < 0 && l->has_compat < 0) {
+    bool bad;
+    const char *client = aa_qulid(r, "filter[active-oauth2-client]", &bad);
+    if (bad)
+        return;
+    if (client && !(l->client = aa_client_id_where(r, "client_id", client))) {
+        aa_fail(r, -ENOMEM, "user list");
+        return;
+    }
+    if (l->has_oauth < 0 && l->has_compat < 0 && !l->client) {
         aa_ul_list(l);
         return;
     }
@@ -693,6 +704,10 @@ static void aa_users_list(aa_req_t *r)
     if (l->has_compat >= 0)
         mx_sql_add(b, "SELECT DISTINCT user_id FROM auth_compat_sessions"
                       " WHERE finished_ts IS NULL", "");
+    if (l->client)
+        mx_sql_add(b, mx_psprintf(r->pool, "SELECT DISTINCT user_id FROM auth_oauth_sessions"
+                                           " WHERE finished_ts IS NULL AND user_id IS NOT NULL"
+                                           " AND %s", l->client), "");
     if (mx_sql_run(b, aa_ul_sessions, l) < 0)
         aa_fail(r, -EIO, "user list");
 }
@@ -711,5 +726,5 @@ int aa_users_routes(void)
         { "POST", "/users/{id}/reactivate", aa_users_reactivate },
         { "POST", "/users/{id}/set-admin", aa_users_set_admin },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

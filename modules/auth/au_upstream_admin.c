@@ -24,43 +24,24 @@ static json_t *ua_link_row(const mx_sql_res_t *res, int st, int i)
 
 static aa_list_t *ua_links_new(aa_req_t *r)
 {
-    aa_list_t *l = mx_palloc(r->pool, sizeof(*l));
-    if (!l)
-        return NULL;
-    memset(l, 0, sizeof(*l));
-    l->cols = "id, provider_id, subject, user_id, created_ts";
-    l->from = "auth_upstream_links";
-    l->where = mx_pstrdup(r->pool, "1=1");
-    l->id_col = "id";
-    l->user_attr = "user_id";
-    l->row = ua_link_row;
-    l->not_found = "Upstream OAuth 2.0 Link not found";
+    aa_list_t *l = aa_list_make(r, "id, provider_id, subject, user_id, created_ts",
+                                "auth_upstream_links", "id", ua_link_row,
+                                "Upstream OAuth 2.0 Link not found");
+    if (l)
+        l->user_attr = "user_id";
     return l;
 }
 
 static void ua_links_list(aa_req_t *r)
 {
+    static const char *const eq[][2] = { { "filter[provider]", "provider_id" },
+                                         { "filter[subject]", "subject" } };
     aa_list_t *l = ua_links_new(r);
-    bool bad = false;
-    if (!l) {
-        aa_fail(r, -ENOMEM, "upstream links");
-        return;
-    }
     aa_page_t page;
-    if (!aa_page_parse(r, &page))
+    const char *user;
+    if (!aa_list_begin(r, l, &page, &user, "upstream links"))
         return;
-    const char *user = aa_qulid(r, "filter[user]", &bad);
-    if (bad)
-        return;
-    static const char *const cols[][2] = { { "filter[provider]", "provider_id" },
-                                           { "filter[subject]", "subject" } };
-    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
-        const char *v = aa_qstr(r, cols[i][0]);
-        if (v) {
-            l->where = mx_psprintf(r->pool, "%s AND %s = ?", l->where, cols[i][1]);
-            l->args[l->nargs++] = v;
-        }
-    }
+    aa_list_where_eq(r, l, eq, 2);
     aa_list_run_for_user(r, &page, l, user);
 }
 
@@ -168,5 +149,5 @@ int au_upstream_admin_routes(void)
         { "GET", "/upstream-oauth-providers", ua_providers_list },
         { "GET", "/upstream-oauth-providers/{id}", ua_providers_get },
     };
-    return aa_routes(routes, sizeof(routes) / sizeof(routes[0]));
+    return AA_ROUTES(routes);
 }

@@ -41,10 +41,13 @@ typedef struct hs_conf {
     int64_t max_event_size;             /* 65536 per spec */
 } hs_conf_t;
 
+struct rm_send_state;
+
 typedef struct hs_ctx {
     hs_conf_t conf;
     const char *server_name;
     mx_db_t *db;
+    struct rm_send_state *send; /* rooms/rm_send.c: txn filter, in-flight sends (owned) */
 } hs_ctx_t;
 
 extern hs_ctx_t hs;

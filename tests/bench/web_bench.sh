@@ -12,16 +12,21 @@
 # the rounds interleaved (mx, nginx, nginx-1w, mx, ...), for
 #   - the 2 MB bundle, identity and Accept-Encoding: gzip (the .gz sibling)
 #   - index.html, identity and Accept-Encoding: gzip (no sibling: as is)
-# and prints requests/s and MB/s of each (best of BENCH_ROUNDS) and
-# mxstack's ratio to both nginx figures, with the load average.
+# and prints requests/s and MB/s of each (best of BENCH_ROUNDS), the CPU
+# time the server spent per request (user + system of its processes, the
+# least of the rounds: a figure that holds up better than requests/s on a
+# busy machine), and mxstack's ratio to both nginx figures, with the load
+# average.  With BASE_BUILD_DIR, a second mxstack from that build (e.g. the
+# previous commit) runs in the same rounds, for A/B comparisons.
 #
-# Usage: tests/bench/web_bench.sh [BUILD_DIR]   (default build/)
+# Usage: tests/bench/web_bench.sh [BUILD_DIR [BASE_BUILD_DIR]]   (default build/)
 # Env: BENCH_DURATION (s per run, 5), BENCH_ROUNDS (3), BENCH_CONNS (32),
 #      BENCH_THREADS (wrk threads, 2), BENCH_KEEP=1 (leave servers running
 #      for profiling: prints their pids and ports, waits for Enter).
 set -euo pipefail
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="$(cd "${1:-$SRC/build}" && pwd)"
+BASE="${2:+$(cd "$2" && pwd)}"
 DUR="${BENCH_DURATION:-5}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 CONNS="${BENCH_CONNS:-32}"
@@ -34,15 +39,16 @@ command -v brotli >/dev/null || mx_apt_install brotli
 NGINX=/usr/sbin/nginx
 
 TMP="$(mktemp -d)"
-MXPID=""; NGPIDS=""
+MXPID=""; MXBPID=""; NGPIDS=""
 cleanup() {
     [ -n "$MXPID" ] && kill "$MXPID" 2>/dev/null
+    [ -n "$MXBPID" ] && kill "$MXBPID" 2>/dev/null
     for p in $NGPIDS; do kill -QUIT "$p" 2>/dev/null; done
     sleep 0.3
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-MXPORT=18430; NGPORT=18431; NG1PORT=18432
+MXPORT=18430; NGPORT=18431; NG1PORT=18432; MXBPORT=18433
 
 # ------------------------------------------------------------ the release ---
 ROOT="$TMP/element-web"
@@ -80,17 +86,25 @@ brotli -q 9 -k "$ROOT/bundles/$HASH/vendor.js"
 chmod -R a+rX "$TMP"   # nginx's workers run as nobody/www-data
 
 # ----------------------------------------------------------------- mxstack ---
-cat > "$TMP/mx.yaml" <<YAML
+mxconf() {   # $1 name, $2 port
+    mkdir -p "$TMP/$1"
+    cat > "$TMP/$1/mx.yaml" <<YAML
 server_name: localhost
-listeners: [{port: $MXPORT, bind_addresses: ['127.0.0.1'], type: http,
+listeners: [{port: $2, bind_addresses: ['127.0.0.1'], type: http,
              resources: [{names: [web, health]}]}]
 modules: [web]
-database: {name: sqlite3, args: {database: $TMP/hs.db}}
-signing_key_path: $TMP/signing.key
+database: {name: sqlite3, args: {database: $TMP/$1/hs.db}}
+signing_key_path: $TMP/$1/signing.key
 log_level: warn
 web: {element_web_path: $ROOT}
 YAML
-"$BUILD/mxstack" serve -c "$TMP/mx.yaml" & MXPID=$!
+}
+mxconf mx $MXPORT
+"$BUILD/mxstack" serve -c "$TMP/mx/mx.yaml" & MXPID=$!
+if [ -n "$BASE" ]; then
+    mxconf mxb $MXBPORT
+    "$BASE/mxstack" serve -c "$TMP/mxb/mx.yaml" & MXBPID=$!
+fi
 
 # ------------------------------------------------------------------- nginx ---
 SEC="add_header Content-Security-Policy \"frame-ancestors 'self'\";
@@ -147,6 +161,15 @@ NGW=$(grep -c ^processor /proc/cpuinfo)
 
 wait_up() { for _ in $(seq 1 500); do curl -fs --max-time 2 -o /dev/null "http://127.0.0.1:$1/index.html" && return 0; sleep 0.02; done; echo "port $1 did not come up"; exit 1; }
 wait_up $MXPORT; wait_up $NGPORT; wait_up $NG1PORT
+[ -z "$BASE" ] || wait_up $MXBPORT
+# Whose CPU time counts: mxstack's process, nginx's workers.
+ngworkers() { pgrep -P "$(cat "$TMP/$1/nginx.pid")" | tr '\n' ' '; }
+declare -A PORT PIDS
+PORT[mx]=$MXPORT; PIDS[mx]=$MXPID
+PORT[ng]=$NGPORT; PIDS[ng]=$(ngworkers nginx)
+PORT[ng1]=$NG1PORT; PIDS[ng1]=$(ngworkers nginx1)
+SERVERS="mx ng ng1"
+if [ -n "$BASE" ]; then PORT[mxb]=$MXBPORT; PIDS[mxb]=$MXBPID; SERVERS="mx mxb ng ng1"; fi
 
 BUNDLE="/bundles/$HASH/vendor.js"
 echo "== headers (mxstack, then nginx) for $BUNDLE with Accept-Encoding: gzip"
@@ -155,22 +178,42 @@ for p in $MXPORT $NGPORT; do
     echo
 done
 if [ -n "${BENCH_KEEP:-}" ]; then
-    echo "mxstack pid $MXPID port $MXPORT; nginx pids (masters) $NGPIDS ports $NGPORT $NG1PORT"
+    echo "mxstack pid $MXPID port $MXPORT${BASE:+ (base: pid $MXBPID port $MXBPORT)};" \
+         "nginx pids (masters) $NGPIDS ports $NGPORT $NG1PORT"
     read -r _
 fi
 
 # --------------------------------------------------------------------- wrk ---
-declare -A BEST_RPS BEST_MBS
-run() {   # $1 key, $2 port, $3 path, $4 accept-encoding or ""
-    local out rps mbs h=()
+declare -A BEST_RPS BEST_MBS BEST_US
+cpu_ticks() {   # user + system clock ticks of the processes (all threads) $@
+    local t=0 p f
+    for p in "$@"; do
+        for f in /proc/"$p"/task/*/stat; do
+            t=$((t + $(sed 's/.*) //' "$f" | awk '{print $12 + $13}')))
+        done
+    done
+    echo "$t"
+}
+TICK=$(getconf CLK_TCK)
+run() {   # $1 key, $2 server, $3 path, $4 accept-encoding or ""
+    local out rps mbs n us t0 t1 h=()
     [ -n "$4" ] && h=(-H "Accept-Encoding: $4")
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" "${h[@]}" "http://127.0.0.1:$2$3" 2>&1)
+    # shellcheck disable=SC2086
+    t0=$(cpu_ticks ${PIDS[$2]})
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" "${h[@]}" "http://127.0.0.1:${PORT[$2]}$3" 2>&1)
+    # shellcheck disable=SC2086
+    t1=$(cpu_ticks ${PIDS[$2]})
     rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+    n=$(echo "$out" | awk '/requests in/{print $1}')
     mbs=$(echo "$out" | awk '/Transfer\/sec/{v=$2; if (v ~ /GB$/) {sub(/GB/,"",v); v*=1024}
           else if (v ~ /KB$/) {sub(/KB/,"",v); v/=1024} else sub(/MB/,"",v); print v}')
+    us=$(awk -v d=$((t1 - t0)) -v t="$TICK" -v n="$n" 'BEGIN{printf "%.2f", n ? d / t * 1e6 / n : 0}')
     if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx answers!"; echo "$out"; fi
     if awk -v a="$rps" -v b="${BEST_RPS[$1]:-0}" 'BEGIN{exit !(a>b)}'; then
         BEST_RPS[$1]=$rps; BEST_MBS[$1]=$mbs
+    fi
+    if awk -v a="$us" -v b="${BEST_US[$1]:-1e9}" 'BEGIN{exit !(a<b)}'; then
+        BEST_US[$1]=$us
     fi
 }
 CASES=("bundle|$BUNDLE|" "bundle-gzip|$BUNDLE|gzip" "index|/index.html|" "index-gzip|/index.html|gzip")
@@ -178,18 +221,31 @@ echo "== wrk -t$THREADS -c$CONNS -d${DUR}s, best of $ROUNDS interleaved rounds; 
 for c in "${CASES[@]}"; do
     IFS='|' read -r name path ae <<<"$c"
     for _ in $(seq 1 "$ROUNDS"); do
-        run "mx-$name" $MXPORT "$path" "$ae"
-        run "ng-$name" $NGPORT "$path" "$ae"
-        run "ng1-$name" $NG1PORT "$path" "$ae"
+        for sv in $SERVERS; do
+            run "$sv-$name" "$sv" "$path" "$ae"
+        done
     done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-12s %22s %22s %22s %9s %9s\n" case "mxstack (1 loop)" "nginx ($NGW workers)" "nginx (1 worker)" "mx/ng" "mx/ng1"
+declare -A LABEL=([mx]="mxstack (1 loop)" [mxb]="mxstack base" [ng]="nginx ($NGW workers)"
+                  [ng1]="nginx (1 worker)")
+echo "r/s and MB/s: best round; us: server CPU time per request (least of the rounds)"
+printf "%-12s" case
+for sv in $SERVERS; do printf " %28s" "${LABEL[$sv]}"; done
+printf " %8s %8s" "mx/ng" "mx/ng1"
+[ -z "$BASE" ] || printf " %8s" "mx/base"
+printf "   %s\n" "(r/s ratios; CPU/req ratios mx/ng, mx/ng1)"
 for c in "${CASES[@]}"; do
     IFS='|' read -r name _ _ <<<"$c"
-    awk -v n="$name" -v a="${BEST_RPS[mx-$name]}" -v am="${BEST_MBS[mx-$name]}" \
-        -v b="${BEST_RPS[ng-$name]}" -v bm="${BEST_MBS[ng-$name]}" \
-        -v d="${BEST_RPS[ng1-$name]}" -v dm="${BEST_MBS[ng1-$name]}" 'BEGIN{
-        printf "%-12s %9.0f r/s %6.0f MB/s %9.0f r/s %6.0f MB/s %9.0f r/s %6.0f MB/s %8.1f%% %8.1f%%\n",
-            n, a, am, b, bm, d, dm, 100*a/b, 100*a/d }'
+    printf "%-12s" "$name"
+    for sv in $SERVERS; do
+        awk -v a="${BEST_RPS[$sv-$name]}" -v m="${BEST_MBS[$sv-$name]}" -v u="${BEST_US[$sv-$name]}" \
+            'BEGIN{printf " %7.0f r/s %5.0f MB/s %5.1fus", a, m, u}'
+    done
+    awk -v a="${BEST_RPS[mx-$name]}" -v b="${BEST_RPS[ng-$name]}" -v d="${BEST_RPS[ng1-$name]}" \
+        -v e="${BEST_RPS[mxb-$name]:-0}" -v ua="${BEST_US[mx-$name]}" -v ub="${BEST_US[ng-$name]}" \
+        -v ud="${BEST_US[ng1-$name]}" 'BEGIN{
+        printf " %7.1f%% %7.1f%%", 100*a/b, 100*a/d
+        if (e > 0) printf " %7.1f%%", 100*a/e
+        printf "   %5.1f%% %5.1f%%\n", ub ? 100*ua/ub : 0, ud ? 100*ua/ud : 0 }'
 done

@@ -70,6 +70,52 @@ static mx_sql_batch_t *acc_job_batch(acc_job_t *j, int mode)
     return b;
 }
 
+/* A job for the existing user `user` (a Matrix ID or localpart): NULL with
+ * *rc set (-ENOMEM, or -ENOENT: the job ended without calling `cb`). */
+static acc_job_t *acc_job_for_user(const char *user, hs_users_fn cb, void *ud, int *rc)
+{
+    acc_job_t *j = acc_job_new(cb, ud);
+    *rc = j ? 0 : -ENOMEM;
+    if (j && !(j->user_id = acc_user_from_input(j->pool, user))) {
+        j->cb = NULL;
+        acc_job_end(j, -ENOENT, NULL);
+        *rc = -ENOENT;
+        return NULL;
+    }
+    return j;
+}
+
+/* Hashes `password` for the job, then `fn`; on failure the job ends
+ * without calling its callback. */
+static int acc_job_hash(acc_job_t *j, const char *password,
+                        void (*fn)(int status, const char *hash, void *ud))
+{
+    int rc = acc_pw_hash(password, fn, j);
+    if (rc < 0) {
+        j->cb = NULL;
+        acc_job_end(j, rc, NULL);
+    }
+    return rc;
+}
+
+/* In a hash callback: the write batch of the job, or NULL when the job
+ * ended (hashing failed, or out of memory). */
+static mx_sql_batch_t *acc_job_hashed_batch(acc_job_t *j, int status)
+{
+    mx_sql_batch_t *b = status < 0 ? NULL : mx_sql_batch_new(hs.db, MX_SQL_WRITE);
+    if (!b)
+        acc_job_end(j, status < 0 ? status : -ENOMEM, NULL);
+    return b;
+}
+
+/* In a callback: runs `b`, ending the job (its callback called) on failure. */
+static void acc_job_run_async(acc_job_t *j, mx_sql_batch_t *b, mx_sql_done_fn fn)
+{
+    int rc = mx_sql_run(b, fn, j);
+    if (rc < 0)
+        acc_job_end(j, rc, NULL);
+}
+
 /* Reads the users row at `row` of statement `stmt` (name, admin, is_guest,
  * deactivated, locked, creation_ts) into j->info. */
 static void acc_job_info(acc_job_t *j, const mx_sql_res_t *res, int stmt, int row)
@@ -143,29 +189,33 @@ static int acc_svc_check_password(const char *user, const char *password, hs_use
 
 /* ------------------------------------------------------------------ get --- */
 
+/* The users row a statement returned into j->info; false when the job
+ * ended (error, or -ENOENT: no row). */
+static bool acc_job_row(acc_job_t *j, int status, const mx_sql_res_t *res)
+{
+    if (status < 0 || mx_sql_nrows(res, 0) < 1) {
+        acc_job_end(j, status < 0 ? status : -ENOENT, NULL);
+        return false;
+    }
+    acc_job_info(j, res, 0, 0);
+    return true;
+}
+
 static void acc_svc_got(int status, mx_sql_res_t *res, void *ud)
 {
     acc_job_t *j = ud;
-    if (status < 0 || mx_sql_nrows(res, 0) < 1) {
-        acc_job_end(j, status < 0 ? status : -ENOENT, NULL);
-        return;
-    }
-    acc_job_info(j, res, 0, 0);
-    acc_job_end(j, 0, &j->info);
+    if (acc_job_row(j, status, res))
+        acc_job_end(j, 0, &j->info);
 }
 
 static int acc_svc_get(const char *user, hs_users_fn cb, void *ud)
 {
     if (!user || !cb)
         return -EINVAL;
-    acc_job_t *j = acc_job_new(cb, ud);
+    int rc;
+    acc_job_t *j = acc_job_for_user(user, cb, ud, &rc);
     if (!j)
-        return -ENOMEM;
-    if (!(j->user_id = acc_user_from_input(j->pool, user))) {
-        j->cb = NULL;
-        acc_job_end(j, -ENOENT, NULL);
-        return -ENOENT;
-    }
+        return rc;
     mx_sql_batch_t *b = acc_job_batch(j, MX_SQL_READ);
     if (!b)
         return -ENOMEM;
@@ -194,23 +244,14 @@ static void acc_svc_created(int status, mx_sql_res_t *res, void *ud)
 static void acc_svc_create_hashed(int status, const char *hash, void *ud)
 {
     acc_job_t *j = ud;
-    if (status < 0) {
-        acc_job_end(j, status, NULL);
+    mx_sql_batch_t *b = acc_job_hashed_batch(j, status);
+    if (!b)
         return;
-    }
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (!b) {
-        acc_job_end(j, -ENOMEM, NULL);
-        return;
-    }
     mx_sql_add(b,
                "INSERT INTO users (name, password_hash, is_guest, admin, creation_ts)"
                " VALUES (?, ?, 0, ?, ?) RETURNING " ACC_USER_COLS,
                "ssii", j->user_id, hash, (int64_t)j->admin, (int64_t)(mx_now_ms() / 1000));
-    int rc = mx_sql_run(b, acc_svc_created, j);
-    if (rc < 0) {
-        acc_job_end(j, rc, NULL);
-    }
+    acc_job_run_async(j, b, acc_svc_created);
 }
 
 static int acc_svc_create(const char *localpart, const char *password, bool admin,
@@ -231,12 +272,7 @@ static int acc_svc_create(const char *localpart, const char *password, bool admi
         acc_svc_create_hashed(0, NULL, j);
         return 0;
     }
-    int rc = acc_pw_hash(password, acc_svc_create_hashed, j);
-    if (rc < 0) {
-        j->cb = NULL;
-        acc_job_end(j, rc, NULL);
-    }
-    return rc;
+    return acc_job_hash(j, password, acc_svc_create_hashed);
 }
 
 /* ------------------------------------------------ set_password, locked --- */
@@ -244,11 +280,8 @@ static int acc_svc_create(const char *localpart, const char *password, bool admi
 static void acc_svc_updated(int status, mx_sql_res_t *res, void *ud)
 {
     acc_job_t *j = ud;
-    if (status < 0 || mx_sql_nrows(res, 0) < 1) {
-        acc_job_end(j, status < 0 ? status : -ENOENT, NULL);
+    if (!acc_job_row(j, status, res))
         return;
-    }
-    acc_job_info(j, res, 0, 0);
     /* A lock takes effect at once: cached tokens are checked again. */
     acc_cache_evict_device(j->info.user_id, NULL);
     acc_job_end(j, 0, &j->info);
@@ -257,21 +290,12 @@ static void acc_svc_updated(int status, mx_sql_res_t *res, void *ud)
 static void acc_svc_pw_hashed(int status, const char *hash, void *ud)
 {
     acc_job_t *j = ud;
-    if (status < 0) {
-        acc_job_end(j, status, NULL);
+    mx_sql_batch_t *b = acc_job_hashed_batch(j, status);
+    if (!b)
         return;
-    }
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (!b) {
-        acc_job_end(j, -ENOMEM, NULL);
-        return;
-    }
     mx_sql_add(b, "UPDATE users SET password_hash = ? WHERE name = ? RETURNING " ACC_USER_COLS,
                "ss", hash, j->user_id);
-    int rc = mx_sql_run(b, acc_svc_updated, j);
-    if (rc < 0) {
-        acc_job_end(j, rc, NULL);
-    }
+    acc_job_run_async(j, b, acc_svc_updated);
 }
 
 static int acc_svc_set_password(const char *user, const char *password, hs_users_fn cb,
@@ -279,34 +303,19 @@ static int acc_svc_set_password(const char *user, const char *password, hs_users
 {
     if (!user || !password || !*password || strlen(password) > 512 || !cb)
         return -EINVAL;
-    acc_job_t *j = acc_job_new(cb, ud);
-    if (!j)
-        return -ENOMEM;
-    if (!(j->user_id = acc_user_from_input(j->pool, user))) {
-        j->cb = NULL;
-        acc_job_end(j, -ENOENT, NULL);
-        return -ENOENT;
-    }
-    int rc = acc_pw_hash(password, acc_svc_pw_hashed, j);
-    if (rc < 0) {
-        j->cb = NULL;
-        acc_job_end(j, rc, NULL);
-    }
-    return rc;
+    int rc;
+    acc_job_t *j = acc_job_for_user(user, cb, ud, &rc);
+    return j ? acc_job_hash(j, password, acc_svc_pw_hashed) : rc;
 }
 
 static int acc_svc_set_locked(const char *user, bool locked, hs_users_fn cb, void *ud)
 {
     if (!user || !cb)
         return -EINVAL;
-    acc_job_t *j = acc_job_new(cb, ud);
+    int rc;
+    acc_job_t *j = acc_job_for_user(user, cb, ud, &rc);
     if (!j)
-        return -ENOMEM;
-    if (!(j->user_id = acc_user_from_input(j->pool, user))) {
-        j->cb = NULL;
-        acc_job_end(j, -ENOENT, NULL);
-        return -ENOENT;
-    }
+        return rc;
     mx_sql_batch_t *b = acc_job_batch(j, MX_SQL_WRITE);
     if (!b)
         return -ENOMEM;

@@ -93,6 +93,8 @@ typedef struct svc_state {
     json_t *keys;              /* keyset pages of the user list (svc_users.c) */
     uint64_t keys_ms;
     svc_ux_t *ux;              /* the user list's text index (svc_uindex.c) */
+    json_t *rl_rooms;          /* room list summaries by room ID (svc_rooms.c) */
+    int64_t rl_pos;            /* ... read up to this event stream position */
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;

@@ -4,10 +4,14 @@
  * the helper that makes local users leave a room through the rooms
  * pipeline (room deletion, user deactivation).
  *
- * The list is built from two queries over every room (counts, then the
- * few state events that describe a room) and sorted in memory: an
- * appliance has thousands of rooms, not millions, and sorting by name or
- * alias in SQL would need the engines' different JSON functions.
+ * The list is filtered and sorted in memory from summaries kept between
+ * calls (svc->rl_rooms): each call re-reads only the rooms with events
+ * after the position the summaries were read at (hs_stream_current, which
+ * never passes a write still committing), the public flags (the directory
+ * changes them without an event) and the number of rooms (a deleted room
+ * makes it differ: everything is read again).  An appliance has thousands
+ * of rooms, not millions, and sorting by name or alias in SQL would need
+ * the engines' different JSON functions.
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "svc.h"
@@ -39,8 +43,14 @@ static char *svc_local_like(mx_pool_t *p)
     return out;
 }
 
-/* Adds the two summary statements (one room when room_id is set). */
-static void svc_summary_sql(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id)
+/* Rooms with events at stream positions in (?, ?]. */
+#define SVC_CHANGED_ROOMS                                                                  \
+    "IN (SELECT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?)"
+
+/* Adds the two summary statements (one room when room_id is set; the rooms
+ * with events in (from, to] when from >= 0). */
+static void svc_summary_sql_since(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id,
+                                  int64_t from, int64_t to)
 {
     const char *like = svc_local_like(p);
     const char *cols =
@@ -60,10 +70,20 @@ static void svc_summary_sql(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id
     if (room_id) {
         mx_sql_add(b, mx_psprintf(p, "%s WHERE r.room_id = ?", cols), "ss", like, room_id);
         mx_sql_add(b, mx_psprintf(p, "%s AND c.room_id = ?", state), "s", room_id);
+    } else if (from >= 0) {
+        mx_sql_add(b, mx_psprintf(p, "%s WHERE r.room_id " SVC_CHANGED_ROOMS, cols), "sii", like,
+                   from, to);
+        mx_sql_add(b, mx_psprintf(p, "%s AND c.room_id " SVC_CHANGED_ROOMS, state), "ii", from,
+                   to);
     } else {
         mx_sql_add(b, cols, "s", like);
         mx_sql_add(b, state, "");
     }
+}
+
+static void svc_summary_sql(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id)
+{
+    svc_summary_sql_since(b, p, room_id, -1, 0);
 }
 
 static const char *svc_content_str(const json_t *ev, const char *key)
@@ -174,10 +194,9 @@ static bool svc_contains_ci(const char *hay, const char *needle)
     return false;
 }
 
-static json_t *svc_list_rooms_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
+/* The page of the list from the summaries `all` (borrowed). */
+static json_t *svc_rooms_page(svc_call_t *c, json_t *all)
 {
-    (void)status;
-    json_t *all = svc_summaries(res, false);
     const json_t *q = c->args;
     const char *term = svc_qstr(q, "search_term");
     int pub = svc_qbool(q, "public_rooms"), empty = svc_qbool(q, "empty_rooms");
@@ -217,7 +236,6 @@ static json_t *svc_list_rooms_built(svc_call_t *c, const mx_sql_res_t *res, int 
     for (int64_t i = from; i < (int64_t)k && i < from + limit; i++)
         json_array_append(rooms, v[i]);
     free(v);
-    json_decref(all);
     json_t *out = json_pack("{s:o, s:I, s:I}", "rooms", rooms, "offset", (json_int_t)from,
                             "total_rooms", (json_int_t)k);
     if (out && from + limit < (int64_t)k)
@@ -225,6 +243,81 @@ static json_t *svc_list_rooms_built(svc_call_t *c, const mx_sql_res_t *res, int 
     if (out && from > 0)
         json_object_set_new(out, "prev_batch", json_integer(from - limit > 0 ? from - limit : 0));
     return out;
+}
+
+/* Brings svc->rl_rooms up to date, then answers the page. */
+static int svc_rooms_refresh(svc_call_t *c);
+
+static void svc_rooms_read(int status, mx_sql_res_t *res, void *ud)
+{
+    svc_call_t *c = ud;
+    if (status < 0) {
+        svc_finish(c, status, NULL);
+        return;
+    }
+    /* c->str: the position read up to; c->flag: a full read. */
+    int64_t to = strtoll(c->str, NULL, 10);
+    json_t *fresh = svc_summaries(res, false);
+    if (!fresh) {
+        svc_finish(c, -ENOMEM, NULL);
+        return;
+    }
+    if (c->flag || !svc->rl_rooms) {
+        json_decref(svc->rl_rooms);
+        svc->rl_rooms = fresh;
+        svc->rl_pos = to;
+    } else if (to >= svc->rl_pos) {
+        /* Newer than what is kept (a call that read earlier may end later:
+         * it is not applied). */
+        json_object_update(svc->rl_rooms, fresh);
+        json_decref(fresh);
+        svc->rl_pos = to;
+        json_t *pub = json_object();
+        for (int i = 0; pub && i < mx_sql_nrows(res, 2); i++)
+            json_object_set_new(pub, mx_sql_text(res, 2, i, 0), json_true());
+        const char *rid;
+        json_t *o;
+        json_object_foreach(svc->rl_rooms, rid, o) {
+            bool is_pub = json_object_get(pub, rid) != NULL;
+            if (json_is_true(json_object_get(o, "public")) != is_pub) {
+                json_t *n = json_copy(o); /* replies may hold the old one */
+                json_object_set_new(n, "public", json_boolean(is_pub));
+                json_object_set_new(svc->rl_rooms, rid, n);
+            }
+        }
+        json_decref(pub);
+        if ((int64_t)json_object_size(svc->rl_rooms) != mx_sql_int(res, 3, 0, 0)) {
+            /* A room was deleted: read everything again. */
+            c->flag = true;
+            hs_admin_done_fn cb = c->cb;
+            void *cud = c->ud;
+            int rc = svc_rooms_refresh(c);
+            if (rc < 0)
+                cb(rc, NULL, cud);
+            return;
+        }
+    } else {
+        json_decref(fresh);
+    }
+    json_t *out = svc_rooms_page(c, svc->rl_rooms);
+    svc_finish(c, out ? 0 : -ENOMEM, out);
+}
+
+static int svc_rooms_refresh(svc_call_t *c)
+{
+    int64_t to = hs_stream_current(HS_STREAM_EVENTS);
+    bool full = c->flag || !svc->rl_rooms;
+    c->flag = full;
+    c->str = mx_psprintf(c->pool, "%lld", (long long)to);
+    mx_sql_batch_t *b = c->str ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
+    if (b) {
+        svc_summary_sql_since(b, c->pool, NULL, full ? -1 : svc->rl_pos, to);
+        if (!full) {
+            mx_sql_add(b, "SELECT room_id FROM rooms WHERE is_public = 1", "");
+            mx_sql_add(b, "SELECT COUNT(*) FROM rooms", "");
+        }
+    }
+    return svc_run_raw(c, b, svc_rooms_read);
 }
 
 static const char *const svc_room_orders[] = {
@@ -251,10 +344,7 @@ int svc_list_rooms(const json_t *q, hs_admin_done_fn cb, void *ud)
         return -ENOMEM;
     c->n = from;
     c->args = json_deep_copy(q);
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (b)
-        svc_summary_sql(b, c->pool, NULL);
-    return svc_run(c, b, svc_list_rooms_built);
+    return svc_rooms_refresh(c);
 }
 
 /* ------------------------------------------------------------ details --- */

@@ -46,26 +46,39 @@ int hs_event_content_hash(const json_t *ev, unsigned char out[32])
     return hash_without(ev, drop, out);
 }
 
+/* The canonical JSON of the redacted form of `ev` without signatures and
+ * unsigned: what this server signs and what the reference hash covers.
+ * Malloc'd; NULL on error. */
+static char *redacted_bytes(const hs_room_version_t *rv, const json_t *ev, size_t *len)
+{
+    json_t *red = hs_event_redact_shared(rv, ev);
+    if (!red)
+        return NULL;
+    json_object_del(red, "signatures");
+    json_object_del(red, "unsigned");
+    char *bytes = mx_json_canonical(red, len);
+    json_decref(red);
+    return bytes;
+}
+
 int hs_event_reference_hash(const hs_room_version_t *rv, const json_t *ev,
                             unsigned char out[32])
 {
-    static const char *const drop[] = { "signatures", "unsigned", NULL };
+    size_t len;
     if (!rv)
         return -EINVAL;
-    json_t *red = hs_event_redact(rv, ev);
-    if (!red)
+    char *bytes = redacted_bytes(rv, ev, &len);
+    if (!bytes)
         return -EINVAL;
-    int rc = hash_without(red, drop, out);
-    json_decref(red);
-    return rc;
+    mx_sha256(bytes, len, out);
+    free(bytes);
+    return 0;
 }
 
-static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigil)
+/* sigil + the base64 of a reference hash (URL-safe from v4 on). */
+static char *sigil_id(const hs_room_version_t *rv, const unsigned char h[32], char sigil)
 {
-    unsigned char h[32];
-    if (hs_event_reference_hash(rv, ev, h) != 0)
-        return NULL;
-    char *b = mx_b64_encode(h, sizeof(h), rv->event_format != HS_EVFMT_V3);
+    char *b = mx_b64_encode(h, 32, rv->event_format != HS_EVFMT_V3);
     if (!b)
         return NULL;
     size_t n = strlen(b);
@@ -76,6 +89,14 @@ static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigi
     }
     free(b);
     return id;
+}
+
+static char *sigil_hash(const hs_room_version_t *rv, const json_t *ev, char sigil)
+{
+    unsigned char h[32];
+    if (hs_event_reference_hash(rv, ev, h) != 0)
+        return NULL;
+    return sigil_id(rv, h, sigil);
 }
 
 char *hs_event_id(const hs_room_version_t *rv, const json_t *ev)
@@ -114,11 +135,27 @@ char *hs_room_id_for_create(const hs_room_version_t *rv, const json_t *create)
     return sigil_hash(rv, create, '!');
 }
 
+/* Adds signatures.<entity>.<key_id> = sig to `ev`, keeping any others. */
+static int add_signature(json_t *ev, const char *entity, const char *key_id, const char *sig)
+{
+    json_t *sigs = json_object_get(ev, "signatures");
+    if (!json_is_object(sigs)) {
+        if (!(sigs = json_object()) || json_object_set_new(ev, "signatures", sigs) != 0)
+            return -ENOMEM;
+    }
+    json_t *mine = json_object_get(sigs, entity);
+    if (!json_is_object(mine)) {
+        if (!(mine = json_object()) || json_object_set_new(sigs, entity, mine) != 0)
+            return -ENOMEM;
+    }
+    return json_object_set_new(mine, key_id, json_string(sig)) == 0 ? 0 : -ENOMEM;
+}
+
 int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_name,
                     const mx_signing_key_t *key, char **event_id_out)
 {
     unsigned char h[32];
-    json_t *hashes, *red, *sigs;
+    json_t *hashes;
     char *b;
     int rc;
 
@@ -142,20 +179,28 @@ int hs_event_finish(const hs_room_version_t *rv, json_t *ev, const char *server_
         return -ENOMEM;
 
     /* The signature covers the redacted form only (which includes the
-     * hashes), so it still verifies after the event is redacted. */
-    if (!(red = hs_event_redact(rv, ev)))
+     * hashes), so it still verifies after the event is redacted.  Those
+     * bytes are also what the reference hash (the event ID) covers, as the
+     * signatures are left out of both: one serialisation serves the two. */
+    size_t len;
+    char *bytes = redacted_bytes(rv, ev, &len);
+    if (!bytes)
         return -EINVAL;
-    rc = mx_json_sign(red, server_name, key);
-    if (rc == 0) {
-        sigs = json_object_get(red, "signatures");
-        rc = json_object_set(ev, "signatures", sigs) == 0 ? 0 : -ENOMEM;
-    }
-    json_decref(red);
-    if (rc != 0)
-        return rc;
-    if (event_id_out && !(*event_id_out = hs_event_id(rv, ev)))
+    char *sig = mx_ed25519_sign_b64(key, bytes, len);
+    if (event_id_out && rv->event_format != HS_EVFMT_V1)
+        mx_sha256(bytes, len, h);
+    free(bytes);
+    if (!sig)
         return -ENOMEM;
-    return 0;
+    rc = add_signature(ev, server_name, key->key_id, sig);
+    free(sig);
+    if (rc != 0 || !event_id_out)
+        return rc;
+    if (rv->event_format == HS_EVFMT_V1)
+        *event_id_out = hs_event_id(rv, ev);
+    else
+        *event_id_out = sigil_id(rv, h, '$');
+    return *event_id_out ? 0 : -ENOMEM;
 }
 
 int hs_event_verify_hashes_and_sig(const hs_room_version_t *rv, const json_t *ev,
@@ -169,7 +214,7 @@ int hs_event_verify_hashes_and_sig(const hs_room_version_t *rv, const json_t *ev
 
     if (!rv || !json_is_object(ev) || !server_name || !key_id || !pk_b64)
         return -EINVAL;
-    if (!(red = hs_event_redact(rv, ev)))
+    if (!(red = hs_event_redact_shared(rv, ev)))
         return -EINVAL;
     rc = mx_json_verify(red, server_name, key_id, pk_b64);
     json_decref(red);

@@ -112,7 +112,7 @@ static json_t *redact_content(const hs_room_version_t *rv, const char *type,
     return keep_keys(content, keys);
 }
 
-json_t *hs_event_redact(const hs_room_version_t *rv, const json_t *ev)
+json_t *hs_event_redact_shared(const hs_room_version_t *rv, const json_t *ev)
 {
     if (!rv || !json_is_object(ev))
         return NULL;
@@ -124,6 +124,14 @@ json_t *hs_event_redact(const hs_room_version_t *rv, const json_t *ev)
         json_decref(out);
         return NULL;
     }
+    return out;
+}
+
+json_t *hs_event_redact(const hs_room_version_t *rv, const json_t *ev)
+{
+    json_t *out = hs_event_redact_shared(rv, ev);
+    if (!out)
+        return NULL;
     /* keep_keys shared the caller's sub-values; hand back an independent
      * copy so callers may modify the result freely. */
     json_t *copy = json_deep_copy(out);

@@ -176,6 +176,10 @@ json_t *hs_event_signers(const hs_room_version_t *rv, const json_t *ev);
  * and per-type content keys).  New reference; NULL on error.  `unsigned` is
  * dropped like every other unlisted key. */
 json_t *hs_event_redact(const hs_room_version_t *rv, const json_t *ev);
+/* The same without copying: the result's values are `ev`'s own (shared
+ * references), so only its top level may be changed.  For hashing and
+ * signing, which only read it. */
+json_t *hs_event_redact_shared(const hs_room_version_t *rv, const json_t *ev);
 
 /* -------------------------------------------------------- auth state ---
  * The auth rules and the selection read room state through a lookup:

@@ -8,9 +8,9 @@
  * visibility hides from the user (rm_vis_*, as /messages).  Access follows
  * Synapse: members and users who left (up to their leave) or anyone for
  * world_readable history; an unknown room or a non-member gets 403, an
- * unknown or invisible parent event 404.  Pagination tokens are the /messages ones ("t<P>", rooms.h),
- * over the relation's stream position (/relations) or the thread's latest
- * reply position (/threads).
+ * unknown or invisible parent event 404.  Pagination tokens are the
+ * /messages ones ("t<P>", rooms.h), over the relation's stream position
+ * (/relations) or the thread's latest reply position (/threads).
  */
 #include "relations.h"
 #include "../rooms/rooms.h"
@@ -66,6 +66,22 @@ static re_ctx_t *re_new(mx_req_t *req, const hs_user_t *who)
     return c;
 }
 
+static const char re_bad_token[] = "";
+
+/* The pagination token of query parameter `name` into *pos: its text, NULL
+ * when absent (*pos unchanged), or re_bad_token (replied 400). */
+static const char *re_token(mx_req_t *req, const char *name, int64_t *pos)
+{
+    const char *v = mx_req_query(req, name);
+    if (!v || !*v)
+        return NULL;
+    if (rm_parse_token(v, pos) < 0) {
+        mx_req_error(req, 400, "M_INVALID_PARAM", "bad %s token", name);
+        return re_bad_token;
+    }
+    return v;
+}
+
 /* limit (default `def`), dir (default b), from/to tokens.  false: replied. */
 static bool re_paging(re_ctx_t *c, int def, bool with_dir)
 {
@@ -90,24 +106,13 @@ static bool re_paging(re_ctx_t *c, int def, bool with_dir)
         }
         c->dir = dir[0];
     }
-    const char *from = mx_req_query(req, "from");
     c->from = c->dir == 'b' ? REL_ALL : 0;
-    if (from && *from) {
-        if (rm_parse_token(from, &c->from) < 0) {
-            mx_req_error(req, 400, "M_INVALID_PARAM", "bad from token");
-            return false;
-        }
-        c->from_tok = from;
-    }
-    const char *to = with_dir ? mx_req_query(req, "to") : NULL;
-    if (to && *to) {
-        if (rm_parse_token(to, &c->to) < 0) {
-            mx_req_error(req, 400, "M_INVALID_PARAM", "bad to token");
-            return false;
-        }
-        c->has_to = true;
-    }
-    return true;
+    c->from_tok = re_token(req, "from", &c->from);
+    if (c->from_tok == re_bad_token)
+        return false;
+    const char *to = with_dir ? re_token(req, "to", &c->to) : NULL;
+    c->has_to = to != NULL;
+    return to != re_bad_token;
 }
 
 /* Room access: false (and replied) when the user may not read it. */
@@ -194,32 +199,34 @@ static void re_page(re_ctx_t *c, const mx_sql_res_t *res, int st, int vst, int k
     hs_relations_bundle(c->chunk, c->who->user_id, HS_REL_DROP_IGNORED, re_reply, c);
 }
 
-/* The read batch of a request once the room check passed, or NULL (replied). */
-static mx_sql_batch_t *re_batch(re_ctx_t *c, rm_room_t *room, int status)
+/* Adds to batch `b` the statement `fmt` (one %s for the selected columns)
+ * selecting `cols`, then its visibility statement (rm_vis_sql seeded with
+ * the same statement selecting the event IDs), with the same parameters
+ * after the user ID.  `types` must be a string literal; `pool` and `me`
+ * (the user ID) are the caller's locals. */
+#define RE_ADD_WITH_VIS(b, fmt, cols, types, ...)                                       \
+    do {                                                                              \
+        mx_sql_add(b, mx_psprintf(pool, fmt, cols), types, __VA_ARGS__);              \
+        mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, fmt, "e.event_id")), "s" types, \
+                   me, __VA_ARGS__);                                                  \
+    } while (0)
+
+static const char *re_what(const re_ctx_t *c)
 {
-    if (!re_room_ok(c, room, status))
-        return NULL;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!b)
-        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
-    return b;
+    return c->threads ? "reading threads" : "reading relations";
 }
 
-static void re_run(re_ctx_t *c, mx_sql_batch_t *b, mx_sql_done_fn fn, const char *what)
-{
-    if (mx_sql_run(b, fn, c) < 0) {
-        mx_sql_batch_free(b);
-        hs_reply_storage_error(c->req, MX_EDB, what);
-    }
-}
-
-/* ------------------------------------------------------------ /relations --- */
-
-static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
+/* The one read callback: /threads serves statement 0 (its visibility in
+ * 1); /relations first checks the parent (0, 1), then serves 2 (3). */
+static void re_read(int status, mx_sql_res_t *res, void *ud)
 {
     re_ctx_t *c = ud;
     if (status < 0) {
-        hs_reply_storage_error(c->req, status, "reading relations");
+        hs_reply_storage_error(c->req, status, re_what(c));
+        return;
+    }
+    if (c->threads) {
+        re_page(c, res, 0, 1, 6);
         return;
     }
     json_t *parent = mx_sql_nrows(res, 0) ? rm_row_event(res, 0, 0, 0, NULL, 0) : NULL;
@@ -233,6 +240,33 @@ static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
     }
     re_page(c, res, 2, 3, 5);
 }
+
+static void re_rel_add(re_ctx_t *c, mx_sql_batch_t *b);
+static void re_threads_add(re_ctx_t *c, mx_sql_batch_t *b);
+
+/* The one room callback: the access check, then the read batch of the
+ * request's statements. */
+static void re_room(rm_room_t *room, int status, void *ud)
+{
+    re_ctx_t *c = ud;
+    if (!re_room_ok(c, room, status))
+        return;
+    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
+    if (!b) {
+        mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
+        return;
+    }
+    if (c->threads)
+        re_threads_add(c, b);
+    else
+        re_rel_add(c, b);
+    if (mx_sql_run(b, re_read, c) < 0) {
+        mx_sql_batch_free(b);
+        hs_reply_storage_error(c->req, MX_EDB, re_what(c));
+    }
+}
+
+/* ------------------------------------------------------------ /relations --- */
 
 /* The relations of the parent (to RE_MAX_DEPTH levels with recurse); the
  * parent and room parameters come first in both forms; one %s for the
@@ -256,19 +290,14 @@ static void re_rel_read(int status, mx_sql_res_t *res, void *ud)
     " WHERE e.event_id = ? AND e.room_id = ?"                                             \
     " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"
 
-static void re_rel_room(rm_room_t *room, int status, void *ud)
+/* The statements of /relations (the room check passed). */
+static void re_rel_add(re_ctx_t *c, mx_sql_batch_t *b)
 {
-    re_ctx_t *c = ud;
-    mx_sql_batch_t *b = re_batch(c, room, status);
-    if (!b)
-        return;
     mx_pool_t *pool = mx_req_pool(c->req);
     const char *me = c->who->user_id;
     /* 0: the parent, 1: its visibility, 2: the page, 3: its visibility */
-    mx_sql_add(b, mx_psprintf(pool, RE_PARENT, RM_EV_COLS ", g.group_id"), "ssissii",
-               c->event_id, c->room_id, REL_ALL, c->room_id, me, c->world, REL_ALL);
-    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, RE_PARENT, "e.event_id")), "sssissii", me,
-               c->event_id, c->room_id, REL_ALL, c->room_id, me, c->world, REL_ALL);
+    RE_ADD_WITH_VIS(b, RE_PARENT, RM_EV_COLS ", g.group_id", "ssissii", c->event_id,
+                    c->room_id, REL_ALL, c->room_id, me, c->world, REL_ALL);
     int64_t lo, hi;
     if (c->dir == 'b') {
         hi = c->from;
@@ -289,13 +318,9 @@ static void re_rel_room(rm_room_t *room, int status, void *ud)
     const char *rt = c->rel_type ? c->rel_type : "";
     const char *et = c->ev_type ? c->ev_type : "";
     int64_t lim = (int64_t)c->limit + 1;
-    mx_sql_add(b, mx_psprintf(pool, q, RM_EV_COLS ", g.group_id"), "ssssssiiissiii",
-               c->event_id, c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me,
-               c->world, REL_ALL, lim);
-    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, q, "e.event_id")), "sssssssiiissiii", me,
-               c->event_id, c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me,
-               c->world, REL_ALL, lim);
-    re_run(c, b, re_rel_read, "reading relations");
+    RE_ADD_WITH_VIS(b, q, RM_EV_COLS ", g.group_id", "ssssssiiissiii", c->event_id,
+                    c->room_id, rt, rt, et, et, lo, hi, REL_ALL, c->room_id, me, c->world,
+                    REL_ALL, lim);
 }
 
 static bool re_bool(mx_req_t *req, const char *name, bool *out)
@@ -331,20 +356,10 @@ static void re_rel_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         return;
     if (!c->recurse && !re_bool(req, "org.matrix.msc3981.recurse", &c->recurse))
         return;
-    rm_room_get(c->room_id, re_rel_room, c);
+    rm_room_get(c->room_id, re_room, c);
 }
 
 /* -------------------------------------------------------------- /threads --- */
-
-static void re_threads_read(int status, mx_sql_res_t *res, void *ud)
-{
-    re_ctx_t *c = ud;
-    if (status < 0) {
-        hs_reply_storage_error(c->req, status, "reading threads");
-        return;
-    }
-    re_page(c, res, 0, 1, 6);
-}
 
 /* The thread roots, latest reply first; one %s for the selected columns. */
 #define RE_THREADS                                                                       \
@@ -357,23 +372,16 @@ static void re_threads_read(int status, mx_sql_res_t *res, void *ud)
     " AND (e.stream_ordering <= " REL_CAP_SQL " OR ? = ?)"                                \
     " ORDER BY t.latest_stream DESC LIMIT ?"
 
-static void re_threads_room(rm_room_t *room, int status, void *ud)
+/* The statements of /threads (the room check passed). */
+static void re_threads_add(re_ctx_t *c, mx_sql_batch_t *b)
 {
-    re_ctx_t *c = ud;
-    mx_sql_batch_t *b = re_batch(c, room, status);
-    if (!b)
-        return;
     mx_pool_t *pool = mx_req_pool(c->req);
     const char *me = c->who->user_id;
     const char *mine = c->participated ? me : "";
     int64_t lim = (int64_t)c->limit + 1;
-    mx_sql_add(b, mx_psprintf(pool, RE_THREADS, RM_EV_COLS ", t.latest_stream, g.group_id"),
-               "sisssissiii", c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me,
-               c->world, REL_ALL, lim);
-    mx_sql_add(b, rm_vis_sql(pool, mx_psprintf(pool, RE_THREADS, "e.event_id")), "ssisssissiii",
-               me, c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me, c->world,
-               REL_ALL, lim);
-    re_run(c, b, re_threads_read, "reading threads");
+    RE_ADD_WITH_VIS(b, RE_THREADS, RM_EV_COLS ", t.latest_stream, g.group_id", "sisssissiii",
+                    c->room_id, c->from, mine, mine, mine, REL_ALL, c->room_id, me, c->world,
+                    REL_ALL, lim);
 }
 
 static void re_threads_authed(mx_req_t *req, const hs_user_t *who, void *ud)
@@ -393,7 +401,7 @@ static void re_threads_authed(mx_req_t *req, const hs_user_t *who, void *ud)
         return;
     if (c->limit > 100)
         c->limit = 100;
-    rm_room_get(c->room_id, re_threads_room, c);
+    rm_room_get(c->room_id, re_room, c);
 }
 
 static int re_rel_h(mx_req_t *req, void *ud)

@@ -654,21 +654,23 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
                       " VALUES (?, ?, ?, 0, ?)", "sssi", r->room_id, rv->id, sender,
                    (int64_t)mx_now_ms());
     }
-    mx_sql_add(b, "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
-                  " depth, origin_server_ts, received_ts, json, unsigned_json, membership, redacts,"
-                  " txn_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               "isssssiiissssss", so, eid, r->room_id, type, state_key, sender, depth,
-               (int64_t)json_integer_value(json_object_get(ev, "origin_server_ts")),
-               (int64_t)mx_now_ms(), canon, us, membership, o->redacts, o->txn_device, o->txn_id);
-    free(us);
     if (skey) {
         json_object_set(r->state, skey, ev);
         json_object_set_new(r->state_ids, skey, json_string(eid));
         rm_add_state_writes(t, type, state_key, eid);
     }
     free(skey);
-    mx_sql_add(b, "INSERT INTO event_to_state_group (event_id, group_id) VALUES (?, ?)", "si",
-               eid, r->state_group);
+    /* state_group: the state after the event; txn_device/txn_id also serve
+     * the txn lookup of rm_send.c (index events_txn). */
+    mx_sql_add(b, "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+                  " depth, origin_server_ts, received_ts, state_group, membership, redacts,"
+                  " txn_device, txn_id, unsigned_json, json)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               "isssssiiiissssss", so, eid, r->room_id, type, state_key, sender, depth,
+               (int64_t)json_integer_value(json_object_get(ev, "origin_server_ts")),
+               (int64_t)mx_now_ms(), r->state_group, membership, o->redacts, o->txn_device,
+               o->txn_id, us, canon);
+    free(us);
     mx_sql_add(b, "DELETE FROM room_extremities WHERE room_id = ?", "s", r->room_id);
     mx_sql_add(b, "INSERT INTO room_extremities (room_id, event_id) VALUES (?, ?)", "ss",
                r->room_id, eid);
@@ -678,11 +680,6 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
                       " ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
                       " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
                       " forgotten = 0", "ssssi", r->room_id, state_key, membership, eid, so);
-    if (o->txn_id && o->txn_device && o->user_id)
-        mx_sql_add(b, "INSERT INTO event_txns (user_id, device_key, txn_id, event_id, ts)"
-                      " VALUES (?, ?, ?, ?, ?)", "ssssi", o->user_id, o->txn_device,
-                   o->txn_key ? o->txn_key : o->txn_id,
-                   eid, (int64_t)mx_now_ms());
     if (o->redacts && o->redact_target)
         rm_apply_redaction(t, o, ev, eid);
     if (rv->event_format == HS_EVFMT_V1) {

@@ -5,11 +5,12 @@
  * Synapse).
  *
  * Both are idempotent per (user, device or token, request path): as the
- * spec says, a retransmission is the same txnId on the same path, so the
- * key stored in event_txns is "send/<room>/<type>/<txnId>" or
- * "redact/<room>/<eventId>/<txnId>".  The mapping is written in the same
- * batch as the event, so a retransmit answers the same event ID, also after
- * a restart or a token refresh (the scope is the device).  A duplicate that
+ * spec says, a retransmission is the same txnId on the same path
+ * ("send/<room>/<type>/<txnId>" or "redact/<room>/<eventId>/<txnId>").  The
+ * event row itself records its sender, device key and txnId (and its room,
+ * type and redacted event), so a retransmit finds the same event ID through
+ * the events_txn index, also after a restart or a token refresh (the scope
+ * is the device); no separate mapping is written.  A duplicate that
  * arrives while the first request is still in flight waits for it (the
  * in-flight map below) and answers its event ID, instead of racing it into
  * the unique key.  A redaction applies the room version's algorithm to the
@@ -20,7 +21,9 @@
  * this process committed, and per device we learn once (in the first
  * lookup's batch) whether it had any stored txn before.  For a device that
  * had none, a key the filter has never seen cannot be stored; anything else
- * (filter hit, older device, a failed write) reads event_txns as before.
+ * (filter hit, older device, a failed write) reads the events as before.
+ * This state (filter, devices, in-flight map) hangs off the module context
+ * (hs.send) and is freed by rm_send_stop.
  */
 #include "rooms.h"
 #include "../accounts/accounts.h"
@@ -37,10 +40,10 @@ typedef struct sd_ctx {
     const char *room_id;
     const char *type;
     const char *txn_id;       /* the client's txnId (NULL for POST) */
-    const char *txn_key;      /* its scope as stored: kind/room/type-or-event/txnId */
+    const char *txn_key;      /* its scope: kind/room/type-or-event/txnId (NULL for POST) */
     const char *dev;
     const char *redacts;
-    const char *inflight;     /* key in sd_inflight while this request owns it */
+    const char *inflight;     /* key in hs.send->inflight while this request owns it */
     const char *fkey;         /* "user\x1fdevice\x1ftxn_key" (pool), NULL for POST */
     int devq;                 /* index of the device's "any stored txn" query, or -1 */
     const char *event_id;     /* the new event's ID, in the commit callback */
@@ -54,22 +57,33 @@ typedef struct sd_pending {
     size_t n, cap;
 } sd_pending_t;
 
-/* "user\x1fdevice\x1ftxn_key" -> sd_pending_t (owned); loop thread only. */
-static rm_map_t *sd_inflight;
-
-/* ------------------------------------------------- known-txn filter --- */
-
 #define SD_BLOOM_WORDS (1u << 17) /* 8 Mbit, 1 MiB: ~2 % false hits at 1M keys */
 #define SD_BLOOM_K 4
 #define SD_DEV_NEW ((void *)1)    /* the device had no stored txn at its first lookup */
 #define SD_DEV_OLD ((void *)2)    /* it had some (or a write failed): always read */
 
-typedef struct sd_known {
-    uint64_t bits[SD_BLOOM_WORDS]; /* txn keys committed by this process */
+/* hs.send: created on first use, loop thread only. */
+struct rm_send_state {
+    rm_map_t *inflight;            /* "user\x1fdevice\x1ftxn_key" -> sd_pending_t (owned) */
     rm_map_t *devs;                /* "user\x1fdevice" -> SD_DEV_NEW / SD_DEV_OLD */
-} sd_known_t;
+    uint64_t bits[SD_BLOOM_WORDS]; /* Bloom filter of txn keys committed by this process */
+};
 
-static sd_known_t *sd_kn; /* owned; loop thread only */
+/* The state, created on first use; NULL when out of memory. */
+static struct rm_send_state *sd_state(void)
+{
+    if (hs.send)
+        return hs.send;
+    struct rm_send_state *st = calloc(1, sizeof(*st));
+    if (st && (!(st->inflight = rm_map_new()) || !(st->devs = rm_map_new()))) {
+        rm_map_free(st->inflight);
+        free(st);
+        st = NULL;
+    }
+    return hs.send = st;
+}
+
+/* ------------------------------------------------- known-txn filter --- */
 
 static void sd_hash(const char *key, uint64_t *h1, uint64_t *h2)
 {
@@ -84,23 +98,24 @@ static void sd_hash(const char *key, uint64_t *h1, uint64_t *h2)
 
 static void sd_bloom_add(const char *key)
 {
-    if (!sd_kn || !key)
+    struct rm_send_state *st = hs.send;
+    if (!st || !key)
         return;
     uint64_t h1, h2;
     sd_hash(key, &h1, &h2);
     for (int i = 0; i < SD_BLOOM_K; i++) {
         uint64_t bit = (h1 + (uint64_t)i * h2) % (SD_BLOOM_WORDS * 64ull);
-        sd_kn->bits[bit / 64] |= 1ull << (bit % 64);
+        st->bits[bit / 64] |= 1ull << (bit % 64);
     }
 }
 
-static bool sd_bloom_maybe(const char *key)
+static bool sd_bloom_maybe(const struct rm_send_state *st, const char *key)
 {
     uint64_t h1, h2;
     sd_hash(key, &h1, &h2);
     for (int i = 0; i < SD_BLOOM_K; i++) {
         uint64_t bit = (h1 + (uint64_t)i * h2) % (SD_BLOOM_WORDS * 64ull);
-        if (!(sd_kn->bits[bit / 64] & (1ull << (bit % 64))))
+        if (!(st->bits[bit / 64] & (1ull << (bit % 64))))
             return false;
     }
     return true;
@@ -116,32 +131,28 @@ static const char *sd_dev_key(const sd_ctx_t *c, char *buf, size_t len)
 /* SD_DEV_NEW, SD_DEV_OLD or NULL (not known yet) for c's device. */
 static void *sd_dev_state(const sd_ctx_t *c)
 {
-    if (!sd_kn) {
-        sd_kn = calloc(1, sizeof(*sd_kn));
-        if (sd_kn && !(sd_kn->devs = rm_map_new())) {
-            free(sd_kn);
-            sd_kn = NULL;
-        }
-        if (!sd_kn)
-            return SD_DEV_OLD;
-    }
+    struct rm_send_state *st = sd_state();
+    if (!st)
+        return SD_DEV_OLD;
     char key[512];
-    return rm_map_get(sd_kn->devs, sd_dev_key(c, key, sizeof(key)));
+    return rm_map_get(st->devs, sd_dev_key(c, key, sizeof(key)));
 }
 
 static void sd_dev_set(const sd_ctx_t *c, void *state)
 {
-    if (!sd_kn)
+    struct rm_send_state *st = hs.send;
+    if (!st)
         return;
     char key[512];
-    if (rm_map_get(sd_kn->devs, sd_dev_key(c, key, sizeof(key))) != SD_DEV_OLD) /* final */
-        rm_map_put(sd_kn->devs, key, state);
+    if (rm_map_get(st->devs, sd_dev_key(c, key, sizeof(key))) != SD_DEV_OLD) /* final */
+        rm_map_put(st->devs, key, state);
 }
 
 /* True when c's txn key is certainly not stored (so no read is needed). */
 static bool sd_txn_surely_new(const sd_ctx_t *c)
 {
-    return c->fkey && !c->redacts && sd_dev_state(c) == SD_DEV_NEW && !sd_bloom_maybe(c->fkey);
+    return c->fkey && !c->redacts && sd_dev_state(c) == SD_DEV_NEW &&
+           !sd_bloom_maybe(hs.send, c->fkey);
 }
 
 static void sd_lookup(sd_ctx_t *c);
@@ -155,9 +166,10 @@ static bool sd_claim(sd_ctx_t *c)
     const char *key = mx_psprintf(mx_req_pool(c->req), "%s\x1f%s\x1f%s", c->who->user_id,
                                   c->dev, c->txn_key);
     c->fkey = key;
-    if (!key || (!sd_inflight && !(sd_inflight = rm_map_new())))
-        return true; /* out of memory: go on unguarded (the unique key still holds) */
-    sd_pending_t *p = rm_map_get(sd_inflight, key);
+    struct rm_send_state *st = sd_state();
+    if (!key || !st)
+        return true; /* out of memory: go on unguarded */
+    sd_pending_t *p = rm_map_get(st->inflight, key);
     if (p) {
         if (p->n == p->cap) {
             size_t cap = p->cap ? p->cap * 2 : 2;
@@ -170,7 +182,7 @@ static bool sd_claim(sd_ctx_t *c)
         p->w[p->n++] = c;
         return false;
     }
-    if (!(p = calloc(1, sizeof(*p))) || rm_map_put(sd_inflight, key, p) < 0) {
+    if (!(p = calloc(1, sizeof(*p))) || rm_map_put(st->inflight, key, p) < 0) {
         free(p);
         return true;
     }
@@ -182,9 +194,9 @@ static bool sd_claim(sd_ctx_t *c)
  * or, when the owner failed, try again themselves (one becomes the owner). */
 static void sd_settle(sd_ctx_t *c, const char *event_id)
 {
-    if (!c->inflight || !sd_inflight)
+    if (!c->inflight || !hs.send)
         return;
-    sd_pending_t *p = rm_map_del(sd_inflight, c->inflight);
+    sd_pending_t *p = rm_map_del(hs.send->inflight, c->inflight);
     c->inflight = NULL;
     if (!p)
         return;
@@ -218,16 +230,14 @@ static void sd_free_pending(const char *key, void *val, void *ud)
 
 void rm_send_stop(void)
 {
-    if (sd_kn) {
-        rm_map_free(sd_kn->devs);
-        free(sd_kn);
-        sd_kn = NULL;
-    }
-    if (!sd_inflight)
+    struct rm_send_state *st = hs.send;
+    if (!st)
         return;
-    rm_map_each(sd_inflight, sd_free_pending, NULL);
-    rm_map_free(sd_inflight);
-    sd_inflight = NULL;
+    rm_map_each(st->inflight, sd_free_pending, NULL);
+    rm_map_free(st->inflight);
+    rm_map_free(st->devs);
+    free(st);
+    hs.send = NULL;
 }
 
 static void sd_committed(int status, rm_txn_t *t, void *ud)
@@ -236,7 +246,7 @@ static void sd_committed(int status, rm_txn_t *t, void *ud)
     sd_ctx_t *c = ud;
     if (status < 0) {
         if (c->fkey)
-            sd_dev_set(c, SD_DEV_OLD); /* e.g. the txn was stored by someone else */
+            sd_dev_set(c, SD_DEV_OLD); /* to be safe: read its txns from now on */
         hs_reply_storage_error(c->req, status, "sending event");
         return; /* sd_free settles */
     }
@@ -253,8 +263,7 @@ static void sd_have_room(rm_room_t *room, int status, void *ud)
     sd_ctx_t *c = ud;
     if (rm_room_error(c->req, room, status))
         return;
-    rm_ev_opts_t o = { .txn_device = c->dev, .txn_id = c->txn_id, .txn_key = c->txn_key,
-                       .user_id = c->who->user_id };
+    rm_ev_opts_t o = { .txn_device = c->dev, .txn_id = c->txn_id };
     if (c->redacts) {
         /* Rooms v4+ event IDs carry no domain, so the "same sender or
          * enough power" rule is checked here, where the target is known. */
@@ -347,10 +356,18 @@ static void sd_lookup(sd_ctx_t *c)
         mx_req_error(c->req, 500, "M_UNKNOWN", "out of memory");
         return;
     }
-    /* A POST send has no txn ID: the lookup finds nothing. */
-    mx_sql_add(b, "SELECT event_id FROM event_txns WHERE user_id = ? AND device_key = ?"
-                  " AND txn_id = ?", "sss", c->who->user_id, c->dev,
-               c->txn_key ? c->txn_key : "");
+    /* The event of this txn on this path (a POST redaction cannot exist:
+     * redactions always have a txnId).  Only /redact events record the
+     * redacted event, so the two paths' txns stay apart. */
+    if (c->redacts)
+        mx_sql_add(b, "SELECT event_id FROM events WHERE sender = ? AND txn_device = ?"
+                      " AND txn_id = ? AND room_id = ? AND redacts = ?", "sssss",
+                   c->who->user_id, c->dev, c->txn_id ? c->txn_id : "", c->room_id, c->redacts);
+    else
+        mx_sql_add(b, "SELECT event_id FROM events WHERE sender = ? AND txn_device = ?"
+                      " AND txn_id = ? AND room_id = ? AND type = ? AND redacts IS NULL",
+                   "sssss", c->who->user_id, c->dev, c->txn_id ? c->txn_id : "", c->room_id,
+                   c->type);
     int n = 1;
     if (c->redacts) {
         mx_sql_add(b, "SELECT json, room_id FROM events WHERE event_id = ?", "s", c->redacts);
@@ -359,8 +376,8 @@ static void sd_lookup(sd_ctx_t *c)
     c->devq = -1;
     if (c->fkey && !sd_dev_state(c)) {
         /* Whether this device stored any txn before (read once per device). */
-        mx_sql_add(b, "SELECT 1 FROM event_txns WHERE user_id = ? AND device_key = ? LIMIT 1",
-                   "ss", c->who->user_id, c->dev);
+        mx_sql_add(b, "SELECT 1 FROM events WHERE sender = ? AND txn_device = ?"
+                      " AND txn_id IS NOT NULL LIMIT 1", "ss", c->who->user_id, c->dev);
         c->devq = n;
     }
     if (mx_sql_run(b, sd_txn_checked, c) < 0) {

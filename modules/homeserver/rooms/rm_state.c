@@ -38,7 +38,7 @@ static void stt_free(void *p)
 static const char stt_sql_state_after[] =
     "WITH RECURSIVE chain(id, prev, snap, n) AS ("
     " SELECT s.id, s.prev_group, s.is_snapshot, 0 FROM state_groups s WHERE s.id = ("
-    "  SELECT g.group_id FROM event_to_state_group g WHERE g.event_id = ?)"
+    "  SELECT g.state_group FROM events g WHERE g.event_id = ?)"
     " UNION ALL"
     " SELECT s.id, s.prev_group, s.is_snapshot, c.n + 1 FROM state_groups s"
     " JOIN chain c ON s.id = c.prev WHERE c.snap = 0)"

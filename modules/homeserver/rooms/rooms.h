@@ -92,10 +92,8 @@ int rm_room_count(const rm_room_t *r, const char *membership);
 typedef struct rm_txn rm_txn_t;
 typedef struct rm_ev_opts {
     const char *txn_device;   /* device (or token) key of a /send txn, or NULL */
-    const char *txn_id;       /* the client's txnId, or NULL */
-    const char *txn_key;      /* its idempotency scope as stored in event_txns
-                                 (the request path, see rm_send.c); NULL: txn_id */
-    const char *user_id;      /* the sender, for the event_txns row */
+    const char *txn_id;       /* the client's txnId, or NULL (stored with the event,
+                                 which rm_send.c's idempotency lookup reads) */
     const char *redacts;      /* m.room.redaction: the redacted event's ID */
     const json_t *redact_target; /* its PDU (borrowed), to redact the stored copy */
 } rm_ev_opts_t;

@@ -110,6 +110,7 @@ typedef struct sy_room {
     bool deep;                /* visibility hid events: load further back */
     bool deep_done;           /* lo/tl_rows come from the deep load */
     bool deep_limited;        /* the deep load left visible events before */
+    bool whole;               /* the window starts at the room's beginning */
     /* the timeline built by sy_fill_timeline (owned until sy_fill_room) */
     json_t *tl_events, *tl_senders, *tl_members;
     bool tl_limited;
@@ -149,6 +150,8 @@ typedef struct sy_ctx {
     bool redundant_members;   /* include_redundant_members */
     bool members_moved;       /* see hs_sync_ctx_t */
     bool deep_probed;         /* this computation already loaded further back */
+    json_t *win;              /* the shared window rows (window.c) or NULL:
+                                 batch 1 reads the window itself */
 } sy_ctx_t;
 
 static void sy_free(sy_ctx_t *c)
@@ -157,6 +160,7 @@ static void sy_free(sy_ctx_t *c)
     json_decref(c->filter);
     json_decref(c->joined);
     json_decref(c->resp);
+    json_decref(c->win);
     if (c->scratch)
         mx_pool_free(c->scratch);
     free(c->user_id);
@@ -198,6 +202,7 @@ static void sy_fail(sy_ctx_t *c, int status, const char *what)
 static void sy_compute(sy_ctx_t *c);
 static void sy_rooms_read(int status, mx_sql_res_t *res, void *ud);
 static void sy_probe(sy_ctx_t *c);
+static void sy_win_got(json_t *rows, void *ud);
 
 /* -------------------------------------------------------------- replying --- */
 
@@ -473,10 +478,11 @@ static bool sy_fill_timeline(sy_ctx_t *c, const mx_sql_res_t *res, sy_room_t *r)
         r->deep = true;
         return false;
     }
-    /* prev_batch: before the oldest event shown when the timeline was cut
-     * at the limit, else the sync point itself (Synapse), so that paginating
+    /* prev_batch: before the oldest event shown, except for a timeline
+     * taken from the start of the room (initial sync, new room) that was
+     * not cut: then the sync point itself (Synapse), so that paginating
      * back from it returns the timeline again rather than nothing */
-    if (n == 0 || !(trimmed || r->deep_limited))
+    if (n == 0 || (r->whole && !trimmed && !r->deep_limited))
         oldest = r->hi + 1;
     r->tl_events = events;
     r->tl_senders = senders;
@@ -813,6 +819,8 @@ static void sy_read_rooms(sy_ctx_t *c)
     int st = 0;
     for (size_t i = 0; i < c->nrooms; i++) {
         sy_room_t *r = &c->rooms[i];
+        if (!r->deep_done)
+            r->whole = r->lo == 0;
         if (r->kind == SY_INVITE || r->kind == SY_KNOCK) {
             mx_sql_add(b, "SELECT " RM_EV_COLS " FROM events e WHERE e.event_id = ?", "s",
                        r->event_id);
@@ -927,30 +935,71 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     int64_t since = c->since[HS_STREAM_EVENTS], upto = c->upto[HS_STREAM_EVENTS];
-    /* rooms with new events: {room: whether a state event is among them} */
+    /* rooms with new events: {room: whether a state event is among them};
+     * own: the user's membership events [room, unsigned, membership] */
     json_t *changed = json_object();
-    c->members_moved = c->initial || mx_sql_nrows(res, 2) > 0;
-    for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
-        json_object_set_new(changed, mx_sql_text(res, 1, i, 0),
-                            json_boolean(mx_sql_int(res, 1, i, 1) != 0));
-        if (mx_sql_int(res, 1, i, 2) != 0)
+    json_t *own = json_array();
+    c->members_moved = c->initial;
+    if (c->win) {
+        json_t *joined_now = json_object();
+        for (int i = 0; i < mx_sql_nrows(res, 0); i++)
+            if (strcmp(mx_sql_text(res, 0, i, 1), "join") == 0)
+                json_object_set_new(joined_now, mx_sql_text(res, 0, i, 0), json_true());
+        size_t i;
+        json_t *row;
+        json_array_foreach(c->win, i, row) {
+            const char *rid = json_string_value(json_array_get(row, 0));
+            const char *sk = json_string_value(json_array_get(row, 2));
+            if (!rid)
+                continue;
+            if (json_object_get(joined_now, rid)) {
+                if (json_is_true(json_array_get(row, 1)) || !json_object_get(changed, rid))
+                    json_object_set(changed, rid, json_array_get(row, 1));
+                if (sk)
+                    c->members_moved = true;
+            }
+            if (sk && strcmp(sk, c->user_id) == 0) {
+                c->members_moved = true;
+                json_array_append_new(own, json_pack("[s, O, O]", rid, json_array_get(row, 3),
+                                                     json_array_get(row, 4)));
+            }
+        }
+        json_decref(joined_now);
+    } else {
+        for (int i = 0; i < mx_sql_nrows(res, 1); i++) {
+            json_object_set_new(changed, mx_sql_text(res, 1, i, 0),
+                                json_boolean(mx_sql_int(res, 1, i, 1) != 0));
+            if (mx_sql_int(res, 1, i, 2) != 0)
+                c->members_moved = true;
+        }
+        for (int i = 0; i < mx_sql_nrows(res, 2); i++) {
             c->members_moved = true;
+            json_array_append_new(own, json_pack("[s, s?, s?]", mx_sql_text(res, 2, i, 0),
+                                                 mx_sql_text(res, 2, i, 1),
+                                                 mx_sql_text(res, 2, i, 2)));
+        }
     }
+    json_decref(c->win);
+    c->win = NULL;
     /* The user's membership events since `since` (incremental syncs):
      * {room: true} when they were already joined at `since` (the first
      * one's prev_content), so a profile change is not a new join. */
     json_t *was_joined = json_object();
     json_t *joined_in_window = json_object();
-    for (int i = 0; !c->initial && i < mx_sql_nrows(res, 2); i++) {
-        const char *rid = mx_sql_text(res, 2, i, 0);
-        const char *m = mx_sql_text(res, 2, i, 2);
+    size_t oi;
+    json_t *orow;
+    json_array_foreach(own, oi, orow) {
+        if (c->initial)
+            break;
+        const char *rid = json_string_value(json_array_get(orow, 0));
+        const char *m = json_string_value(json_array_get(orow, 2));
         if (m && strcmp(m, "join") == 0)
             json_object_set_new(joined_in_window, rid, json_true());
         else /* left (or was invited...) and, if joined now, rejoined: new */
             json_object_set_new(was_joined, rid, json_false());
         if (json_object_get(was_joined, rid))
             continue;
-        const char *us = mx_sql_text(res, 2, i, 1);
+        const char *us = json_string_value(json_array_get(orow, 1));
         json_t *uns = us ? json_loads(us, 0, NULL) : NULL;
         const char *pm = json_string_value(
             json_object_get(json_object_get(uns, "prev_content"), "membership"));
@@ -970,6 +1019,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
         json_decref(changed);
         json_decref(was_joined);
         json_decref(joined_in_window);
+        json_decref(own);
         sy_fail(c, -ENOMEM, "sync");
         return;
     }
@@ -1054,6 +1104,7 @@ static void sy_plan_read(int status, mx_sql_res_t *res, void *ud)
     json_decref(changed);
     json_decref(was_joined);
     json_decref(joined_in_window);
+    json_decref(own);
     sy_read_rooms(c);
 }
 
@@ -1080,26 +1131,46 @@ static void sy_compute(sy_ctx_t *c)
         c->initial = true;
     }
     c->dev_key = rm_device_key(c->scratch, &c->who);
+    if (!c->scratch || !c->resp) {
+        sy_fail(c, -ENOMEM, "sync");
+        return;
+    }
+    /* the window's events, shared with the other syncs of that window */
+    c->busy = true;
+    hs_sync_window(c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
+                   c->upto[HS_STREAM_EVENTS], sy_win_got, c);
+}
+
+/* Batch 1: the user's memberships, and the window when window.c could not
+ * give it. */
+static void sy_win_got(json_t *rows, void *ud)
+{
+    sy_ctx_t *c = ud;
+    if (sy_gone(c))
+        return;
+    json_decref(c->win);
+    c->win = json_incref(rows);
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
-    if (!c->scratch || !c->resp || !b) {
-        mx_sql_batch_free(b);
+    if (!b) {
         sy_fail(c, -ENOMEM, "sync");
         return;
     }
     mx_sql_add(b, "SELECT room_id, membership, event_id, stream_ordering FROM room_memberships"
                   " WHERE user_id = ? AND forgotten = 0", "s", c->user_id);
-    mx_sql_add(b, "SELECT e.room_id, MAX(CASE WHEN e.state_key IS NULL THEN 0 ELSE 1 END),"
-                  " MAX(CASE WHEN e.type = 'm.room.member' THEN 1 ELSE 0 END)"
-                  " FROM events e JOIN room_memberships m"
-                  " ON m.room_id = e.room_id AND m.user_id = ? AND m.membership = 'join'"
-                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ? GROUP BY e.room_id",
-               "sii", c->user_id, c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
-               c->upto[HS_STREAM_EVENTS]);
-    mx_sql_add(b, "SELECT e.room_id, e.unsigned_json, e.membership FROM events e"
-                  " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
-                  " AND e.type = 'm.room.member' AND e.state_key = ? ORDER BY e.stream_ordering",
-               "iis", c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
-               c->upto[HS_STREAM_EVENTS], c->user_id);
+    if (!c->win) {
+        mx_sql_add(b, "SELECT e.room_id, MAX(CASE WHEN e.state_key IS NULL THEN 0 ELSE 1 END),"
+                      " MAX(CASE WHEN e.type = 'm.room.member' THEN 1 ELSE 0 END)"
+                      " FROM events e JOIN room_memberships m"
+                      " ON m.room_id = e.room_id AND m.user_id = ? AND m.membership = 'join'"
+                      " WHERE e.stream_ordering > ? AND e.stream_ordering <= ? GROUP BY e.room_id",
+                   "sii", c->user_id, c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
+                   c->upto[HS_STREAM_EVENTS]);
+        mx_sql_add(b, "SELECT e.room_id, e.unsigned_json, e.membership FROM events e"
+                      " WHERE e.stream_ordering > ? AND e.stream_ordering <= ?"
+                      " AND e.type = 'm.room.member' AND e.state_key = ? ORDER BY e.stream_ordering",
+                   "iis", c->initial ? c->upto[HS_STREAM_EVENTS] : c->since[HS_STREAM_EVENTS],
+                   c->upto[HS_STREAM_EVENTS], c->user_id);
+    }
     c->busy = true;
     if (mx_sql_run(b, sy_plan_read, c) < 0) {
         mx_sql_batch_free(b);
@@ -1245,5 +1316,6 @@ void hs_sync_stop(void)
 {
     json_decref(sy_llc);
     sy_llc = NULL;
+    hs_sync_window_stop();
     hs_notifier_stop();
 }

@@ -61,6 +61,17 @@ int hs_legacy_events_start(void);
  * rooms with guest_access can_join (else 403 M_GUEST_ACCESS_FORBIDDEN). */
 void hs_guest_membership_gate(mx_req_t *req, const hs_user_t *who, void *ud);
 
+/* --------------------------------------------------------------- window ---
+ * (window.c) The events of (since, upto] on the events stream, read once
+ * and shared by every /sync with that window: `fn` gets a borrowed JSON
+ * array of [room_id, is_state, member_state_key|null, member
+ * unsigned_json|null, membership|null] in stream order, or NULL when the
+ * window is too large or the read failed (then read it yourself).  `fn`
+ * may run before hs_sync_window returns (cached or empty window). */
+typedef void (*hs_sync_window_fn)(json_t *rows, void *ud);
+void hs_sync_window(int64_t since, int64_t upto, hs_sync_window_fn fn, void *ud);
+void hs_sync_window_stop(void);
+
 /* -------------------------------------------------------------- filters --- */
 int hs_filters_start(char *err, size_t errlen);
 

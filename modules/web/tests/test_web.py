@@ -227,6 +227,48 @@ def test_precompressed(srv):
     assert st == 304
 
 
+def test_ready_made_headers(srv, release):
+    """Whole small files leave with header lines built once per file and
+    encoding: the same lines as the per-request path (a range), rebuilt when
+    the file changes."""
+    p = "/bundles/1a2b3c4d5e6f/x.js"
+    for ae in (None, "gzip"):
+        hdrs = {"Accept-Encoding": ae} if ae else {}
+        st, whole, body = request(srv, p, headers=hdrs)
+        st2, part, _ = request(srv, p, headers=dict(hdrs, Range="bytes=0-"))
+        assert st == 200 and st2 == 206
+        for k in ("content-range", "content-length", "date"):
+            part.pop(k, None)
+            whole.pop(k, None)
+        assert whole == part, ae
+    # The .gz file asked for by name is a file of its own, not an encoding.
+    st, h, body = request(srv, p + ".gz", headers={"Accept-Encoding": "gzip"})
+    assert st == 200 and "content-encoding" not in h and h["content-type"] == "application/gzip"
+    assert gzip.decompress(body) == BUNDLE_JS
+    st, h, _ = request(srv, p, headers={"Accept-Encoding": "gzip"})
+    assert h["content-encoding"] == "gzip" and h["etag"].endswith('-gzip"')
+    # 304: the validators, no type, no body.
+    st, h304, body = request(srv, p, headers={"Accept-Encoding": "gzip", "If-None-Match": h["etag"]})
+    assert st == 304 and body == b"" and h304["etag"] == h["etag"]
+    assert "content-type" not in h304 and h304["vary"] == "Accept-Encoding"
+    # Date (RFC 9110 6.6.1) on every answer, an IMF-fixdate.
+    assert time.strptime(h["date"], "%a, %d %b %Y %H:%M:%S GMT")
+    # A file changed in place is served anew (with a new ETag) within a second or so.
+    f = os.path.join(release, "changing.txt")
+    with open(f, "wb") as fh:
+        fh.write(b"first")
+    st, h1, body = request(srv, "/changing.txt")
+    assert st == 200 and body == b"first"
+    with open(f, "wb") as fh:
+        fh.write(b"second version")
+    deadline = time.time() + 5
+    while time.time() < deadline and body == b"first":
+        time.sleep(0.2)
+        st, h2, body = request(srv, "/changing.txt")
+    assert body == b"second version" and h2["etag"] != h1["etag"]
+    assert h2["content-length"] == str(len(body))
+
+
 def test_spa_fallback(srv):
     for path in ("/room/!abc:example.org", "/welcome", "/some/deep/route"):
         st, h, body = request(srv, path)
