@@ -95,6 +95,9 @@ typedef struct svc_state {
     svc_ux_t *ux;              /* the user list's text index (svc_uindex.c) */
     json_t *rl_rooms;          /* room list summaries by room ID (svc_rooms.c) */
     int64_t rl_pos;            /* ... read up to this event stream position */
+    uint64_t rl_gen;           /* bumped on any change of rl_rooms */
+    json_t *rl_sorted;         /* "order/dir" -> every room in that order (rl_gen) */
+    uint64_t rl_sorted_gen;
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;

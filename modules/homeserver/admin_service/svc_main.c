@@ -420,6 +420,7 @@ int hs_admin_service_start(char *err, size_t errlen)
     json_decref(svc_store.rl);
     json_decref(svc_store.keys);
     json_decref(svc_store.rl_rooms);
+    json_decref(svc_store.rl_sorted);
     memset(&svc_store, 0, sizeof(svc_store));
     svc = &svc_store;
     svc->blocked = json_object();

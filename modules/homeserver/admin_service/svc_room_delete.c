@@ -197,8 +197,8 @@ static void svc_purge_finished(int status, mx_sql_res_t *res, void *ud)
     rm_room_t *r = rm_room_cached(d->room_id);
     if (r)
         rm_room_drop(r);
-    if (svc->rl_rooms) /* the room list's summaries */
-        json_object_del(svc->rl_rooms, d->room_id);
+    if (svc->rl_rooms && json_object_del(svc->rl_rooms, d->room_id) == 0)
+        svc->rl_gen++; /* the room list's summaries */
     svc_delete_done(d, NULL);
 }
 

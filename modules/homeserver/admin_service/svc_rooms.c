@@ -200,25 +200,6 @@ static json_t *svc_rooms_page(svc_call_t *c, json_t *all)
     const json_t *q = c->args;
     const char *term = svc_qstr(q, "search_term");
     int pub = svc_qbool(q, "public_rooms"), empty = svc_qbool(q, "empty_rooms");
-    size_t n = json_object_size(all), k = 0;
-    json_t **v = calloc(n ? n : 1, sizeof(*v));
-    if (!v) {
-        json_decref(all);
-        return NULL;
-    }
-    const char *key;
-    json_t *o;
-    json_object_foreach(all, key, o) {
-        if (term && *term && !svc_contains_ci(svc_qstr(o, "name"), term) &&
-            !svc_contains_ci(svc_qstr(o, "canonical_alias"), term) &&
-            !svc_contains_ci(key, term))
-            continue;
-        if (pub >= 0 && json_is_true(json_object_get(o, "public")) != (pub == 1))
-            continue;
-        if (empty >= 0 && (svc_qint(o, "joined_members", 0) == 0) != (empty == 1))
-            continue;
-        v[k++] = o;
-    }
     const char *order = svc_qstr(q, "order_by");
     svc_sort_t sort = { order ? order : "name", 1 };
     /* Synapse's sizes sort biggest first by default. */
@@ -230,12 +211,49 @@ static json_t *svc_rooms_page(svc_call_t *c, json_t *all)
     sort.dir = (desc_default != back) ? -1 : 1;
     if (!strcmp(sort.key, "size"))
         sort.key = "state_events";
-    qsort_r(v, k, sizeof(*v), svc_room_cmp, &sort);
-    int64_t from = c->n, limit = svc_qint(q, "limit", 100);
+    /* Every room sorted in this order, kept while the summaries do not
+     * change (svc->rl_gen); the filters then keep rooms in that order. */
+    if (svc->rl_sorted_gen != svc->rl_gen || !svc->rl_sorted) {
+        json_decref(svc->rl_sorted);
+        svc->rl_sorted = json_object();
+        svc->rl_sorted_gen = svc->rl_gen;
+    }
+    char skey[64];
+    snprintf(skey, sizeof(skey), "%s/%d", sort.key, sort.dir);
+    json_t *sorted = json_object_get(svc->rl_sorted, skey);
+    if (!sorted) {
+        size_t n = json_object_size(all), i = 0;
+        json_t **v = calloc(n ? n : 1, sizeof(*v));
+        if (!v)
+            return NULL;
+        const char *key;
+        json_t *o;
+        json_object_foreach(all, key, o)
+            v[i++] = o;
+        qsort_r(v, n, sizeof(*v), svc_room_cmp, &sort);
+        sorted = json_array();
+        for (i = 0; sorted && i < n; i++)
+            json_array_append(sorted, v[i]);
+        free(v);
+        json_object_set_new(svc->rl_sorted, skey, sorted);
+    }
+    int64_t from = c->n, limit = svc_qint(q, "limit", 100), k = 0;
     json_t *rooms = json_array();
-    for (int64_t i = from; i < (int64_t)k && i < from + limit; i++)
-        json_array_append(rooms, v[i]);
-    free(v);
+    size_t i;
+    json_t *o;
+    json_array_foreach(sorted, i, o) {
+        if (term && *term && !svc_contains_ci(svc_qstr(o, "name"), term) &&
+            !svc_contains_ci(svc_qstr(o, "canonical_alias"), term) &&
+            !svc_contains_ci(svc_qstr(o, "room_id"), term))
+            continue;
+        if (pub >= 0 && json_is_true(json_object_get(o, "public")) != (pub == 1))
+            continue;
+        if (empty >= 0 && (svc_qint(o, "joined_members", 0) == 0) != (empty == 1))
+            continue;
+        if (k >= from && k < from + limit)
+            json_array_append(rooms, o);
+        k++;
+    }
     json_t *out = json_pack("{s:o, s:I, s:I}", "rooms", rooms, "offset", (json_int_t)from,
                             "total_rooms", (json_int_t)k);
     if (out && from + limit < (int64_t)k)
@@ -266,10 +284,19 @@ static void svc_rooms_read(int status, mx_sql_res_t *res, void *ud)
         json_decref(svc->rl_rooms);
         svc->rl_rooms = fresh;
         svc->rl_pos = to;
+        svc->rl_gen++;
     } else if (to >= svc->rl_pos) {
         /* Newer than what is kept (a call that read earlier may end later:
-         * it is not applied). */
-        json_object_update(svc->rl_rooms, fresh);
+         * it is not applied).  Only a differing summary counts as a
+         * change (most events change none). */
+        const char *frid;
+        json_t *fo;
+        json_object_foreach(fresh, frid, fo) {
+            if (!json_equal(json_object_get(svc->rl_rooms, frid), fo)) {
+                json_object_set(svc->rl_rooms, frid, fo);
+                svc->rl_gen++;
+            }
+        }
         json_decref(fresh);
         svc->rl_pos = to;
         json_t *pub = json_object();
@@ -283,6 +310,7 @@ static void svc_rooms_read(int status, mx_sql_res_t *res, void *ud)
                 json_t *n = json_copy(o); /* replies may hold the old one */
                 json_object_set_new(n, "public", json_boolean(is_pub));
                 json_object_set_new(svc->rl_rooms, rid, n);
+                svc->rl_gen++;
             }
         }
         json_decref(pub);

@@ -15,9 +15,13 @@
  * next_batch (?next_batch= on the next request: "r<offset>" for rank
  * order, "k<stream position>" for recent order), state, groups.
  *
- * Three steps: the page and the count in one read batch; bundled
- * aggregations (and ignored senders dropped) for the results; the event
- * contexts, profiles and room state in one more read batch when asked for.
+ * Steps: the page and the count in one read batch; bundled aggregations
+ * (and ignored senders dropped) for the results; the event contexts,
+ * profiles and room state in one more read batch when asked for, where the
+ * context events pass the same history-visibility check as /context
+ * (rm_vis_visible: hidden events left out, erased senders redacted) and
+ * then get their bundles (ignored senders dropped); profile_info names only
+ * the senders of the result and of the context events shown.
  */
 #include "relations.h"
 #include "../rooms/rooms.h"
