@@ -160,6 +160,11 @@ static void test_event_signing_vector_minimal(void **state)
     /* reference-hash event ID (v4+ format) */
     assert_non_null(id);
     assert_string_equal(id, "$8yif6p8EqgoSten2BLje9ntKm720NyFLWQv9tn8memc");
+    /* the ID hs_event_finish derives from its signing bytes is the one
+     * computed from the finished event */
+    char *id2 = hs_event_id(rv, ev);
+    assert_string_equal(id, id2);
+    free(id2);
     free(id);
     /* the hash alone */
     unsigned char h[32];
