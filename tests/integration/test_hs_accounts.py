@@ -225,6 +225,21 @@ def test_guest_registration(server):
     assert r.status_code == 400
 
 
+def test_profile_committed_with_registration(server):
+    """The new account's profile (display name: the localpart) is written in
+    the registration's transaction: readable at once, and still there after
+    a kill -9 straight after the 200."""
+    users = [server.register() for _ in range(5)]
+    guest = server.api("POST", V3 + "/register", params={"kind": "guest"}, json_body={}).json()
+    server.kill9()
+    server.start()
+    for u in users + [guest]:
+        local = u["user_id"][1:].split(":")[0]
+        r = server.api("GET", V3 + "/profile/" + u["user_id"])
+        assert r.status_code == 200, r.text
+        assert r.json().get("displayname") == local
+
+
 def test_registration_disabled(make_server):
     s = custom_server(make_server, {
         "enable_registration: true\n": "enable_registration: false\n",

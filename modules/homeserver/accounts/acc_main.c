@@ -89,6 +89,14 @@ int hs_accounts_add_hooks(const hs_accounts_hooks_t *h)
     return 0;
 }
 
+void acc_hook_user_creating(mx_sql_batch_t *b, const char *user_id, const char *displayname,
+                            bool is_guest)
+{
+    for (int i = 0; i < hs_acc->nhooks; i++)
+        if (hs_acc->hooks[i]->user_creating)
+            hs_acc->hooks[i]->user_creating(b, user_id, displayname, is_guest);
+}
+
 void acc_hook_user_registered(const char *user_id, const char *displayname, bool is_guest)
 {
     for (int i = 0; i < hs_acc->nhooks; i++)

@@ -203,6 +203,8 @@ static void acc_reg_write(acc_reg_t *r, const char *localpart)
                    " creation_ts) VALUES (?, ?, ?, ?, ?, ?)",
                    "ssiisi", r->user_id, r->hash, (int64_t)r->guest, (int64_t)r->admin,
                    r->user_type, (int64_t)(mx_now_ms() / 1000));
+    if (!r->upgrade_guest)
+        acc_hook_user_creating(b, r->user_id, r->displayname, r->guest);
     if (r->sess && r->sess->regtoken)
         mx_sql_add(b,
                    "UPDATE registration_tokens SET pending = pending - 1,"

@@ -251,6 +251,7 @@ static void acc_svc_create_hashed(int status, const char *hash, void *ud)
                "INSERT INTO users (name, password_hash, is_guest, admin, creation_ts)"
                " VALUES (?, ?, 0, ?, ?) RETURNING " ACC_USER_COLS,
                "ssii", j->user_id, hash, (int64_t)j->admin, (int64_t)(mx_now_ms() / 1000));
+    acc_hook_user_creating(b, j->user_id, NULL, false);
     acc_job_run_async(j, b, acc_svc_created);
 }
 

@@ -42,9 +42,15 @@ typedef void (*hs_devices_fn)(int status, json_t *devices, void *ud);
 int hs_user_devices(const char *user_id, hs_devices_fn cb, void *ud);
 
 /* ------------------------------------------------------------ hooks ---
- * Called on the loop after the change has committed.  Any member may be
- * NULL.  Strings are borrowed for the duration of the call. */
+ * Called on the loop after the change has committed (except
+ * user_creating).  Any member may be NULL.  Strings are borrowed for the
+ * duration of the call. */
 typedef struct hs_accounts_hooks {
+    /* A new account is being written: adds the part's own rows for it to
+     * `b`, the write batch that inserts the user, so that they commit with
+     * it (a 200 to the registration means they are stored). */
+    void (*user_creating)(mx_sql_batch_t *b, const char *user_id, const char *displayname,
+                          bool is_guest);
     /* A new account (also guests and shared-secret registrations);
      * `displayname` is the one asked for at registration, or NULL. */
     void (*user_registered)(const char *user_id, const char *displayname, bool is_guest);

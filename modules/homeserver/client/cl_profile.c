@@ -324,8 +324,8 @@ static void pf_put_authed(mx_req_t *req, const hs_user_t *who, void *ud)
     s->field = field;
     s->value = value;
     const char *lp = pf_localpart(mx_req_pool(req), who->user_id);
-    /* A profile row may not exist yet (registration hook still queued):
-     * the default display name is the localpart. */
+    /* Accounts made before profiles existed have no row: the default
+     * display name is the localpart. */
     if (strcmp(field, "displayname") == 0)
         mx_sql_add(b, "INSERT INTO profiles (user_id, localpart, displayname) VALUES (?, ?, ?)"
                       " ON CONFLICT (user_id) DO UPDATE SET displayname = excluded.displayname",
@@ -360,24 +360,22 @@ static void pf_hook_done(int status, mx_sql_res_t *res, void *ud)
                res ? mx_sql_errmsg(res) : "?");
 }
 
-static void pf_user_registered(const char *user_id, const char *displayname, bool is_guest)
+/* A new account's profile row (display name: the one asked for, else the
+ * localpart, as Synapse), written in the registration's transaction. */
+static void pf_user_creating(mx_sql_batch_t *b, const char *user_id, const char *displayname,
+                             bool is_guest)
 {
     (void)is_guest;
     mx_pool_t *pool = mx_pool_new();
-    mx_sql_batch_t *b = pool ? mx_sql_batch_new(hs.db, MX_SQL_WRITE) : NULL;
-    if (!b) {
-        if (pool)
-            mx_pool_free(pool);
-        return;
-    }
-    char *lp = pf_localpart(pool, user_id);
-    const char *dn = displayname && *displayname ? displayname : lp;
-    mx_sql_add(b, "INSERT INTO profiles (user_id, localpart, displayname) VALUES (?, ?, ?)"
-                  " ON CONFLICT (user_id) DO NOTHING",
-               "sss", user_id, lp, dn);
-    mx_pool_free(pool);
-    if (mx_sql_run(b, pf_hook_done, NULL) < 0)
+    char *lp = pool ? pf_localpart(pool, user_id) : NULL;
+    if (lp)
+        mx_sql_add(b, "INSERT INTO profiles (user_id, localpart, displayname) VALUES (?, ?, ?)"
+                      " ON CONFLICT (user_id) DO NOTHING",
+                   "sss", user_id, lp, displayname && *displayname ? displayname : lp);
+    else
         mx_log("homeserver", MX_LOG_ERROR, "profile: cannot create the profile of %s", user_id);
+    if (pool)
+        mx_pool_free(pool);
 }
 
 static void pf_user_deactivated(const char *user_id, bool erase)
@@ -395,7 +393,7 @@ static void pf_user_deactivated(const char *user_id, bool erase)
 }
 
 static const hs_accounts_hooks_t pf_hooks = {
-    .user_registered = pf_user_registered,
+    .user_creating = pf_user_creating,
     .user_deactivated = pf_user_deactivated,
 };
 
