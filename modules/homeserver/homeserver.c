@@ -33,6 +33,11 @@ static const mx_conf_item_t hs_conf_items[] = {
     MX_CONF_INT("argon2_opslimit", hs_conf_t, argon2_opslimit, "2"),
     MX_CONF_INT("argon2_memlimit_kib", hs_conf_t, argon2_memlimit_kib, "19456"),
     MX_CONF_INT("max_event_size", hs_conf_t, max_event_size, "65536"),
+    MX_CONF_BOOL("enable_registration_captcha", hs_conf_t, enable_registration_captcha, "false"),
+    MX_CONF_STR("recaptcha_public_key", hs_conf_t, recaptcha_public_key, NULL),
+    MX_CONF_STR("recaptcha_private_key", hs_conf_t, recaptcha_private_key, NULL),
+    MX_CONF_STR("recaptcha_siteverify_api", hs_conf_t, recaptcha_siteverify_api,
+                "https://www.recaptcha.net/recaptcha/api/siteverify"),
     MX_CONF_END,
 };
 
@@ -42,6 +47,13 @@ static int hs_init(void *conf, char *err, size_t errlen)
     hs.conf = *(const hs_conf_t *)conf;
     if (hs.conf.argon2_opslimit < 1 || hs.conf.argon2_memlimit_kib < 8) {
         snprintf(err, errlen, "homeserver: argon2_opslimit must be >= 1 and argon2_memlimit_kib >= 8");
+        return -EINVAL;
+    }
+    if (hs.conf.enable_registration_captcha &&
+        !(hs.conf.recaptcha_public_key && *hs.conf.recaptcha_public_key &&
+          hs.conf.recaptcha_private_key && *hs.conf.recaptcha_private_key)) {
+        snprintf(err, errlen, "homeserver: enable_registration_captcha needs"
+                              " recaptcha_public_key and recaptcha_private_key");
         return -EINVAL;
     }
     return 0;

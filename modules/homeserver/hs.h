@@ -39,6 +39,13 @@ typedef struct hs_conf {
     int64_t argon2_opslimit;            /* password hashing cost */
     int64_t argon2_memlimit_kib;
     int64_t max_event_size;             /* 65536 per spec */
+    /* reCAPTCHA (Synapse's keys): the m.login.recaptcha stage can be
+     * completed once the private key is set; registration requires it when
+     * enable_registration_captcha is on. */
+    int enable_registration_captcha;
+    char *recaptcha_public_key;
+    char *recaptcha_private_key;
+    char *recaptcha_siteverify_api;
 } hs_conf_t;
 
 struct rm_send_state;
@@ -167,6 +174,9 @@ char *hs_user_id(mx_pool_t *pool, const char *localpart);
 
 /* Replies 500 M_UNKNOWN and logs `what` with the storage status. */
 void hs_reply_storage_error(mx_req_t *req, int status, const char *what);
+/* `s` percent-encoded for an application/x-www-form-urlencoded body or a
+ * query string (unreserved characters kept); malloc'd, NULL on ENOMEM. */
+char *hs_form_escape(const char *s);
 
 /* Parts' start functions (called from homeserver.c in this order). */
 int hs_accounts_start(char *err, size_t errlen);

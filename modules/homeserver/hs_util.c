@@ -1,12 +1,14 @@
 /*
  * hs_util.c: helpers every part of the homeserver uses: requester
  * authentication through the `auth.token` service, user ID syntax checks,
- * and the storage-error reply.
+ * the storage-error reply and form/query escaping.
  */
 #include "hs.h"
 #include "accounts/accounts.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* --------------------------------------------------------------- auth --- */
@@ -183,4 +185,23 @@ void hs_reply_storage_error(mx_req_t *req, int status, const char *what)
 {
     mx_log("homeserver", MX_LOG_ERROR, "%s: storage error %d", what ? what : "request", status);
     mx_req_error(req, 500, "M_UNKNOWN", "Internal server error");
+}
+
+char *hs_form_escape(const char *s)
+{
+    size_t n = strlen(s);
+    char *o = malloc(n * 3 + 1), *p = o;
+    if (!o)
+        return NULL;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
+            *p++ = (char)*c;
+        } else {
+            snprintf(p, 4, "%%%02X", *c);
+            p += 3;
+        }
+    }
+    *p = '\0';
+    return o;
 }

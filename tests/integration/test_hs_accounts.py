@@ -255,6 +255,93 @@ def test_registration_disabled(make_server):
     assert whoami(s, a["access_token"]).status_code == 200
 
 
+class _Siteverify:
+    """A mock reCAPTCHA siteverify API: records each form it gets and
+    answers success for the response "good" only."""
+
+    def __init__(self):
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        seen = self.seen = []
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(n).decode()))
+                seen.append(form)
+                body = ('{"success": %s}' % ("true" if form.get("response") == "good"
+                                             else "false")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/recaptcha/api/siteverify"
+
+
+def test_recaptcha_stage(make_server):
+    """m.login.recaptcha as Synapse: the response is checked with the
+    siteverify API (secret + response + remoteip); with
+    enable_registration_captcha every registration flow starts with it and
+    the 401 carries the public key."""
+    sv = _Siteverify()
+    try:
+        s = custom_server(make_server, {"  argon2_memlimit_kib: 64\n": (
+            "  argon2_memlimit_kib: 64\n  enable_registration_captcha: true\n"
+            "  recaptcha_public_key: pub-key\n  recaptcha_private_key: priv-key\n"
+            f"  recaptcha_siteverify_api: {sv.url}\n")},
+            extra="ip_range_whitelist: ['127.0.0.1/32']\n")
+        name = uniq()
+        r = s.api("POST", V3 + "/register", json_body={"username": name, "password": "pw12345678"})
+        assert r.status_code == 401, r.text
+        j = r.json()
+        assert [f["stages"] for f in j["flows"]] == [["m.login.recaptcha", "m.login.dummy"]]
+        assert j["params"] == {"m.login.recaptcha": {"public_key": "pub-key"}}
+        sid = j["session"]
+        # the dummy stage alone does not complete the flow
+        r = s.api("POST", V3 + "/register", json_body={
+            "username": name, "password": "pw12345678",
+            "auth": {"type": "m.login.dummy", "session": sid}})
+        assert r.status_code == 401 and r.json()["completed"] == ["m.login.dummy"], r.text
+        # a missing response, then a wrong one
+        r = s.api("POST", V3 + "/register", json_body={
+            "auth": {"type": "m.login.recaptcha", "session": sid}})
+        assert r.status_code == 400 and r.json()["errcode"] == "M_CAPTCHA_NEEDED", r.text
+        r = s.api("POST", V3 + "/register", json_body={
+            "auth": {"type": "m.login.recaptcha", "session": sid, "response": "bad"}})
+        assert r.status_code == 401 and r.json()["errcode"] == "M_UNAUTHORIZED", r.text
+        assert sv.seen[-1] == {"secret": "priv-key", "response": "bad", "remoteip": "127.0.0.1"}
+        r = s.api("POST", V3 + "/register", json_body={
+            "auth": {"type": "m.login.recaptcha", "session": sid, "response": "good"}})
+        assert r.status_code == 200, r.text
+        assert r.json()["user_id"].startswith("@" + name + ":")
+        assert len(sv.seen) == 2
+    finally:
+        sv.httpd.shutdown()
+
+
+def test_recaptcha_needs_keys(make_server):
+    s = make_server("sqlite")
+    with open(s.config_path) as f:
+        cfg = f.read()
+    with open(s.config_path, "w") as f:
+        f.write(cfg.replace("  argon2_memlimit_kib: 64\n",
+                            "  argon2_memlimit_kib: 64\n  enable_registration_captcha: true\n"))
+    import subprocess
+    from conftest import find_binary
+    out = subprocess.run([find_binary(), "serve", "-c", s.config_path], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    assert "enable_registration_captcha needs recaptcha_public_key" in out.stdout + out.stderr
+
+
 def test_registration_tokens(make_server):
     s = custom_server(make_server, extra="registration_requires_token: true\n")
     db_exec(s, "INSERT INTO registration_tokens (token, uses_allowed, pending, completed,"

@@ -165,6 +165,7 @@ enum {
     ACC_STAGE_DUMMY = 1,
     ACC_STAGE_PASSWORD = 2,
     ACC_STAGE_REGTOKEN = 4,
+    ACC_STAGE_RECAPTCHA = 8,
 };
 typedef struct acc_uia_sess {
     char id[40];
@@ -189,6 +190,13 @@ int acc_uia_run(mx_req_t *req, json_t *body, const char *user_id, const unsigned
 void acc_uia_finish(acc_uia_sess_t *s, bool token_used);
 /* Drops expired sessions (timer). */
 void acc_uia_expire(void);
+/* Whether m.login.recaptcha can be checked (a private key is configured). */
+bool acc_recaptcha_enabled(void);
+/* Checks a reCAPTCHA `response` with the siteverify API (POST secret,
+ * response, remoteip); `done` gets true when it answered success. */
+typedef void (*acc_recaptcha_fn)(bool ok, void *ud);
+int acc_recaptcha_verify(const char *response, const char *client_ip, acc_recaptcha_fn done,
+                         void *ud);
 
 /* --------------------------------------------------------- registration ---
  * One account creation (POST /register, guests, shared-secret).  Allocated

@@ -51,25 +51,6 @@ static acc_mas_t *acc_mas;
 
 /* ------------------------------------------------------------- config --- */
 
-static char *acc_pct(const char *s)
-{
-    size_t n = strlen(s);
-    char *o = malloc(n * 3 + 1), *p = o;
-    if (!o)
-        return NULL;
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
-            *c == '-' || *c == '.' || *c == '_' || *c == '~') {
-            *p++ = (char)*c;
-        } else {
-            snprintf(p, 4, "%%%02X", *c);
-            p += 3;
-        }
-    }
-    *p = '\0';
-    return o;
-}
-
 /* A string key, or the first line of the file its `<key>_path` names. */
 static char *acc_secret(const json_t *sec, const char *key)
 {
@@ -172,7 +153,7 @@ static int acc_mas_conf(void)
             return -EINVAL;
         }
         acc_mas->url = ep ? strdup(ep) : acc_join(issuer, "oauth2/introspect");
-        char *ecid = acc_pct(cid), *esec = acc_pct(secret);
+        char *ecid = hs_form_escape(cid), *esec = hs_form_escape(secret);
         if (method && !strcmp(method, "client_secret_post")) {
             size_t n = (ecid ? strlen(ecid) : 0) + (esec ? strlen(esec) : 0) + 40;
             if (ecid && esec && (acc_mas->post_creds = malloc(n)))
@@ -434,7 +415,7 @@ static int acc_mas_validate(const char *token, hs_token_done_fn cb, void *ud)
         acc_iq_end(q, 0, false);
         return 0;
     }
-    char *et = acc_pct(token);
+    char *et = hs_form_escape(token);
     size_t n = et ? strlen(et) + strlen(acc_mas->post_creds) + 8 : 0;
     char *body = et ? malloc(n) : NULL;
     if (!body) {

@@ -392,14 +392,22 @@ static void acc_reg_checked(int status, mx_sql_res_t *res, void *ud)
         mx_req_error(req, 400, "M_USER_IN_USE", "User ID already taken.");
         return;
     }
-    const unsigned *flows = acc_flow_dummy;
+    const unsigned *base = acc_flow_dummy;
     size_t nflows = 1;
     if (acc_requires_token()) {
-        flows = acc_flow_token;
+        base = acc_flow_token;
     } else if (mx_sql_nrows(res, 1) > 0 && mx_sql_int(res, 1, 0, 0) > 0) {
-        flows = acc_flow_dummy_token;
+        base = acc_flow_dummy_token;
         nflows = 2;
     }
+    /* enable_registration_captcha: every flow starts with the captcha. */
+    unsigned *flows = mx_palloc(mx_req_pool(req), sizeof(unsigned) * nflows);
+    if (!flows) {
+        mx_req_error(req, 500, "M_UNKNOWN", "Out of memory");
+        return;
+    }
+    for (size_t f = 0; f < nflows; f++)
+        flows[f] = base[f] | (hs.conf.enable_registration_captcha ? ACC_STAGE_RECAPTCHA : 0);
     acc_uia_run(req, mx_req_json(req), NULL, flows, nflows, acc_reg_uia_done, NULL);
 }
 

@@ -6,9 +6,12 @@
  * Sessions live in memory for ACC_UIA_TTL_MS and are bound to the method
  * and path of the request that started them, so a session completed for
  * one operation cannot authorise another.  Stages: m.login.dummy,
- * m.login.password (the requester's own password), and
+ * m.login.password (the requester's own password),
  * m.login.registration_token (reserves one use: pending + 1, given back when
- * the session ends without registering).
+ * the session ends without registering), and m.login.recaptcha (checked
+ * with the siteverify API, acc_recaptcha.c; like Synapse, it can be
+ * completed whenever a private key is configured, even in a session whose
+ * flows do not ask for it).
  */
 #include "acc_int.h"
 
@@ -23,6 +26,7 @@ static const struct {
     unsigned bit;
     const char *name;
 } acc_stages[] = {
+    { ACC_STAGE_RECAPTCHA, "m.login.recaptcha" },
     { ACC_STAGE_DUMMY, "m.login.dummy" },
     { ACC_STAGE_PASSWORD, "m.login.password" },
     { ACC_STAGE_REGTOKEN, "m.login.registration_token" },
@@ -121,8 +125,15 @@ static void acc_uia_reply(acc_uia_call_t *c, acc_uia_sess_t *s, const char *errc
     for (size_t i = 0; i < ACC_NSTAGES; i++)
         if (s->completed & acc_stages[i].bit)
             json_array_append_new(completed, json_string(acc_stages[i].name));
-    json_t *b = json_pack("{s:o, s:{}, s:s, s:o}", "flows", flows, "params", "session", s->id,
-                          "completed", completed);
+    json_t *params = json_object();
+    bool captcha = false;
+    for (size_t f = 0; f < c->nflows; f++)
+        captcha |= (c->flows[f] & ACC_STAGE_RECAPTCHA) != 0;
+    if (params && captcha)
+        json_object_set_new(params, "m.login.recaptcha",
+                            json_pack("{s:s}", "public_key", hs.conf.recaptcha_public_key));
+    json_t *b = json_pack("{s:o, s:o, s:s, s:o}", "flows", flows, "params", params, "session",
+                          s->id, "completed", completed);
     if (b && errcode) {
         json_object_set_new(b, "errcode", json_string(errcode));
         json_object_set_new(b, "error", json_string(error));
@@ -292,6 +303,35 @@ static void acc_stage_regtoken(acc_uia_call_t *c, acc_uia_sess_t *s, json_t *aut
     }
 }
 
+/* ------------------------------------------------------------ reCAPTCHA --- */
+
+static void acc_captcha_checked(bool ok, void *ud)
+{
+    acc_uia_call_t *c = ud;
+    acc_uia_sess_t *s = acc_uia_again(c);
+    if (!s)
+        return;
+    if (!ok) {
+        acc_uia_reply(c, s, "M_UNAUTHORIZED", "Captcha authentication failed");
+        return;
+    }
+    s->completed |= ACC_STAGE_RECAPTCHA;
+    acc_uia_next(c, s);
+}
+
+static void acc_stage_recaptcha(acc_uia_call_t *c, acc_uia_sess_t *s, json_t *auth)
+{
+    (void)s;
+    const char *response = json_string_value(json_object_get(auth, "response"));
+    if (!response || !*response) {
+        mx_req_error(c->req, 400, "M_CAPTCHA_NEEDED", "Captcha response is required");
+        return;
+    }
+    int rc = acc_recaptcha_verify(response, mx_req_client_ip(c->req), acc_captcha_checked, c);
+    if (rc < 0)
+        mx_req_error(c->req, 500, "M_UNKNOWN", "Cannot check the captcha");
+}
+
 /* ------------------------------------------------------------------ run --- */
 
 static acc_uia_sess_t *acc_uia_new(mx_req_t *req, json_t *body, const char *user_id)
@@ -371,6 +411,8 @@ int acc_uia_run(mx_req_t *req, json_t *body, const char *user_id, const unsigned
     bool offered = false;
     for (size_t f = 0; f < nflows; f++)
         offered |= (flows[f] & bit) != 0;
+    if (bit == ACC_STAGE_RECAPTCHA && acc_recaptcha_enabled())
+        offered = true;
     if (!bit || !offered) {
         mx_req_error(req, 400, "M_UNRECOGNIZED", "Unrecognised login type");
         return MX_ASYNC;
@@ -385,6 +427,9 @@ int acc_uia_run(mx_req_t *req, json_t *body, const char *user_id, const unsigned
         break;
     case ACC_STAGE_REGTOKEN:
         acc_stage_regtoken(c, s, auth);
+        break;
+    case ACC_STAGE_RECAPTCHA:
+        acc_stage_recaptcha(c, s, auth);
         break;
     }
     return MX_ASYNC;
