@@ -33,6 +33,7 @@ static const mx_conf_item_t hs_conf_items[] = {
     MX_CONF_INT("argon2_opslimit", hs_conf_t, argon2_opslimit, "2"),
     MX_CONF_INT("argon2_memlimit_kib", hs_conf_t, argon2_memlimit_kib, "19456"),
     MX_CONF_INT("max_event_size", hs_conf_t, max_event_size, "65536"),
+    MX_CONF_BOOL("enable_ephemeral_messages", hs_conf_t, enable_ephemeral_messages, "false"),
     MX_CONF_BOOL("enable_registration_captcha", hs_conf_t, enable_registration_captcha, "false"),
     MX_CONF_STR("recaptcha_public_key", hs_conf_t, recaptcha_public_key, NULL),
     MX_CONF_STR("recaptcha_private_key", hs_conf_t, recaptcha_private_key, NULL),

@@ -42,6 +42,7 @@ typedef struct hs_conf {
     /* reCAPTCHA (Synapse's keys): the m.login.recaptcha stage can be
      * completed once the private key is set; registration requires it when
      * enable_registration_captcha is on. */
+    int enable_ephemeral_messages;      /* MSC2228 (rooms/rm_expiry.c) */
     int enable_registration_captcha;
     char *recaptcha_public_key;
     char *recaptcha_private_key;

@@ -94,7 +94,7 @@ static void ri_search(const char *room_id, const json_t *pdu, const char *event_
 /* The redacted event loses its relation (the redaction algorithm strips
  * content.m.relates_to) and its search entry; a thread whose latest reply
  * it was points at the reply before (or disappears with its last reply). */
-static void ri_redact(const char *redacts, mx_sql_batch_t *b)
+static int ri_redact(const char *redacts, mx_sql_batch_t *b)
 {
     mx_sql_add(b, "DELETE FROM event_relations WHERE event_id = ?", "s", redacts);
     mx_sql_add(b, "UPDATE threads SET"
@@ -110,6 +110,12 @@ static void ri_redact(const char *redacts, mx_sql_batch_t *b)
     else
         mx_sql_add(b, "DELETE FROM event_search WHERE rowid = (SELECT stream_ordering FROM events"
                       " WHERE event_id = ?)", "s", redacts);
+    return 4;
+}
+
+int hs_relations_forget(const char *event_id, mx_sql_batch_t *b)
+{
+    return ri_redact(event_id, b);
 }
 
 void hs_relations_on_event(struct rm_room *room, const json_t *pdu, const char *event_id,

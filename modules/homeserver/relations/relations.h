@@ -46,6 +46,11 @@ struct rm_room;
 void hs_relations_on_event(struct rm_room *room, const json_t *pdu, const char *event_id,
                            int64_t stream_ordering, const char *redacts, mx_sql_batch_t *b);
 
+/* Adds to `b` the deletion of the relation and search rows of an event
+ * whose stored copy is being redacted another way (an expired MSC2228
+ * message).  Returns the number of statements added. */
+int hs_relations_forget(const char *event_id, mx_sql_batch_t *b);
+
 /* Called once with 0, or a negative code when the storage failed (the
  * events are then left as they were). */
 typedef void (*hs_rel_done_fn)(int status, void *ud);

@@ -697,6 +697,7 @@ int rm_txn_add(rm_txn_t *t, const char *type, const char *state_key, const char 
      * the event and appear in the same /sync. */
     hs_push_on_event(r, ev, eid, so, b);
     hs_relations_on_event(r, ev, eid, so, o->redact_target ? o->redacts : NULL, b);
+    rm_expiry_on_event(r, ev, eid, b);
     rc = rm_txn_push(t, eid, so, membership ? state_key : NULL);
     if (rc == 0 && event_id)
         *event_id = t->evs[t->n - 1].event_id;

@@ -157,7 +157,7 @@ json_t *rm_stripped_state(const rm_room_t *r)
 int hs_rooms_start(char *err, size_t errlen)
 {
     int rc = rm_schema_start(err, errlen);
-    if (rc < 0 || (rc = rm_vis_start(err, errlen)) < 0)
+    if (rc < 0 || (rc = rm_vis_start(err, errlen)) < 0 || (rc = rm_expiry_start(err, errlen)) < 0)
         return rc;
     if ((rc = rm_send_routes()) < 0 || (rc = rm_create_routes()) < 0 ||
         (rc = rm_membership_routes()) < 0 || (rc = rm_state_routes()) < 0 ||
@@ -172,6 +172,7 @@ int hs_rooms_start(char *err, size_t errlen)
 void hs_rooms_stop(void)
 {
     rm_send_stop();
+    rm_expiry_stop();
     rm_cache_stop();
     rm_vis_stop();
 }

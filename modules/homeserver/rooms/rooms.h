@@ -155,6 +155,16 @@ const char *rm_device_key(mx_pool_t *pool, const hs_user_t *who);
 /* Stripped state of a room for invites/knocks (new array reference). */
 json_t *rm_stripped_state(const rm_room_t *r);
 
+/* ------------------------------------------------------------- expiry ---
+ * (rm_expiry.c) MSC2228 self-destructing messages, when
+ * `homeserver.enable_ephemeral_messages` is on.  The pipeline calls
+ * rm_expiry_on_event for every accepted event: it adds the expiry row of
+ * a message carrying org.matrix.self_destruct_after to `b`. */
+void rm_expiry_on_event(const rm_room_t *r, const json_t *pdu, const char *event_id,
+                        mx_sql_batch_t *b);
+int rm_expiry_start(char *err, size_t errlen);
+void rm_expiry_stop(void);
+
 /* -------------------------------------------------------------- tokens ---
  * /messages tokens: "t<P>" is the point after stream position P.  A /sync
  * token ("s<P>_...") is accepted too (its event position).  Returns 0 or
