@@ -1001,6 +1001,14 @@ const char *mx_req_query(mx_req_t *r, const char *name)
     return NULL;
 }
 
+const char *mx_req_query_nth(mx_req_t *r, const char *name, int n)
+{
+    for (int i = 0; i < r->nquery && n >= 0; i++)
+        if (!strcmp(r->qnames[i], name) && n-- == 0)
+            return r->qvals[i];
+    return NULL;
+}
+
 const char *mx_req_header(mx_req_t *r, const char *name)
 {
     return find_header(r, name);

@@ -34,9 +34,10 @@
  *        mx_req_body_pause, mx_req_body_resume.
  *   1.3  mx_read_file, mx_share_dir.
  *   1.4  mx_conf_size, mx_conf_duration.
- *   1.5  mx_req_reply_prepared. */
+ *   1.5  mx_req_reply_prepared.
+ *   1.6  mx_req_query_nth. */
 #define MX_ABI_MAJOR 1
-#define MX_ABI_MINOR 5
+#define MX_ABI_MINOR 6
 #define MX_ABI_SIGNATURE "lp64-jansson2-uv1"
 
 /* Handler outcomes and error codes.  Functions return 0 or a negative code:
@@ -388,7 +389,10 @@ typedef struct mx_signing_key {
      * mx_req_reply (HEAD and 304: no body). */ \
     X(void, mx_req_reply_prepared, (mx_req_t *r, int status, const char *headers, size_t hlen, \
                                     const void *body, size_t len), \
-      (r, status, headers, hlen, body, len))
+      (r, status, headers, hlen, body, len)) \
+    /* ABI 1.6: the n-th (from 0) value of a repeated query parameter \
+     * (?a=1&a=2), in the order of the URL; NULL past the last (borrowed). */ \
+    X(const char *, mx_req_query_nth, (mx_req_t *r, const char *name, int n), (r, name, n))
 
 /* The variadic functions: X(return type, name, parameter list). */
 #define MX_API_VFUNCS(X) \

@@ -87,6 +87,7 @@ struct sq_db {
     uv_thread_t cthread;
     bool cstarted, ckpt_wanted;
     uint64_t checkpoints;
+    volatile int ckpt_phase; /* TRACE */
 };
 
 /* ------------------------------------------------------- connections --- */
@@ -401,7 +402,9 @@ static void sq_write_group(sq_db_t *d, mx_sql_batch_t *list)
     sq_conn_t *c = &d->writer;
     for (;;) {
         bool aborted = false;
+        uint64_t t0 = uv_hrtime(); int ph0 = d->ckpt_phase;
         int rc = sq_simple(c, "BEGIN IMMEDIATE");
+        uint64_t t1 = uv_hrtime(); int nb = 0;
         if (rc != SQLITE_OK) {
             for (mx_sql_batch_t *b = list; b; b = b->next)
                 if (!b->status)
@@ -411,6 +414,7 @@ static void sq_write_group(sq_db_t *d, mx_sql_batch_t *list)
         for (mx_sql_batch_t *b = list; b; b = b->next) {
             if (b->status)
                 continue;
+            nb++;
             rc = sq_simple(c, "SAVEPOINT mx_batch");
             if (rc != SQLITE_OK) {
                 sq_fail(b, -1, rc, "SAVEPOINT", sqlite3_errmsg(c->db));
@@ -446,7 +450,12 @@ static void sq_write_group(sq_db_t *d, mx_sql_batch_t *list)
                     mx__res_reset(b->res);
             continue;
         }
+        uint64_t t2 = uv_hrtime();
         rc = sq_simple(c, "COMMIT");
+        uint64_t t3 = uv_hrtime();
+        if (getenv("SQ_TRACE") && t3 - t0 > 3000000)
+            fprintf(stderr, "SLOW n=%d begin=%.2f body=%.2f commit=%.2f ckpt=%d->%d\n", nb,
+                    (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6, ph0, d->ckpt_phase);
         if (rc != SQLITE_OK) {
             char why[300];
             snprintf(why, sizeof(why), "%s", sqlite3_errmsg(c->db));
@@ -533,11 +542,20 @@ static void sq_ckpt_main(void *arg)
             break;
         uv_mutex_unlock(&d->mu);
         int nlog = 0, nckpt = 0;
+        d->ckpt_phase = 1; uint64_t c0 = uv_hrtime();
         int rc = sqlite3_wal_checkpoint_v2(d->ckpt.db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog,
                                            &nckpt);
-        if (rc == SQLITE_OK && nlog >= SQ_RESTART_FRAMES)
+        uint64_t c1 = uv_hrtime(); int l1 = nlog, k1 = nckpt;
+        if (rc == SQLITE_OK && nlog >= SQ_RESTART_FRAMES) {
+            d->ckpt_phase = 2;
             rc = sqlite3_wal_checkpoint_v2(d->ckpt.db, NULL, SQLITE_CHECKPOINT_RESTART, &nlog,
                                            &nckpt);
+        }
+        uint64_t c2 = uv_hrtime();
+        d->ckpt_phase = 0;
+        if (getenv("SQ_TRACE"))
+            fprintf(stderr, "CKPT passive %.2f ms (%d/%d) restart %.2f ms (%d/%d) rc=%d\n",
+                    (c1 - c0) / 1e6, k1, l1, (c2 - c1) / 1e6, nckpt, nlog, rc);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             mx_log("store", MX_LOG_WARN, "SQLite checkpoint: %s", sqlite3_errmsg(d->ckpt.db));
         uv_sleep(SQ_CKPT_GAP_MS);

@@ -82,6 +82,21 @@ static int h_query(mx_req_t *r, void *ud)
     return MX_DONE;
 }
 
+/* Every value of the repeated parameter "a" (mx_req_query_nth), and what
+ * index 3 and a negative index give. */
+static int h_query_all(mx_req_t *r, void *ud)
+{
+    json_t *all = json_array();
+    const char *v;
+    for (int i = 0; (v = mx_req_query_nth(r, "a", i)); i++)
+        json_array_append_new(all, json_string(v));
+    mx_req_reply_json(r, 200, json_pack("{s:o, s:s?, s:s?, s:s?}", "a", all, "first",
+                                        mx_req_query(r, "a"), "third",
+                                        mx_req_query_nth(r, "a", 2), "neg",
+                                        mx_req_query_nth(r, "a", -1)));
+    return MX_DONE;
+}
+
 static int h_decline(mx_req_t *r, void *ud)
 {
     return MX_DECLINED;
@@ -420,6 +435,7 @@ static int server_start(void)
     mx_route_add("client", "GET", "/_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}",
                  h_state, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/q", h_query, NULL, 0);
+    mx_route_add("client", "GET", "/_matrix/client/v3/qall", h_query_all, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/d", h_decline, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/d", h_second, NULL, 0);
     mx_route_add("client", "GET", "/_matrix/client/v3/slow/{ms}", h_slow, NULL, 0);
@@ -821,6 +837,19 @@ static void test_bad_paths(void **state)
     assert_int_equal(request("GET /_matrix/client/v3/q HTTP/1.1\r\nAuthorization: Bearer abc\r\n"
                              "X-Forwarded-For: 203.0.113.9, 10.1.2.3\r\n\r\n", &r), 0);
     assert_string_equal(r.body, "{\"a\":null,\"token\":\"abc\",\"ip\":\"203.0.113.9\"}");
+}
+
+/* Repeated query parameters: every value in URL order, others skipped. */
+static void test_query_nth(void **state)
+{
+    resp_t r;
+    assert_int_equal(request("GET /_matrix/client/v3/qall?a=1&b=x&a=%32&a&c=3&a=z+w HTTP/1.1\r\n\r\n",
+                             &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"a\":[\"1\",\"2\",\"\",\"z w\"],\"first\":\"1\",\"third\":\"\","
+                                "\"neg\":null}");
+    assert_int_equal(request("GET /_matrix/client/v3/qall?b=1 HTTP/1.1\r\n\r\n", &r), 0);
+    assert_string_equal(r.body, "{\"a\":[],\"first\":null,\"third\":null,\"neg\":null}");
 }
 
 static void test_404_405_cors(void **state)
@@ -1452,6 +1481,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_smuggling),
         cmocka_unit_test(test_bad_paths),
+        cmocka_unit_test(test_query_nth),
         cmocka_unit_test(test_404_405_cors),
         cmocka_unit_test(test_json_body),
         cmocka_unit_test(test_async_abort),

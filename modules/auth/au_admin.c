@@ -138,6 +138,38 @@ const char *aa_qstr(aa_req_t *r, const char *name)
     return v;
 }
 
+const char **aa_qall(aa_req_t *r, const char *name, int *n)
+{
+    int k = 0;
+    while (mx_req_query_nth(r->req, name, k))
+        k++;
+    const char **v = mx_palloc(r->pool, (size_t)(k + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    for (int i = 0; i < k; i++) {
+        v[i] = mx_req_query_nth(r->req, name, i);
+        aa_note_filter(r, name, v[i]);
+    }
+    v[k] = NULL;
+    *n = k;
+    return v;
+}
+
+const char **aa_qall_ulids(aa_req_t *r, const char *name, int *n)
+{
+    const char **v = aa_qall(r, name, n);
+    if (!v) {
+        aa_fail(r, -ENOMEM, name);
+        return NULL;
+    }
+    for (int i = 0; i < *n; i++)
+        if (!au_ulid_valid(v[i])) {
+            aa_error(r->req, 400, mx_psprintf(r->pool, "Invalid filter parameters: %s", name));
+            return NULL;
+        }
+    return v;
+}
+
 bool aa_qbool(aa_req_t *r, const char *name, int *out)
 {
     const char *v = aa_qstr(r, name);

@@ -103,6 +103,13 @@ const char *aa_qstr(aa_req_t *r, const char *name);
 /* A query parameter that must be a ULID: NULL when absent; *bad set (400
  * sent) when malformed. */
 const char *aa_qulid(aa_req_t *r, const char *name, bool *bad);
+/* Every value of a repeated query parameter (?f=a&f=b), each recorded for
+ * the page links: a NULL-terminated pool array, the count in *n (0 when
+ * absent); NULL when out of memory. */
+const char **aa_qall(aa_req_t *r, const char *name, int *n);
+/* aa_qall for values that must all be ULIDs; NULL when answered (400 when
+ * one is malformed, 500 when out of memory). */
+const char **aa_qall_ulids(aa_req_t *r, const char *name, int *n);
 /* The JSON object body (new reference); NULL with 400 sent when bad. */
 json_t *aa_body(aa_req_t *r);
 /* The {id} path parameter, a ULID; NULL with 400 sent when malformed. */
@@ -154,6 +161,39 @@ void aa_get_run(aa_req_t *r, aa_list_t *l, const char *self);
 /* aa_get_run of the object whose `id` column is `id` (`l` NULL: out of
  * memory, answered); `status` 0 means 200. */
 void aa_get_by_id(aa_req_t *r, aa_list_t *l, const char *id, int status, const char *self);
+
+/* Objects a filter names, which must exist (MAS answers 404 otherwise):
+ * `sql` selects a row when it does (no binds: values are quoted in it),
+ * `title` is the 404's.  Pool strings. */
+typedef struct aa_need {
+    const char *sql, *title;
+} aa_need_t;
+typedef void (*aa_then_fn)(aa_req_t *r, void *ud);
+/* Runs the `n` checks in one read; the first that finds nothing is
+ * answered 404, else `then` runs (at once when n is 0).  `needs` must stay
+ * valid until then (pool). */
+void aa_require(aa_req_t *r, const aa_need_t *needs, int n, aa_then_fn then, void *ud);
+/* The checks of a client's admin API ID ("Client ID <id> not found"), a
+ * user's ULID ("User ID <id> not found") and a browser session's ULID
+ * ("User session ID <id> not found"); false when out of memory. */
+bool aa_need_client(aa_req_t *r, aa_need_t *need, const char *ulid);
+bool aa_need_user(aa_req_t *r, aa_need_t *need, const char *ulid);
+bool aa_need_user_session(aa_req_t *r, aa_need_t *need, const char *ulid);
+/* SQL condition: column `col` holds the hash of the browser session with
+ * ULID `ulid` (pool; NULL when `ulid` is not a ULID). */
+char *aa_user_session_where(aa_req_t *r, const char *col, const char *ulid);
+
+#define AA_MAX_NEEDS 16
+/* filter[client]-style repeated client IDs `name` (any of them) as a
+ * condition on column `col`, each client appended to needs[*nneeds] (at
+ * most AA_MAX_NEEDS in all); "1=1" when absent, NULL when answered (400
+ * malformed, 500).  au_admin_sessions.c */
+char *aa_clients_where(aa_req_t *r, const char *name, const char *col, aa_need_t *needs,
+                       int *nneeds);
+/* `where` narrowed by filter[scope] (repeated: every one of them) on the
+ * space-separated scope column `col`; NULL with *bad set (400 "Invalid
+ * scope ...") when a token is malformed, NULL alone when out of memory. */
+char *aa_scopes_where(aa_req_t *r, const char *col, char *where, bool *bad);
 
 /* ---------------------------------------------------------- user IDs --- */
 
@@ -211,6 +251,8 @@ int aa_personal_routes(void);
 int aa_policy_routes(void);
 int aa_oauth2_clients_routes(void);
 int aa_links_routes(void);
+/* Whether `id` is a configured upstream provider's ID (au_admin_links.c). */
+bool aa_provider_known(const char *id);
 int aa_schema_migrate(char *err, size_t errlen);
 /* Configured clients (`auth.clients`) stored at start; the admin policy. */
 int aa_clients_start(char *err, size_t errlen);

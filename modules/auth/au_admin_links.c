@@ -78,7 +78,7 @@ static void aa_ln_user(aa_req_t *r, int status, const char *user_id)
         aa_fail(r, -EIO, "upstream link");
 }
 
-static bool aa_provider_known(const char *id)
+bool aa_provider_known(const char *id)
 {
     json_t *list = au_upstream_providers();
     size_t i;

@@ -219,6 +219,92 @@ void aa_user_of(aa_req_t *r, const char *ulid, aa_uid_fn cb)
         cb(r, -EIO, NULL);
 }
 
+/* ------------------------------------------------- filters' objects --- */
+
+typedef struct aa_rq {
+    aa_req_t *r;
+    const aa_need_t *needs;
+    int n;
+    aa_then_fn then;
+    void *ud;
+} aa_rq_t;
+
+static void aa_require_read(int status, mx_sql_res_t *res, void *ud)
+{
+    aa_rq_t *q = ud;
+    if (status < 0) {
+        aa_fail(q->r, status, "filter");
+        return;
+    }
+    for (int i = 0; i < q->n; i++)
+        if (mx_sql_nrows(res, i) < 1) {
+            aa_error(q->r->req, 404, q->needs[i].title);
+            return;
+        }
+    q->then(q->r, q->ud);
+}
+
+void aa_require(aa_req_t *r, const aa_need_t *needs, int n, aa_then_fn then, void *ud)
+{
+    if (n == 0) {
+        then(r, ud);
+        return;
+    }
+    aa_rq_t *q = mx_palloc(r->pool, sizeof(*q));
+    mx_sql_batch_t *b = q ? mx_sql_batch_new(au.db, MX_SQL_READ) : NULL;
+    if (!b) {
+        aa_fail(r, -ENOMEM, "filter");
+        return;
+    }
+    *q = (aa_rq_t){ .r = r, .needs = needs, .n = n, .then = then, .ud = ud };
+    for (int i = 0; i < n; i++)
+        mx_sql_add(b, needs[i].sql, "");
+    if (mx_sql_run(b, aa_require_read, q) < 0)
+        aa_fail(r, -EIO, "filter");
+}
+
+static bool aa_need(aa_req_t *r, aa_need_t *need, const char *sql, const char *what,
+                    const char *ulid)
+{
+    need->sql = sql;
+    need->title = mx_psprintf(r->pool, "%s ID %s not found", what, ulid);
+    return need->sql && need->title;
+}
+
+bool aa_need_client(aa_req_t *r, aa_need_t *need, const char *ulid)
+{
+    char *w = aa_client_id_where(r, "client_id", ulid);
+    return w && aa_need(r, need, mx_psprintf(r->pool, "SELECT 1 FROM auth_clients WHERE %s", w),
+                        "Client", ulid);
+}
+
+bool aa_need_user(aa_req_t *r, aa_need_t *need, const char *ulid)
+{
+    return aa_need(r, need,
+                   mx_psprintf(r->pool, "SELECT 1 FROM auth_admin_users WHERE id = %s",
+                               aa_sql_quote(r->pool, ulid)),
+                   "User", ulid);
+}
+
+char *aa_user_session_where(aa_req_t *r, const char *col, const char *ulid)
+{
+    uint64_t ms;
+    char hex[21];
+    if (au_ulid_to_hex(ulid, &ms, hex) < 0)
+        return NULL;
+    return mx_psprintf(r->pool, "%s IN (SELECT id_hash FROM auth_browser_sessions WHERE"
+                                " created_ts = %lld AND substr(id_hash, 1, 20) = '%s')",
+                       col, (long long)ms, hex);
+}
+
+bool aa_need_user_session(aa_req_t *r, aa_need_t *need, const char *ulid)
+{
+    char *w = aa_user_session_where(r, "id_hash", ulid);
+    return w && aa_need(r, need,
+                        mx_psprintf(r->pool, "SELECT 1 FROM auth_browser_sessions WHERE %s", w),
+                        "User session", ulid);
+}
+
 /* --------------------------------------------------------------- lists --- */
 
 typedef struct aa_lq {

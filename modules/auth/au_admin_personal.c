@@ -101,24 +101,38 @@ static void aa_ps_reply(aa_req_t *r, const char *id, int status, const char *tok
 
 /* --------------------------------------------------------------- list --- */
 
+typedef struct aa_psl {
+    aa_page_t p;
+    aa_list_t *l;
+    aa_need_t needs[3];
+} aa_psl_t;
+
+static void aa_ps_checked(aa_req_t *r, void *ud)
+{
+    aa_psl_t *q = ud;
+    aa_list_run(r, &q->p, q->l);
+}
+
+/* filter[owner_user|actor_user|owner_client] name existing objects (MAS:
+ * 404 otherwise); filter[scope] may be repeated (every one). */
 static void aa_ps_list(aa_req_t *r)
 {
-    aa_page_t p;
-    aa_list_t *l = aa_ps_new(r);
+    aa_psl_t *q = mx_palloc(r->pool, sizeof(*q));
+    int nneeds = 0;
+    aa_list_t *l = q ? aa_ps_new(r) : NULL;
     bool bad = false;
     int expires;
     if (!l) {
         aa_fail(r, -ENOMEM, "personal sessions");
         return;
     }
-    if (!aa_page_parse(r, &p))
+    if (!aa_page_parse(r, &q->p))
         return;
     const char *owner_user = aa_qulid(r, "filter[owner_user]", &bad);
     const char *actor_user = bad ? NULL : aa_qulid(r, "filter[actor_user]", &bad);
+    const char *owner_client = bad ? NULL : aa_qulid(r, "filter[owner_client]", &bad);
     if (bad || !aa_qbool(r, "filter[expires]", &expires))
         return;
-    const char *owner_client = aa_qstr(r, "filter[owner_client]");
-    const char *scope = aa_qstr(r, "filter[scope]");
     const char *status = aa_qstr(r, "filter[status]");
     if (status && strcmp(status, "active") && strcmp(status, "revoked")) {
         aa_error(r->req, 400, "Invalid filter parameters: filter[status]");
@@ -129,20 +143,31 @@ static void aa_ps_list(aa_req_t *r)
                                         " (SELECT user_id FROM auth_admin_users WHERE id = ?)",
                                l->where);
         l->args[l->nargs++] = owner_user;
+        if (!aa_need_user(r, &q->needs[nneeds++], owner_user))
+            l->where = NULL;
     }
     if (actor_user) {
         l->where = mx_psprintf(r->pool, "%s AND s.actor_user_id ="
                                         " (SELECT user_id FROM auth_admin_users WHERE id = ?)",
                                l->where);
         l->args[l->nargs++] = actor_user;
+        if (l->where && !aa_need_user(r, &q->needs[nneeds++], actor_user))
+            l->where = NULL;
     }
-    if (owner_client) {
-        l->where = mx_psprintf(r->pool, "%s AND s.owner_client_id = ?", l->where);
-        l->args[l->nargs++] = owner_client;
+    if (owner_client && l->where) {
+        char *w = aa_client_id_where(r, "s.owner_client_id", owner_client);
+        l->where = w ? mx_psprintf(r->pool, "%s AND %s", l->where, w) : NULL;
+        if (l->where && !aa_need_client(r, &q->needs[nneeds++], owner_client))
+            l->where = NULL;
     }
-    if (scope) {
-        l->where = mx_psprintf(r->pool, "%s AND (' ' || s.scope || ' ') LIKE ?", l->where);
-        l->args[l->nargs++] = mx_psprintf(r->pool, "%% %s %%", scope);
+    if (!l->where) {
+        aa_fail(r, -ENOMEM, "personal sessions");
+        return;
+    }
+    if (!(l->where = aa_scopes_where(r, "s.scope", l->where, &bad))) {
+        if (!bad)
+            aa_fail(r, -ENOMEM, "personal sessions");
+        return;
     }
     if (status)
         l->where = mx_psprintf(r->pool, "%s AND s.revoked_ts IS %sNULL", l->where,
@@ -165,7 +190,8 @@ static void aa_ps_list(aa_req_t *r)
         l->where = mx_psprintf(r->pool, "%s AND t.expires_ts %s %lld", l->where, bounds[k][1],
                                (long long)ms);
     }
-    aa_list_run(r, &p, l);
+    q->l = l;
+    aa_require(r, q->needs, nneeds, aa_ps_checked, q);
 }
 
 static void aa_ps_get(aa_req_t *r)

@@ -4,8 +4,12 @@
  * (/compat-sessions) and browser sessions (/user-sessions): list with
  * filter[user|status|created-before|created-after|last-active-before|
  * last-active-after] (and filter[client|client-kind|scope] for OAuth;
- * `client` is the client's admin API ID, as MAS has it), get, and finish
- * (which revokes the tokens, as the user's own logout would).  Activity
+ * `client` is the client's admin API ID, as MAS has it; filter[user-session]
+ * for OAuth and compat: the browser session that authorized them), get,
+ * and finish (which revokes the tokens, as the user's own logout would).
+ * As in MAS, filter[client] may be repeated (any of them) and so may
+ * filter[scope] (every one of them); a user, client or user session a
+ * filter names that does not exist is answered 404.  Activity
  * (last_active_*, user_agent) comes from au_admin_activity.c.
  *
  * Browser sessions are stored by the hash of their cookie; their ULID is
@@ -27,7 +31,23 @@ typedef enum { AA_OAUTH, AA_COMPAT, AA_BROWSER } aa_kind_t;
 #define AA_ACT_COLS ", a.last_active_ts, a.last_active_ip, a.user_agent"
 #define AA_ACT_JOIN(key) " LEFT JOIN auth_session_activity a ON a.session_id = " key
 
-#define AA_OAUTH_COLS "id, client_id, user_id, scope, created_ts, finished_ts" AA_ACT_COLS
+/* After the activity: the browser session's hash and creation time (its
+ * ULID: user_session_id), NULL when the session has none. */
+#define AA_BROWSER_OF(t)                                                     \
+    ", " t ".browser_hash, (SELECT bs.created_ts FROM auth_browser_sessions bs" \
+    " WHERE bs.id_hash = " t ".browser_hash)"
+static void aa_user_session_attr(json_t *a, const mx_sql_res_t *res, int st, int i, int col)
+{
+    char id[AU_ULID_LEN + 1];
+    bool has = !mx_sql_is_null(res, st, i, col) && !mx_sql_is_null(res, st, i, col + 1) &&
+               au_ulid_from_hex((uint64_t)mx_sql_int(res, st, i, col + 1),
+                                mx_sql_text(res, st, i, col), id) == 0;
+    json_object_set_new(a, "user_session_id", has ? json_string(id) : json_null());
+}
+
+#define AA_OAUTH_COLS \
+    "id, client_id, user_id, scope, created_ts, finished_ts" AA_ACT_COLS \
+    AA_BROWSER_OF("auth_oauth_sessions")
 static json_t *aa_oauth_row(const mx_sql_res_t *res, int st, int i)
 {
     json_t *a = json_pack("{s:o, s:o, s:o, s:n, s:s, s:s, s:n}",
@@ -42,10 +62,16 @@ static json_t *aa_oauth_row(const mx_sql_res_t *res, int st, int i)
     aa_client_ulid(mx_sql_text(res, st, i, 1), cid);
     json_object_set_new(a, "client_id", json_string(cid));
     aa_activity_attrs(a, res, st, i, 6, true);
+    aa_user_session_attr(a, res, st, i, 9);
     return aa_resource("oauth2-session", "oauth2-sessions", mx_sql_text(res, st, i, 0), a);
 }
 
-#define AA_COMPAT_COLS "id, user_id, device_id, human_name, created_ts, finished_ts" AA_ACT_COLS
+/* redirect_uri: the m.login.sso round trip's (MAS's). */
+#define AA_COMPAT_COLS \
+    "id, user_id, device_id, human_name, created_ts, finished_ts" AA_ACT_COLS \
+    AA_BROWSER_OF("auth_compat_sessions") \
+    ", (SELECT l.redirect_uri FROM auth_compat_sso_logins l" \
+    " WHERE l.id = auth_compat_sessions.sso_login_id)"
 static json_t *aa_compat_row(const mx_sql_res_t *res, int st, int i)
 {
     json_t *a = json_pack("{s:s, s:s, s:n, s:n, s:o, s:o, s:o}",
@@ -59,6 +85,9 @@ static json_t *aa_compat_row(const mx_sql_res_t *res, int st, int i)
                                             ? json_null()
                                             : json_string(mx_sql_text(res, st, i, 3)));
     aa_activity_attrs(a, res, st, i, 6, true);
+    aa_user_session_attr(a, res, st, i, 9);
+    if (!mx_sql_is_null(res, st, i, 11))
+        json_object_set_new(a, "redirect_uri", json_string(mx_sql_text(res, st, i, 11)));
     return aa_resource("compat-session", "compat-sessions", mx_sql_text(res, st, i, 0), a);
 }
 
@@ -134,14 +163,97 @@ static bool aa_scope_token_ok(const char *s)
     return true;
 }
 
+char *aa_scopes_where(aa_req_t *r, const char *col, char *where, bool *bad)
+{
+    int n;
+    const char **scopes = aa_qall(r, "filter[scope]", &n);
+    *bad = false;
+    for (int k = 0; scopes && where && k < n; k++) {
+        const char *scope = scopes[k];
+        if (!aa_scope_token_ok(scope)) {
+            char *q = mx_palloc(r->pool, 2 * strlen(scope) + 1), *o = q;
+            for (const char *c = scope; q && *c; c++) {   /* as Rust's {:?} quotes */
+                if (*c == '"' || *c == '\\')
+                    *o++ = '\\';
+                *o++ = *c;
+            }
+            if (q)
+                *o = '\0';
+            *bad = true;
+            aa_error(r->req, 400, mx_psprintf(r->pool, "Invalid scope \"%s\" in filter parameters",
+                                              q ? q : ""));
+            return NULL;
+        }
+        /* Every token the session must carry: LIKE with '!' escaping. */
+        char *pat = mx_palloc(r->pool, 2 * strlen(scope) + 5), *o = pat;
+        if (!pat)
+            return NULL;
+        *o++ = '%';
+        *o++ = ' ';
+        for (const char *c = scope; *c; c++) {
+            if (*c == '%' || *c == '_' || *c == '!')
+                *o++ = '!';
+            *o++ = *c;
+        }
+        *o++ = ' ';
+        *o++ = '%';
+        *o = '\0';
+        where = mx_psprintf(r->pool, "%s AND (' ' || %s || ' ') LIKE %s ESCAPE '!'", where, col,
+                            aa_sql_quote(r->pool, pat));
+    }
+    return scopes ? where : NULL;
+}
+
+typedef struct aa_sl {
+    aa_page_t page;
+    aa_list_t *l;
+    const char *user;
+    aa_need_t needs[AA_MAX_NEEDS];
+    int nneeds;
+} aa_sl_t;
+
+static void aa_sessions_checked(aa_req_t *r, void *ud)
+{
+    aa_sl_t *q = ud;
+    aa_list_run_for_user(r, &q->page, q->l, q->user);
+}
+
+/* filter[client] (repeated: any of them) as a condition on `col`; each
+ * client must exist (q->needs).  "1=1" when absent, NULL when answered. */
+char *aa_clients_where(aa_req_t *r, const char *name, const char *col, aa_need_t *needs,
+                       int *nneeds)
+{
+    int n;
+    const char **ids = aa_qall_ulids(r, name, &n);
+    if (!ids)
+        return NULL;
+    if (n == 0)
+        return mx_pstrdup(r->pool, "1=1");
+    if (*nneeds + n > AA_MAX_NEEDS) {
+        aa_error(r->req, 400, mx_psprintf(r->pool, "Invalid filter parameters: %s", name));
+        return NULL;
+    }
+    char *w = NULL;
+    for (int k = 0; k < n; k++) {
+        char *one = aa_client_id_where(r, col, ids[k]);
+        w = one ? mx_psprintf(r->pool, "%s%s%s", w ? w : "", w ? " OR " : "", one) : NULL;
+        if (!w || !aa_need_client(r, &needs[(*nneeds)++], ids[k])) {
+            aa_fail(r, -ENOMEM, "filter");
+            return NULL;
+        }
+    }
+    return mx_psprintf(r->pool, "(%s)", w);
+}
+
 static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
 {
     aa_list_t *l = aa_list_new(r, kind);
+    aa_sl_t *q = mx_palloc(r->pool, sizeof(*q));
     bool bad = false;
-    aa_page_t page;
-    const char *user;
-    if (!aa_list_begin(r, l, &page, &user, "sessions"))
+    if (!aa_list_begin(r, q ? l : NULL, q ? &q->page : NULL, q ? &q->user : NULL, "sessions"))
         return;
+    q->l = l;
+    q->nneeds = 0;
     const char *status = aa_qstr(r, "filter[status]");
     if (status && strcmp(status, "active") && strcmp(status, "finished")) {
         aa_error(r->req, 400, "Invalid filter parameters: filter[status]");
@@ -151,34 +263,34 @@ static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
         l->where = mx_psprintf(r->pool, "%s AND finished_ts IS %sNULL", l->where,
                                strcmp(status, "active") ? "NOT " : "");
     if (kind == AA_OAUTH) {
-        const char *client = aa_qulid(r, "filter[client]", &bad);
-        const char *scope = aa_qstr(r, "filter[scope]");
-        char *ckind = bad ? NULL : aa_client_kind_where(r, "client_id", &bad);
+        char *clients = aa_clients_where(r, "filter[client]", "client_id", q->needs, &q->nneeds);
+        if (!clients)
+            return;
+        char *ckind = aa_client_kind_where(r, "client_id", &bad);
         if (!ckind) {
             if (!bad)
                 aa_fail(r, -ENOMEM, "sessions");
             return;
         }
-        l->where = mx_psprintf(r->pool, "%s AND %s", l->where, ckind);
-        if (client)   /* the client's admin API ID (aa_client_ulid) */
-            l->where = mx_psprintf(r->pool, "%s AND %s", l->where,
-                                   aa_client_id_where(r, "client_id", client));
-        if (scope && !aa_scope_token_ok(scope)) {
-            char *q = mx_palloc(r->pool, 2 * strlen(scope) + 1), *o = q;
-            for (const char *c = scope; q && *c; c++) {   /* as Rust's {:?} quotes */
-                if (*c == '"' || *c == '\\')
-                    *o++ = '\\';
-                *o++ = *c;
-            }
-            if (q)
-                *o = '\0';
-            aa_error(r->req, 400, mx_psprintf(r->pool, "Invalid scope \"%s\" in filter parameters",
-                                              q ? q : ""));
+        l->where = mx_psprintf(r->pool, "%s AND %s AND %s", l->where, ckind, clients);
+        if (!(l->where = aa_scopes_where(r, "scope", l->where, &bad))) {
+            if (!bad)
+                aa_fail(r, -ENOMEM, "sessions");
             return;
         }
-        if (scope) {   /* one scope token the session must carry */
-            l->where = mx_psprintf(r->pool, "%s AND (' ' || scope || ' ') LIKE ?", l->where);
-            l->args[l->nargs++] = mx_psprintf(r->pool, "%% %s %%", scope);
+    }
+    if (kind != AA_BROWSER) {   /* the browser session that authorized them */
+        const char *us = aa_qulid(r, "filter[user-session]", &bad);
+        if (bad)
+            return;
+        if (us) {
+            const char *t = kind == AA_OAUTH ? "auth_oauth_sessions" : "auth_compat_sessions";
+            char *w = aa_user_session_where(r, mx_psprintf(r->pool, "%s.browser_hash", t), us);
+            if (!w || !aa_need_user_session(r, &q->needs[q->nneeds++], us)) {
+                aa_fail(r, -ENOMEM, "sessions");
+                return;
+            }
+            l->where = mx_psprintf(r->pool, "%s AND %s", l->where, w);
         }
     }
     char *where = aa_activity_filters(r, l->where, &bad);
@@ -188,7 +300,7 @@ static void aa_sessions_list(aa_req_t *r, aa_kind_t kind)
         return;
     }
     l->where = where;
-    aa_list_run_for_user(r, &page, l, user);
+    aa_require(r, q->needs, q->nneeds, aa_sessions_checked, q);
 }
 
 static void aa_oauth_list(aa_req_t *r) { aa_sessions_list(r, AA_OAUTH); }

@@ -443,6 +443,8 @@ typedef struct aa_ul {
     int admin, guest, has_oauth, has_compat;
     const char *search, *status;
     const char *client;           /* filter[active-oauth2-client]: SQL condition */
+    aa_need_t needs[AA_MAX_NEEDS]; /* its clients, which must exist */
+    int nneeds;
     json_t *oauth_users, *compat_users, *client_users;   /* {user_id: true} */
     aa_user_t *page;
     int npage;
@@ -660,6 +662,8 @@ static void aa_ul_sessions(int status, mx_sql_res_t *res, void *ud)
     aa_ul_list(l);
 }
 
+static void aa_users_checked(aa_req_t *r, void *ud);
+
 static void aa_users_list(aa_req_t *r)
 {
     aa_ul_t *l = mx_palloc(r->pool, sizeof(*l));
@@ -681,14 +685,20 @@ static void aa_users_list(aa_req_t *r)
         aa_error(r->req, 400, "Invalid filter parameters: filter[status]");
         return;
     }
-    bool bad;
-    const char *client = aa_qulid(r, "filter[active-oauth2-client]", &bad);
-    if (bad)
+    /* Repeated: users with an active session of any of them (MAS). */
+    char *client = aa_clients_where(r, "filter[active-oauth2-client]", "client_id", l->needs,
+                                    &l->nneeds);
+    if (!client)
         return;
-    if (client && !(l->client = aa_client_id_where(r, "client_id", client))) {
-        aa_fail(r, -ENOMEM, "user list");
-        return;
-    }
+    if (l->nneeds)
+        l->client = client;
+    aa_require(r, l->needs, l->nneeds, aa_users_checked, l);
+}
+
+/* The clients filter[active-oauth2-client] names exist. */
+static void aa_users_checked(aa_req_t *r, void *ud)
+{
+    aa_ul_t *l = ud;
     if (l->has_oauth < 0 && l->has_compat < 0 && !l->client) {
         aa_ul_list(l);
         return;

@@ -501,14 +501,15 @@ static void au_cs_user(int status, const hs_users_info_t *u, void *ud)
     }
     is->s = s;
     is->code = code;
-    char ch[AU_HASH_HEX];
+    char ch[AU_HASH_HEX], bh[AU_HASH_HEX];
     au_hash_hex(code, ch);
+    au_hash_hex(s->b->sid, bh);   /* the browser session approving it */
     uint64_t now = mx_now_ms();
     mx_sql_add(b,
                "UPDATE auth_grants SET status = 1, user_id = ?, auth_ts = ?, scope = ?,"
-               " code_hash = ?, code_expires_ts = ? WHERE id = ? AND status = 0",
-               "sissis", s->b->user_id, s->b->auth_ts, scope, ch,
-               (int64_t)(now + au.conf->code_ttl_ms), s->g->id);
+               " code_hash = ?, code_expires_ts = ?, browser_hash = ? WHERE id = ? AND status = 0",
+               "sississ", s->b->user_id, s->b->auth_ts, scope, ch,
+               (int64_t)(now + au.conf->code_ttl_ms), bh, s->g->id);
     mx_sql_add(b,
                "INSERT INTO auth_consents (user_id, client_id, scope, created_ts)"
                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, client_id)"

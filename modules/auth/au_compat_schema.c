@@ -16,6 +16,10 @@
  *                               OAuth request made for it, the login token
  *                               (hashed) once the user came back
  *
+ * Version 2: `browser_hash` (the id_hash of the browser session that
+ * approved an m.login.sso round trip) on the round trip and on the compat
+ * session it gave (MAS's user_session_id); none on older rows.
+ *
  * Times are ms, flags INTEGER.
  */
 #include "auth.h"
@@ -61,8 +65,14 @@ static const char au_compat_v1[] =
     " exchanged_ts BIGINT);\n"
     "CREATE INDEX auth_compat_sso_logins_created ON auth_compat_sso_logins (created_ts);\n";
 
+static const char au_compat_v2[] =
+    "ALTER TABLE auth_compat_sso_logins ADD COLUMN browser_hash TEXT;\n"
+    "ALTER TABLE auth_compat_sessions ADD COLUMN browser_hash TEXT;\n"
+    "CREATE INDEX auth_compat_sessions_browser ON auth_compat_sessions (browser_hash);\n";
+
 static const mx_migration_t au_compat_migrations[] = {
     { 1, au_compat_v1, NULL, NULL },
+    { 2, au_compat_v2, NULL, NULL },
 };
 
 int au_compat_schema_migrate(void)

@@ -125,9 +125,11 @@ int au_compat_session_new(mx_pool_t *pool, const au_compat_new_t *n, au_compat_f
                "iss", now, s->t.user_id, s->t.device_id);
     mx_sql_add(b,
                "INSERT INTO auth_compat_sessions (id, user_id, device_id, scope, is_synapse_admin,"
-               " human_name, sso_login_id, created_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-               "ssssissi", s->t.session_id, s->t.user_id, s->t.device_id, scope,
-               (int64_t)(n->synapse_admin ? 1 : 0), s->human_name, n->sso_login_id, now);
+               " human_name, sso_login_id, created_ts, browser_hash) VALUES (?, ?, ?, ?, ?, ?,"
+               " ?, ?, (SELECT browser_hash FROM auth_compat_sso_logins WHERE id = ?))",
+               "ssssissis", s->t.session_id, s->t.user_id, s->t.device_id, scope,
+               (int64_t)(n->synapse_admin ? 1 : 0), s->human_name, n->sso_login_id, now,
+               n->sso_login_id);
     /* The sessions finished above are older than the new one (created now). */
     mx_sql_add(b,
                "UPDATE auth_compat_access_tokens SET revoked = 1 WHERE session_id IN"

@@ -192,8 +192,9 @@ static void au_sc_grant(int status, const au_grant_t *g, void *ud)
     mx_sql_add(b, "UPDATE auth_grants SET status = 2 WHERE id = ? AND status = 1", "s", g->id);
     mx_sql_add(b,
                "UPDATE auth_compat_sso_logins SET login_token_hash = ?, user_id = ?,"
-               " fulfilled_ts = ? WHERE id = ? AND fulfilled_ts IS NULL",
-               "ssis", th, c->user_id, now, c->id);
+               " fulfilled_ts = ?, browser_hash = (SELECT browser_hash FROM auth_grants"
+               " WHERE id = ?) WHERE id = ? AND fulfilled_ts IS NULL",
+               "ssiss", th, c->user_id, now, g->id, c->id);
     if (mx_sql_run(b, au_sc_written, c) < 0)
         au_page_error(c->req, 500, "err_internal", NULL);
 }

@@ -353,11 +353,13 @@ static void au_device_user(int status, const hs_users_info_t *u, void *ud)
         return;
     }
     int64_t now = (int64_t)mx_now_ms();
+    char bh[AU_HASH_HEX];
+    au_hash_hex(k->b->sid, bh);   /* the browser session approving it */
     if (!strcmp(k->action, "allow"))
         mx_sql_add(b,
-                   "UPDATE auth_device_codes SET status = 1, user_id = ?, auth_ts = ?, scope = ?"
-                   " WHERE id = ? AND status = 0 AND expires_ts > ?",
-                   "sissi", k->b->user_id, k->b->auth_ts, scope, k->id, now);
+                   "UPDATE auth_device_codes SET status = 1, user_id = ?, auth_ts = ?, scope = ?,"
+                   " browser_hash = ? WHERE id = ? AND status = 0 AND expires_ts > ?",
+                   "sisssi", k->b->user_id, k->b->auth_ts, scope, bh, k->id, now);
     else
         mx_sql_add(b,
                    "UPDATE auth_device_codes SET status = 2, user_id = ? WHERE id = ?"

@@ -58,9 +58,15 @@ static const char au_flows_v2[] =
     " verified_ts BIGINT);\n"
     "CREATE INDEX auth_email_verifications_user ON auth_email_verifications (user_id);\n";
 
+/* The browser session that approved a device code (its id_hash), copied to
+ * the OAuth session (au_schema.c's version 2). */
+static const char au_flows_v3[] =
+    "ALTER TABLE auth_device_codes ADD COLUMN browser_hash TEXT;\n";
+
 static const mx_migration_t au_flows_migrations[] = {
     { 1, au_flows_v1, NULL, NULL },
     { 2, au_flows_v2, NULL, NULL },
+    { 3, au_flows_v3, NULL, NULL },
 };
 
 int au_flows_migrate(char *err, size_t errlen)

@@ -13,6 +13,11 @@
  *                          successor (rotation, replay detection)
  *   auth_consents          what a user allowed a client
  *
+ * Version 2 links OAuth sessions to the browser session that authorized
+ * them (MAS's user_session_id): `browser_hash` (its id_hash) is set on the
+ * grant at consent (or on the device code at approval, au_flows_schema.c)
+ * and copied to the session at the code exchange.  Older rows have none.
+ *
  * Flags are INTEGER (PostgreSQL gets int8 parameters); times are ms.
  */
 #include "auth.h"
@@ -84,8 +89,14 @@ static const char au_v1[] =
     " created_ts BIGINT NOT NULL,"
     " PRIMARY KEY (user_id, client_id));\n";
 
+static const char au_v2[] =
+    "ALTER TABLE auth_grants ADD COLUMN browser_hash TEXT;\n"
+    "ALTER TABLE auth_oauth_sessions ADD COLUMN browser_hash TEXT;\n"
+    "CREATE INDEX auth_oauth_sessions_browser ON auth_oauth_sessions (browser_hash);\n";
+
 static const mx_migration_t au_migrations[] = {
     { 1, au_v1, NULL, NULL },
+    { 2, au_v2, NULL, NULL },
 };
 
 int au_schema_migrate(char *err, size_t errlen)

@@ -208,8 +208,8 @@ static void au_code_grant(int status, const au_grant_t *g, void *ud)
     t->guard_stmt = 0;
     mx_sql_add(b,
                "INSERT INTO auth_oauth_sessions (id, client_id, user_id, device_id, scope,"
-               " created_ts) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS"
-               " (SELECT 1 FROM auth_grants WHERE id = ? AND session_id = ?)",
+               " created_ts, browser_hash) SELECT ?, ?, ?, ?, ?, ?, browser_hash"
+               " FROM auth_grants WHERE id = ? AND session_id = ?",
                "sssssiss", t->session_id, t->client->client_id, t->user_id, t->device_id, t->scope,
                (int64_t)now, g->id, t->session_id);
     int rc = au_tokens_add(t, b, au_client_has_grant(t->client, "refresh_token"), guard, g->id,
@@ -530,8 +530,8 @@ static void au_device_loaded(int status, mx_sql_res_t *res, void *ud)
     t->guard_stmt = 0;
     mx_sql_add(b,
                "INSERT INTO auth_oauth_sessions (id, client_id, user_id, device_id, scope,"
-               " created_ts) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS"
-               " (SELECT 1 FROM auth_device_codes WHERE id = ? AND session_id = ?)",
+               " created_ts, browser_hash) SELECT ?, ?, ?, ?, ?, ?, browser_hash"
+               " FROM auth_device_codes WHERE id = ? AND session_id = ?",
                "sssssiss", t->session_id, t->client->client_id, t->user_id, t->device_id, t->scope,
                (int64_t)now, id, t->session_id);
     int rc = au_tokens_add(t, b, au_client_has_grant(t->client, "refresh_token"), guard, id,

@@ -41,6 +41,13 @@ static void ua_links_list(aa_req_t *r)
     const char *user;
     if (!aa_list_begin(r, l, &page, &user, "upstream links"))
         return;
+    /* As MAS: a provider that does not exist is a 404, not an empty page
+     * (any configured ID is accepted, ULID or not). */
+    const char *provider = mx_req_query(r->req, "filter[provider]");
+    if (provider && !aa_provider_known(provider)) {
+        aa_error(r->req, 404, mx_psprintf(r->pool, "Provider ID %s not found", provider));
+        return;
+    }
     aa_list_where_eq(r, l, eq, 2);
     aa_list_run_for_user(r, &page, l, user);
 }

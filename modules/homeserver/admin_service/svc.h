@@ -82,6 +82,7 @@ bool svc_is_local(const char *user_id);
 /* ------------------------------------------------------------- state --- */
 typedef struct svc_delete svc_delete_t;
 typedef struct svc_ux svc_ux_t;
+typedef struct svc_rlx svc_rlx_t;
 typedef struct svc_state {
     json_t *blocked;           /* room_id -> user_id or null (cache of blocked_rooms) */
     svc_delete_t *deletes;     /* room deletions running in this process */
@@ -93,11 +94,7 @@ typedef struct svc_state {
     json_t *keys;              /* keyset pages of the user list (svc_users.c) */
     uint64_t keys_ms;
     svc_ux_t *ux;              /* the user list's text index (svc_uindex.c) */
-    json_t *rl_rooms;          /* room list summaries by room ID (svc_rooms.c) */
-    int64_t rl_pos;            /* ... read up to this event stream position */
-    uint64_t rl_gen;           /* bumped on any change of rl_rooms */
-    json_t *rl_sorted;         /* "order/dir" -> every room in that order (rl_gen) */
-    uint64_t rl_sorted_gen;
+    svc_rlx_t *rlx;            /* the room list's summaries (svc_rlist.c) */
 } svc_state_t;
 #define SVC_COUNT_TTL_MS 5000
 extern svc_state_t *svc;
@@ -137,6 +134,12 @@ typedef struct svc_ux_filter {
  * malloc'd array (free it) of user IDs borrowed from the index (valid
  * until the next refresh ends).  Negative on OOM. */
 int64_t svc_ux_match(const svc_ux_filter_t *f, const char ***names);
+/* Lowercases UTF-8 `s` into `out` (room for strlen(s) + 1): ASCII and the
+ * two-byte letters of Latin-1, Latin Extended-A, Greek and Cyrillic (as
+ * PostgreSQL's lower() in a UTF-8 locale).  Returns the length. */
+uint32_t svc_text_lower(const char *s, char *out);
+/* Whether `t` (tl > 0 bytes) occurs in `h` (hl bytes). */
+bool svc_text_has(const char *h, size_t hl, const char *t, size_t tl);
 /* svc_user_data.c */
 int svc_whois(const char *user_id, hs_admin_done_fn cb, void *ud);
 int svc_joined_rooms(const char *user_id, hs_admin_done_fn cb, void *ud);
@@ -150,8 +153,25 @@ int svc_update_device(const char *user_id, const char *device_id, const char *di
                       hs_admin_done_fn cb, void *ud);
 int svc_delete_devices(const char *user_id, const json_t *device_ids, hs_admin_done_fn cb,
                        void *ud);
-/* svc_rooms.c */
+/* svc_rlist.c: the room list over summaries kept in memory and in
+ * room_list_rooms (see there). */
 int svc_list_rooms(const json_t *q, hs_admin_done_fn cb, void *ud);
+/* Creates svc->rlx and starts reading it in the background. */
+int svc_rlx_start(void);
+/* Frees it (a read in flight frees it when it ends); waiting calls get
+ * -ECANCELED. */
+void svc_rlx_free(svc_rlx_t *x);
+/* Forgets a deleted room (its row goes with the deletion's batch). */
+void svc_rlx_drop(const char *room_id);
+/* svc_rooms.c */
+/* Adds the two summary statements of the rooms with events at stream
+ * positions in (from, to] / of the `limit` rooms after room ID `after`
+ * in room ID order (statement 0 is in that order). */
+void svc_summary_sql_since(mx_sql_batch_t *b, int64_t from, int64_t to);
+void svc_summary_sql_after(mx_sql_batch_t *b, const char *after, int64_t limit);
+/* room_id -> summary object (the list's fields; `details`: also avatar,
+ * topic...) from those two statements (0 and 1).  New reference. */
+json_t *svc_room_summaries(const mx_sql_res_t *res, bool details);
 int svc_room_details(const char *room_id, hs_admin_done_fn cb, void *ud);
 int svc_room_members(const char *room_id, hs_admin_done_fn cb, void *ud);
 int svc_room_state(const char *room_id, const char *type, hs_admin_done_fn cb, void *ud);

@@ -310,6 +310,16 @@ static const char svc_v7_postgres[] =
     "CREATE TRIGGER user_dn_vtrg BEFORE INSERT OR UPDATE ON user_dn FOR EACH ROW"
     " EXECUTE FUNCTION user_dn_vfn();";
 
+/* v8: the room list's summaries as of event stream position `pos`
+ * (svc_rlist.c), so that a start need not read every room's state. */
+static const char svc_v8[] =
+    "CREATE TABLE room_list_rooms (room_id TEXT PRIMARY KEY, name TEXT, canonical_alias TEXT,"
+    " version TEXT, creator TEXT, encryption TEXT, join_rules TEXT, guest_access TEXT,"
+    " history_visibility TEXT, room_type TEXT, federatable INTEGER NOT NULL,"
+    " joined_members BIGINT NOT NULL, joined_local_members BIGINT NOT NULL,"
+    " state_events BIGINT NOT NULL);"
+    "CREATE TABLE room_list_pos (id INTEGER PRIMARY KEY, pos BIGINT NOT NULL);";
+
 static const mx_migration_t svc_migrations[] = {
     { 1, svc_v1, NULL, NULL },
     { 2, svc_v2, NULL, NULL },
@@ -318,6 +328,7 @@ static const mx_migration_t svc_migrations[] = {
     { 5, NULL, svc_v5_sqlite, svc_v5_postgres },
     { 6, NULL, svc_v6_sqlite, svc_v6_postgres },
     { 7, NULL, svc_v7_sqlite, svc_v7_postgres },
+    { 8, svc_v8, NULL, NULL },
 };
 
 static const hs_admin_iface_t svc_iface = {
@@ -419,8 +430,7 @@ int hs_admin_service_start(char *err, size_t errlen)
     json_decref(svc_store.counts);
     json_decref(svc_store.rl);
     json_decref(svc_store.keys);
-    json_decref(svc_store.rl_rooms);
-    json_decref(svc_store.rl_sorted);
+    svc_rlx_free(svc_store.rlx);
     memset(&svc_store, 0, sizeof(svc_store));
     svc = &svc_store;
     svc->blocked = json_object();
@@ -457,7 +467,7 @@ int hs_admin_service_start(char *err, size_t errlen)
         snprintf(err, errlen, "homeserver.admin: cannot resume room deletions (%d)", rc);
         return rc;
     }
-    if ((rc = svc_ux_start()) < 0)
+    if ((rc = svc_ux_start()) < 0 || (rc = svc_rlx_start()) < 0)
         return rc;
     return mx_service_register(HS_ADMIN_SERVICE, &svc_iface);
 }

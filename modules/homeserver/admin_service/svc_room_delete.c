@@ -197,8 +197,7 @@ static void svc_purge_finished(int status, mx_sql_res_t *res, void *ud)
     rm_room_t *r = rm_room_cached(d->room_id);
     if (r)
         rm_room_drop(r);
-    if (svc->rl_rooms && json_object_del(svc->rl_rooms, d->room_id) == 0)
-        svc->rl_gen++; /* the room list's summaries */
+    svc_rlx_drop(d->room_id); /* the room list's summaries */
     svc_delete_done(d, NULL);
 }
 
@@ -228,6 +227,7 @@ static void svc_purge_rest(svc_delete_t *d)
     mx_sql_add(b, "DELETE FROM account_data WHERE room_id = ?", "s", rid);
     mx_sql_add(b, "DELETE FROM event_push_actions WHERE room_id = ?", "s", rid);
     mx_sql_add(b, "DELETE FROM rooms WHERE room_id = ?", "s", rid);
+    mx_sql_add(b, "DELETE FROM room_list_rooms WHERE room_id = ?", "s", rid);
     mx_sql_add(b, "UPDATE room_delete_jobs SET status = 'complete' WHERE delete_id = ?", "s",
                d->delete_id);
     if (mx_sql_run(b, svc_purge_finished, d) < 0) {

@@ -4,14 +4,8 @@
  * the helper that makes local users leave a room through the rooms
  * pipeline (room deletion, user deactivation).
  *
- * The list is filtered and sorted in memory from summaries kept between
- * calls (svc->rl_rooms): each call re-reads only the rooms with events
- * after the position the summaries were read at (hs_stream_current, which
- * never passes a write still committing), the public flags (the directory
- * changes them without an event) and the number of rooms (a deleted room
- * makes it differ: everything is read again).  An appliance has thousands
- * of rooms, not millions, and sorting by name or alias in SQL would need
- * the engines' different JSON functions.
+ * The summaries' SQL (name, alias, counts, flags of a room, read from
+ * its current state) is shared with the room list (svc_rlist.c).
  */
 #define _GNU_SOURCE /* qsort_r */
 #include "svc.h"
@@ -24,11 +18,11 @@
 
 /* ----------------------------------------------------------- summaries --- */
 
-/* "%:server" for LIKE, wildcards escaped. */
-static char *svc_local_like(mx_pool_t *p)
+/* "%:server" for LIKE, wildcards escaped (malloc'd). */
+static char *svc_local_like(void)
 {
     const char *s = hs.server_name;
-    char *out = mx_palloc(p, strlen(s) * 2 + 3);
+    char *out = malloc(strlen(s) * 2 + 3);
     if (!out)
         return NULL;
     char *o = out;
@@ -43,47 +37,52 @@ static char *svc_local_like(mx_pool_t *p)
     return out;
 }
 
+/* The two summary statements: rooms (r) and their state (c), each
+ * narrowed by `where` (SQL after WHERE / AND, binds `types` twice). */
+#define SVC_SUM_COLS                                                                       \
+    "SELECT r.room_id, r.room_version, r.creator, r.is_public,"                            \
+    " (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id"                \
+    "  AND m.membership = 'join'),"                                                        \
+    " (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id"                \
+    "  AND m.membership = 'join' AND m.user_id LIKE ? ESCAPE '\\'),"                       \
+    " (SELECT COUNT(*) FROM current_state c WHERE c.room_id = r.room_id)"                  \
+    " FROM rooms r WHERE "
+#define SVC_SUM_STATE                                                                      \
+    "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"                  \
+    " ON e.event_id = c.event_id WHERE c.state_key = '' AND c.type IN ('m.room.name',"     \
+    " 'm.room.canonical_alias', 'm.room.join_rules', 'm.room.guest_access',"               \
+    " 'm.room.history_visibility', 'm.room.encryption', 'm.room.create', 'm.room.avatar',"  \
+    " 'm.room.topic') AND "
+
 /* Rooms with events at stream positions in (?, ?]. */
 #define SVC_CHANGED_ROOMS                                                                  \
     "IN (SELECT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?)"
 
-/* Adds the two summary statements (one room when room_id is set; the rooms
- * with events in (from, to] when from >= 0). */
-static void svc_summary_sql_since(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id,
-                                  int64_t from, int64_t to)
+void svc_summary_sql_since(mx_sql_batch_t *b, int64_t from, int64_t to)
 {
-    const char *like = svc_local_like(p);
-    const char *cols =
-        "SELECT r.room_id, r.room_version, r.creator, r.is_public,"
-        " (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id"
-        "  AND m.membership = 'join'),"
-        " (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id"
-        "  AND m.membership = 'join' AND m.user_id LIKE ? ESCAPE '\\'),"
-        " (SELECT COUNT(*) FROM current_state c WHERE c.room_id = r.room_id)"
-        " FROM rooms r";
-    const char *state =
-        "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"
-        " ON e.event_id = c.event_id WHERE c.state_key = '' AND c.type IN ('m.room.name',"
-        " 'm.room.canonical_alias', 'm.room.join_rules', 'm.room.guest_access',"
-        " 'm.room.history_visibility', 'm.room.encryption', 'm.room.create', 'm.room.avatar',"
-        " 'm.room.topic')";
-    if (room_id) {
-        mx_sql_add(b, mx_psprintf(p, "%s WHERE r.room_id = ?", cols), "ss", like, room_id);
-        mx_sql_add(b, mx_psprintf(p, "%s AND c.room_id = ?", state), "s", room_id);
-    } else if (from >= 0) {
-        mx_sql_add(b, mx_psprintf(p, "%s WHERE r.room_id " SVC_CHANGED_ROOMS, cols), "sii", like,
-                   from, to);
-        mx_sql_add(b, mx_psprintf(p, "%s AND c.room_id " SVC_CHANGED_ROOMS, state), "ii", from,
-                   to);
-    } else {
-        mx_sql_add(b, cols, "s", like);
-        mx_sql_add(b, state, "");
-    }
+    char *like = svc_local_like();
+    mx_sql_add(b, SVC_SUM_COLS "r.room_id " SVC_CHANGED_ROOMS, "sii", like, from, to);
+    mx_sql_add(b, SVC_SUM_STATE "c.room_id " SVC_CHANGED_ROOMS, "ii", from, to);
+    free(like);
 }
 
-static void svc_summary_sql(mx_sql_batch_t *b, mx_pool_t *p, const char *room_id)
+void svc_summary_sql_after(mx_sql_batch_t *b, const char *after, int64_t limit)
 {
-    svc_summary_sql_since(b, p, room_id, -1, 0);
+    char *like = svc_local_like();
+    mx_sql_add(b, SVC_SUM_COLS "r.room_id > ? ORDER BY r.room_id LIMIT ?", "ssi", like, after,
+               limit);
+    mx_sql_add(b, SVC_SUM_STATE "c.room_id IN (SELECT room_id FROM rooms WHERE room_id > ?"
+                  " ORDER BY room_id LIMIT ?)", "si", after, limit);
+    free(like);
+}
+
+/* One room's summary statements. */
+static void svc_summary_sql(mx_sql_batch_t *b, const char *room_id)
+{
+    char *like = svc_local_like();
+    mx_sql_add(b, SVC_SUM_COLS "r.room_id = ?", "ss", like, room_id);
+    mx_sql_add(b, SVC_SUM_STATE "c.room_id = ?", "s", room_id);
+    free(like);
 }
 
 static const char *svc_content_str(const json_t *ev, const char *key)
@@ -96,11 +95,10 @@ static json_t *svc_opt_str(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* Builds room_id -> summary object from the two statements. */
-static json_t *svc_summaries(const mx_sql_res_t *res, bool details)
+json_t *svc_room_summaries(const mx_sql_res_t *res, bool details)
 {
     json_t *rooms = json_object();
-    for (int i = 0; i < mx_sql_nrows(res, 0); i++) {
+    for (int i = 0; rooms && i < mx_sql_nrows(res, 0); i++) {
         const char *rid = mx_sql_text(res, 0, i, 0);
         json_t *o = json_pack("{s:s, s:n, s:n, s:I, s:I, s:s, s:s, s:n, s:b, s:b, s:n, s:n,"
                               " s:n, s:I, s:n}",
@@ -153,233 +151,11 @@ static json_t *svc_summaries(const mx_sql_res_t *res, bool details)
     return rooms;
 }
 
-/* --------------------------------------------------------------- list --- */
-
-typedef struct svc_sort {
-    const char *key;
-    int dir;
-} svc_sort_t;
-
-/* Compares one member of two room objects: strings, integers, booleans;
- * null sorts first (as an empty value). */
-static int svc_room_cmp(const void *pa, const void *pb, void *arg)
-{
-    const svc_sort_t *s = arg;
-    const json_t *a = *(json_t *const *)pa, *b = *(json_t *const *)pb;
-    const json_t *va = json_object_get(a, s->key), *vb = json_object_get(b, s->key);
-    int r = 0;
-    if (json_is_integer(va) || json_is_integer(vb)) {
-        json_int_t x = json_integer_value(va), y = json_integer_value(vb);
-        r = x < y ? -1 : x > y;
-    } else if (json_is_boolean(va) || json_is_boolean(vb)) {
-        r = (int)json_is_true(va) - (int)json_is_true(vb);
-    } else {
-        const char *x = json_string_value(va), *y = json_string_value(vb);
-        r = strcmp(x ? x : "", y ? y : "");
-    }
-    if (r == 0)
-        r = strcmp(json_string_value(json_object_get(a, "room_id")),
-                   json_string_value(json_object_get(b, "room_id")));
-    return r * s->dir;
-}
-
-static bool svc_contains_ci(const char *hay, const char *needle)
-{
-    if (!hay)
-        return false;
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return false;
-}
-
-/* The page of the list from the summaries `all` (borrowed). */
-static json_t *svc_rooms_page(svc_call_t *c, json_t *all)
-{
-    const json_t *q = c->args;
-    const char *term = svc_qstr(q, "search_term");
-    int pub = svc_qbool(q, "public_rooms"), empty = svc_qbool(q, "empty_rooms");
-    const char *order = svc_qstr(q, "order_by");
-    svc_sort_t sort = { order ? order : "name", 1 };
-    /* Synapse's sizes sort biggest first by default. */
-    bool desc_default = order && (!strcmp(order, "joined_members") ||
-                                  !strcmp(order, "joined_local_members") ||
-                                  !strcmp(order, "state_events"));
-    const char *dir = svc_qstr(q, "dir");
-    bool back = dir && !strcmp(dir, "b");
-    sort.dir = (desc_default != back) ? -1 : 1;
-    if (!strcmp(sort.key, "size"))
-        sort.key = "state_events";
-    /* Every room sorted in this order, kept while the summaries do not
-     * change (svc->rl_gen); the filters then keep rooms in that order. */
-    if (svc->rl_sorted_gen != svc->rl_gen || !svc->rl_sorted) {
-        json_decref(svc->rl_sorted);
-        svc->rl_sorted = json_object();
-        svc->rl_sorted_gen = svc->rl_gen;
-    }
-    char skey[64];
-    snprintf(skey, sizeof(skey), "%s/%d", sort.key, sort.dir);
-    json_t *sorted = json_object_get(svc->rl_sorted, skey);
-    if (!sorted) {
-        size_t n = json_object_size(all), i = 0;
-        json_t **v = calloc(n ? n : 1, sizeof(*v));
-        if (!v)
-            return NULL;
-        const char *key;
-        json_t *o;
-        json_object_foreach(all, key, o)
-            v[i++] = o;
-        qsort_r(v, n, sizeof(*v), svc_room_cmp, &sort);
-        sorted = json_array();
-        for (i = 0; sorted && i < n; i++)
-            json_array_append(sorted, v[i]);
-        free(v);
-        json_object_set_new(svc->rl_sorted, skey, sorted);
-    }
-    int64_t from = c->n, limit = svc_qint(q, "limit", 100), k = 0;
-    json_t *rooms = json_array();
-    size_t i;
-    json_t *o;
-    json_array_foreach(sorted, i, o) {
-        if (term && *term && !svc_contains_ci(svc_qstr(o, "name"), term) &&
-            !svc_contains_ci(svc_qstr(o, "canonical_alias"), term) &&
-            !svc_contains_ci(svc_qstr(o, "room_id"), term))
-            continue;
-        if (pub >= 0 && json_is_true(json_object_get(o, "public")) != (pub == 1))
-            continue;
-        if (empty >= 0 && (svc_qint(o, "joined_members", 0) == 0) != (empty == 1))
-            continue;
-        if (k >= from && k < from + limit)
-            json_array_append(rooms, o);
-        k++;
-    }
-    json_t *out = json_pack("{s:o, s:I, s:I}", "rooms", rooms, "offset", (json_int_t)from,
-                            "total_rooms", (json_int_t)k);
-    if (out && from + limit < (int64_t)k)
-        json_object_set_new(out, "next_batch", json_integer(from + limit));
-    if (out && from > 0)
-        json_object_set_new(out, "prev_batch", json_integer(from - limit > 0 ? from - limit : 0));
-    return out;
-}
-
-/* Brings svc->rl_rooms up to date, then answers the page. */
-static int svc_rooms_refresh(svc_call_t *c);
-
-static void svc_rooms_read(int status, mx_sql_res_t *res, void *ud)
-{
-    svc_call_t *c = ud;
-    if (status < 0) {
-        svc_finish(c, status, NULL);
-        return;
-    }
-    /* c->str: the position read up to; c->flag: a full read. */
-    int64_t to = strtoll(c->str, NULL, 10);
-    json_t *fresh = svc_summaries(res, false);
-    if (!fresh) {
-        svc_finish(c, -ENOMEM, NULL);
-        return;
-    }
-    if (c->flag || !svc->rl_rooms) {
-        json_decref(svc->rl_rooms);
-        svc->rl_rooms = fresh;
-        svc->rl_pos = to;
-        svc->rl_gen++;
-    } else if (to >= svc->rl_pos) {
-        /* Newer than what is kept (a call that read earlier may end later:
-         * it is not applied).  Only a differing summary counts as a
-         * change (most events change none). */
-        const char *frid;
-        json_t *fo;
-        json_object_foreach(fresh, frid, fo) {
-            if (!json_equal(json_object_get(svc->rl_rooms, frid), fo)) {
-                json_object_set(svc->rl_rooms, frid, fo);
-                svc->rl_gen++;
-            }
-        }
-        json_decref(fresh);
-        svc->rl_pos = to;
-        json_t *pub = json_object();
-        for (int i = 0; pub && i < mx_sql_nrows(res, 2); i++)
-            json_object_set_new(pub, mx_sql_text(res, 2, i, 0), json_true());
-        const char *rid;
-        json_t *o;
-        json_object_foreach(svc->rl_rooms, rid, o) {
-            bool is_pub = json_object_get(pub, rid) != NULL;
-            if (json_is_true(json_object_get(o, "public")) != is_pub) {
-                json_t *n = json_copy(o); /* replies may hold the old one */
-                json_object_set_new(n, "public", json_boolean(is_pub));
-                json_object_set_new(svc->rl_rooms, rid, n);
-                svc->rl_gen++;
-            }
-        }
-        json_decref(pub);
-        if ((int64_t)json_object_size(svc->rl_rooms) != mx_sql_int(res, 3, 0, 0)) {
-            /* A room was deleted: read everything again. */
-            c->flag = true;
-            hs_admin_done_fn cb = c->cb;
-            void *cud = c->ud;
-            int rc = svc_rooms_refresh(c);
-            if (rc < 0)
-                cb(rc, NULL, cud);
-            return;
-        }
-    } else {
-        json_decref(fresh);
-    }
-    json_t *out = svc_rooms_page(c, svc->rl_rooms);
-    svc_finish(c, out ? 0 : -ENOMEM, out);
-}
-
-static int svc_rooms_refresh(svc_call_t *c)
-{
-    int64_t to = hs_stream_current(HS_STREAM_EVENTS);
-    bool full = c->flag || !svc->rl_rooms;
-    c->flag = full;
-    c->str = mx_psprintf(c->pool, "%lld", (long long)to);
-    mx_sql_batch_t *b = c->str ? mx_sql_batch_new(hs.db, MX_SQL_READ) : NULL;
-    if (b) {
-        svc_summary_sql_since(b, c->pool, NULL, full ? -1 : svc->rl_pos, to);
-        if (!full) {
-            mx_sql_add(b, "SELECT room_id FROM rooms WHERE is_public = 1", "");
-            mx_sql_add(b, "SELECT COUNT(*) FROM rooms", "");
-        }
-    }
-    return svc_run_raw(c, b, svc_rooms_read);
-}
-
-static const char *const svc_room_orders[] = {
-    "name", "canonical_alias", "joined_members", "joined_local_members", "version", "creator",
-    "encryption", "federatable", "public", "join_rules", "guest_access", "history_visibility",
-    "state_events", "size", "room_id", NULL,
-};
-
-int svc_list_rooms(const json_t *q, hs_admin_done_fn cb, void *ud)
-{
-    int64_t from = svc_qint(q, "from", 0), limit = svc_qint(q, "limit", 100);
-    const char *order = svc_qstr(q, "order_by");
-    if (from < 0 || limit < 0)
-        return -EINVAL;
-    if (order) {
-        int i;
-        for (i = 0; svc_room_orders[i] && strcmp(svc_room_orders[i], order); i++)
-            ;
-        if (!svc_room_orders[i])
-            return -EINVAL;
-    }
-    svc_call_t *c = svc_call_new(cb, ud);
-    if (!c)
-        return -ENOMEM;
-    c->n = from;
-    c->args = json_deep_copy(q);
-    return svc_rooms_refresh(c);
-}
-
 /* ------------------------------------------------------------ details --- */
 
 static json_t *svc_details_built(svc_call_t *c, const mx_sql_res_t *res, int *status)
 {
-    json_t *all = svc_summaries(res, true);
+    json_t *all = svc_room_summaries(res, true);
     json_t *o = json_incref(json_object_get(all, c->room_id));
     json_decref(all);
     if (!o) {
@@ -401,7 +177,7 @@ int svc_room_details(const char *room_id, hs_admin_done_fn cb, void *ud)
     c->room_id = mx_pstrdup(c->pool, room_id);
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (b) {
-        svc_summary_sql(b, c->pool, room_id);
+        svc_summary_sql(b, room_id);
         mx_sql_add(b, "SELECT COUNT(*) FROM devices d JOIN room_memberships m"
                       " ON m.user_id = d.user_id WHERE m.room_id = ? AND m.membership = 'join'",
                    "s", room_id);

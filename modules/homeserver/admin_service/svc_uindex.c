@@ -62,7 +62,7 @@ struct svc_ux {
 /* Lowercases UTF-8 `s` into `out` (same length): ASCII, and the two-byte
  * letters of Latin-1, Latin Extended-A, Greek and Cyrillic (as
  * PostgreSQL's lower() in a UTF-8 locale). Returns the length. */
-static uint32_t ux_lower(const char *s, char *out)
+uint32_t svc_text_lower(const char *s, char *out)
 {
     const unsigned char *p = (const unsigned char *)s;
     unsigned char *o = (unsigned char *)out;
@@ -122,8 +122,8 @@ static int ux_make(ux_ent_t *e, const mx_sql_res_t *res, int st, int i)
     e->lname = lname;
     e->dn = d;
     e->ldn = ldn;
-    e->llen = ux_lower(name, lname);
-    e->dlen = ux_lower(dn, ldn);
+    e->llen = svc_text_lower(name, lname);
+    e->dlen = svc_text_lower(dn, ldn);
     /* Synapse matches `name` as LIKE '@%term%:%': after the '@', before
      * the last ':'. */
     const char *colon = strrchr(lname, ':');
@@ -384,7 +384,7 @@ bool svc_ux_ready(bool by_name)
 /* Whether `t` (tl > 0 bytes) occurs in `h` (hl bytes): memchr for its
  * first byte then memcmp, several times faster than memmem's set-up on
  * strings this short. */
-static bool ux_has(const char *h, size_t hl, const char *t, size_t tl)
+bool svc_text_has(const char *h, size_t hl, const char *t, size_t tl)
 {
     if (tl > hl)
         return false;
@@ -419,7 +419,7 @@ int64_t svc_ux_match(const svc_ux_filter_t *f, const char ***names)
         free(out);
         return -ENOMEM;
     }
-    size_t tl = ux_lower(raw, term);
+    size_t tl = svc_text_lower(raw, term);
     int64_t k = 0;
     for (size_t i = 0; i < x->n; i++) {
         const ux_ent_t *e = &x->ents[i];
@@ -427,10 +427,10 @@ int64_t svc_ux_match(const svc_ux_filter_t *f, const char ***names)
             continue;
         bool hit;
         if (by_id)
-            hit = ux_has(e->lname, e->llen, term, tl);
+            hit = svc_text_has(e->lname, e->llen, term, tl);
         else
-            hit = (e->region > 1 && ux_has(e->lname + 1, e->region - 1, term, tl)) ||
-                  ux_has(e->ldn, e->dlen, term, tl);
+            hit = (e->region > 1 && svc_text_has(e->lname + 1, e->region - 1, term, tl)) ||
+                  svc_text_has(e->ldn, e->dlen, term, tl);
         if (hit)
             out[k++] = e->name;
     }
