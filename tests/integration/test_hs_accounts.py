@@ -608,6 +608,29 @@ def test_deactivate(server):
     assert r.json()["errcode"] == "M_USER_IN_USE"
 
 
+def test_deactivate_side_effects_commit_with_it(server):
+    """The profile erase and the pusher removal are written in the
+    deactivation's transaction: done at the 200, and kept after a kill -9
+    right after it."""
+    u = server.register()
+    r = server.api("POST", V3 + "/pushers/set", token=u["access_token"], json_body={
+        "kind": "http", "app_id": "a.b", "app_display_name": "x", "device_display_name": "y",
+        "pushkey": "pk1", "lang": "en", "data": {"url": "https://push.example/_matrix/push/v1/notify"}})
+    assert r.status_code == 200, r.text
+    assert server.api("GET", V3 + "/profile/" + u["user_id"]).status_code == 200
+    r = server.api("POST", V3 + "/account/deactivate", token=u["access_token"], json_body={
+        "erase": True, "auth": uia_password(u)})
+    assert r.status_code == 200, r.text
+    server.kill9()
+    server.start()
+    r = server.api("GET", V3 + "/profile/" + u["user_id"])
+    assert r.status_code == 404 or "displayname" not in r.json(), r.text
+    a = server.admin_user()
+    r = server.api("GET", "/_synapse/admin/v1/users/" + u["user_id"] + "/pushers",
+                   token=a["access_token"])
+    assert r.status_code == 200 and r.json()["total"] == 0, r.text
+
+
 # ---------------------------------------------------------------- devices
 
 def test_devices(server):

@@ -187,6 +187,7 @@ static void acc_deact_uia_done(mx_req_t *req, acc_uia_sess_t *s, void *ud)
     mx_sql_add(b, "DELETE FROM access_tokens WHERE user_id = ?", "s", uid);
     mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", uid);
     mx_sql_add(b, "DELETE FROM login_tokens WHERE user_id = ?", "s", uid);
+    acc_hook_user_deactivating(b, uid, d->erase);
     int rc = mx_sql_run(b, acc_deact_written, d);
     if (rc < 0) {
         mx_sql_batch_free(b);

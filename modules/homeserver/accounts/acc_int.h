@@ -78,6 +78,7 @@ int acc_route_v3_r0(const char *method, const char *tail, mx_handler_fn fn, unsi
 /* --------------------------------------------------------------- hooks --- */
 void acc_hook_user_creating(mx_sql_batch_t *b, const char *user_id, const char *displayname,
                             bool is_guest);
+void acc_hook_user_deactivating(mx_sql_batch_t *b, const char *user_id, bool erase);
 void acc_hook_user_registered(const char *user_id, const char *displayname, bool is_guest);
 void acc_hook_device_created(const char *user_id, const char *device_id);
 void acc_hook_device_updated(const char *user_id, const char *device_id);

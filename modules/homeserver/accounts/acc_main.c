@@ -97,6 +97,13 @@ void acc_hook_user_creating(mx_sql_batch_t *b, const char *user_id, const char *
             hs_acc->hooks[i]->user_creating(b, user_id, displayname, is_guest);
 }
 
+void acc_hook_user_deactivating(mx_sql_batch_t *b, const char *user_id, bool erase)
+{
+    for (int i = 0; i < hs_acc->nhooks; i++)
+        if (hs_acc->hooks[i]->user_deactivating)
+            hs_acc->hooks[i]->user_deactivating(b, user_id, erase);
+}
+
 void acc_hook_user_registered(const char *user_id, const char *displayname, bool is_guest)
 {
     for (int i = 0; i < hs_acc->nhooks; i++)

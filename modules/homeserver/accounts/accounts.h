@@ -61,8 +61,13 @@ typedef struct hs_accounts_hooks {
     /* Devices were deleted (logout, DELETE /devices, password change,
      * deactivation): drop their E2EE keys, announce device list changes. */
     void (*devices_deleted)(const char *user_id, const char *const *device_ids, size_t n);
-    /* The account was deactivated; `erase` asks for its data to be
-     * forgotten.  The rooms part makes the user leave its rooms. */
+    /* The account is being deactivated: adds the part's own writes (hide
+     * or erase the profile, drop pushers...) to `b`, the batch that marks
+     * the user deactivated, so that they commit with it. */
+    void (*user_deactivating)(mx_sql_batch_t *b, const char *user_id, bool erase);
+    /* The account was deactivated (committed); `erase` asks for its data
+     * to be forgotten.  For in-memory state; the rooms part makes the user
+     * leave its rooms. */
     void (*user_deactivated)(const char *user_id, bool erase);
 } hs_accounts_hooks_t;
 

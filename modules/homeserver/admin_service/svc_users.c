@@ -693,6 +693,11 @@ static void svc_up_write(svc_call_t *c)
             mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", uid);
             st += 3;
         }
+        /* Last: the other parts' writes (statement indexes above stay). */
+        if (u->set_deact && u->deact && !u->was_deactivated) {
+            acc_hook_user_deactivating(b, uid, false);
+            st++;
+        }
     }
     if (st == 0) {
         mx_sql_batch_free(b);
@@ -850,6 +855,7 @@ int svc_deactivate_user(const char *user_id, bool erase, hs_admin_done_fn cb, vo
         mx_sql_add(b, "DELETE FROM access_tokens WHERE user_id = ?", "s", user_id);
         mx_sql_add(b, "DELETE FROM refresh_tokens WHERE user_id = ?", "s", user_id);
         mx_sql_add(b, "DELETE FROM login_tokens WHERE user_id = ?", "s", user_id);
+        acc_hook_user_deactivating(b, user_id, erase);
     }
     return svc_run_raw(c, b, svc_deact_written);
 }

@@ -352,14 +352,6 @@ static int pf_put_h(mx_req_t *req, void *ud)
 
 /* -------------------------------------------------------------- hooks --- */
 
-static void pf_hook_done(int status, mx_sql_res_t *res, void *ud)
-{
-    (void)ud;
-    if (status < 0)
-        mx_log("homeserver", MX_LOG_ERROR, "profile: hook write failed: %s",
-               res ? mx_sql_errmsg(res) : "?");
-}
-
 /* A new account's profile row (display name: the one asked for, else the
  * localpart, as Synapse), written in the registration's transaction. */
 static void pf_user_creating(mx_sql_batch_t *b, const char *user_id, const char *displayname,
@@ -378,23 +370,20 @@ static void pf_user_creating(mx_sql_batch_t *b, const char *user_id, const char 
         mx_pool_free(pool);
 }
 
-static void pf_user_deactivated(const char *user_id, bool erase)
+/* Deactivation hides the profile (erase: forgets it), in the
+ * deactivation's transaction. */
+static void pf_user_deactivating(mx_sql_batch_t *b, const char *user_id, bool erase)
 {
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (!b)
-        return;
     if (erase)
         mx_sql_add(b, "UPDATE profiles SET hidden = 1, displayname = NULL, avatar_url = NULL"
                       " WHERE user_id = ?", "s", user_id);
     else
         mx_sql_add(b, "UPDATE profiles SET hidden = 1 WHERE user_id = ?", "s", user_id);
-    if (mx_sql_run(b, pf_hook_done, NULL) < 0)
-        mx_log("homeserver", MX_LOG_ERROR, "profile: cannot hide the profile of %s", user_id);
 }
 
 static const hs_accounts_hooks_t pf_hooks = {
     .user_creating = pf_user_creating,
-    .user_deactivated = pf_user_deactivated,
+    .user_deactivating = pf_user_deactivating,
 };
 
 int cl_profile_start(void)

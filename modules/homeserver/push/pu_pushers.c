@@ -163,14 +163,15 @@ static void pp_devices_deleted(const char *user_id, const char *const *ids, size
     pp_bg_run(b);
 }
 
+static void pp_user_deactivating(mx_sql_batch_t *b, const char *user_id, bool erase)
+{
+    (void)erase;
+    mx_sql_add(b, "DELETE FROM pushers WHERE user_id = ?", "s", user_id);
+}
+
 static void pp_user_deactivated(const char *user_id, bool erase)
 {
     (void)erase;
-    mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_WRITE);
-    if (b) {
-        mx_sql_add(b, "DELETE FROM pushers WHERE user_id = ?", "s", user_id);
-        pp_bg_run(b);
-    }
     pu_pusher_t *p = pp_head;
     while (p) {
         pu_pusher_t *next = p->next;
@@ -182,6 +183,7 @@ static void pp_user_deactivated(const char *user_id, bool erase)
 
 static const hs_accounts_hooks_t pp_hooks = {
     .devices_deleted = pp_devices_deleted,
+    .user_deactivating = pp_user_deactivating,
     .user_deactivated = pp_user_deactivated,
 };
 
