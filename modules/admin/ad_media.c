@@ -10,25 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AD_CALL(ar, expr)                                                                  \
-    do {                                                                                   \
-        int ad_rc_ = (expr);                                                               \
-        if (ad_rc_ < 0)                                                                    \
-            ad_call_failed((ar), ad_rc_);                                                  \
-    } while (0)
-
 static void ad_user_media_get(ad_req_t *ar)
 {
-    const char *u = ad_user_param(ar);
+    const char *u = ad_local_user(ar, "Can only look up local users");
     int64_t from, limit;
     const char *dir;
     if (!u || !ad_qint(ar, "from", 0, 0, &from) || !ad_qint(ar, "limit", 100, 0, &limit) ||
         !ad_qdir(ar, &dir))
         return;
-    if (!ad_is_local(u)) {
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only look up local users");
-        return;
-    }
     json_t *q = json_pack("{s:I, s:I, s:s}", "from", (json_int_t)from, "limit", (json_int_t)limit,
                           "dir", dir);
     const char *order = mx_req_query(ar->req, "order_by");
@@ -36,30 +25,14 @@ static void ad_user_media_get(ad_req_t *ar)
         json_object_set_new(q, "order_by", json_string(order));
     int rc = ar->hs->user_media(u, q, ad_done, ar);
     json_decref(q);
-    if (rc == -EINVAL)
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by");
-    else if (rc < 0)
-        ad_call_failed(ar, rc);
+    if (rc < 0)
+        ad_list_failed(ar, rc, order);
 }
 
-static void ad_user_media_delete(ad_req_t *ar)
-{
-    const char *u = ad_user_param(ar);
-    if (!u)
-        return;
-    if (!ad_is_local(u)) {
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only look up local users");
-        return;
-    }
-    AD_CALL(ar, ar->hs->delete_user_media(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_user_media_delete, ad_local_user(ar, "Can only look up local users"),
+            delete_user_media)
 
-static void ad_user_media_quarantine(ad_req_t *ar)
-{
-    const char *u = ad_user_param(ar);
-    if (u)
-        AD_CALL(ar, ar->hs->quarantine_user_media(u, ar->admin, ad_done, ar));
-}
+AD_ON_PARAM(ad_user_media_quarantine, ad_user_param(ar), quarantine_user_media, ar->admin)
 
 /* {serverName} must be ours; replies 400 otherwise. */
 static const char *ad_local_media(ad_req_t *ar, const char *why)
@@ -77,33 +50,12 @@ static const char *ad_local_media(ad_req_t *ar, const char *why)
     return mid;
 }
 
-static void ad_media_info(ad_req_t *ar)
-{
-    const char *mid = ad_local_media(ar, "Can only look up local media");
-    if (mid)
-        AD_CALL(ar, ar->hs->media_info(mid, ad_done, ar));
-}
-
-static void ad_media_delete(ad_req_t *ar)
-{
-    const char *mid = ad_local_media(ar, "Can only delete local media");
-    if (mid)
-        AD_CALL(ar, ar->hs->delete_media(mid, ad_done, ar));
-}
-
-static void ad_media_quarantine(ad_req_t *ar)
-{
-    const char *mid = ad_local_media(ar, "Can only quarantine local media");
-    if (mid)
-        AD_CALL(ar, ar->hs->quarantine_media(mid, ar->admin, ad_done, ar));
-}
-
-static void ad_media_unquarantine(ad_req_t *ar)
-{
-    const char *mid = ad_local_media(ar, "Can only unquarantine local media");
-    if (mid)
-        AD_CALL(ar, ar->hs->quarantine_media(mid, NULL, ad_done, ar));
-}
+AD_ON_PARAM(ad_media_info, ad_local_media(ar, "Can only look up local media"), media_info)
+AD_ON_PARAM(ad_media_delete, ad_local_media(ar, "Can only delete local media"), delete_media)
+AD_ON_PARAM(ad_media_quarantine, ad_local_media(ar, "Can only quarantine local media"),
+            quarantine_media, ar->admin)
+AD_ON_PARAM(ad_media_unquarantine, ad_local_media(ar, "Can only unquarantine local media"),
+            quarantine_media, NULL)
 
 /* --------------------------------------------------------- clean-up --- */
 
@@ -163,33 +115,21 @@ static void ad_media_unprotect(ad_req_t *ar)
     AD_CALL(ar, ar->hs->protect_media(mid ? mid : "", false, ad_done, ar));
 }
 
-#define V1 "/_synapse/admin/v1"
-#define J MX_ROUTE_JSON_BODY
-
 int ad_media_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        ad_fn fn;
-        unsigned flags;
-    } r[] = {
-        { "GET", V1 "/users/{userId}/media", ad_user_media_get, 0 },
-        { "DELETE", V1 "/users/{userId}/media", ad_user_media_delete, J },
-        { "POST", V1 "/user/{userId}/media/quarantine", ad_user_media_quarantine, J },
-        { "GET", V1 "/media/{serverName}/{mediaId}", ad_media_info, 0 },
-        { "DELETE", V1 "/media/{serverName}/{mediaId}", ad_media_delete, J },
-        { "POST", V1 "/media/quarantine/{serverName}/{mediaId}", ad_media_quarantine, J },
-        { "POST", V1 "/media/unquarantine/{serverName}/{mediaId}", ad_media_unquarantine, J },
-        { "POST", V1 "/media/delete", ad_media_delete_old, J },
-        { "POST", V1 "/media/{serverName}/delete", ad_media_delete_old, J },
-        { "POST", V1 "/purge_media_cache", ad_purge_media_cache, J },
-        { "POST", V1 "/media/protect/{mediaId}", ad_media_protect, J },
-        { "POST", V1 "/media/unprotect/{mediaId}", ad_media_unprotect, J },
+    static const ad_route_t r[] = {
+        { "GET", AD_V1 "/users/{userId}/media", ad_user_media_get, 0 },
+        { "DELETE", AD_V1 "/users/{userId}/media", ad_user_media_delete, AD_J },
+        { "POST", AD_V1 "/user/{userId}/media/quarantine", ad_user_media_quarantine, AD_J },
+        { "GET", AD_V1 "/media/{serverName}/{mediaId}", ad_media_info, 0 },
+        { "DELETE", AD_V1 "/media/{serverName}/{mediaId}", ad_media_delete, AD_J },
+        { "POST", AD_V1 "/media/quarantine/{serverName}/{mediaId}", ad_media_quarantine, AD_J },
+        { "POST", AD_V1 "/media/unquarantine/{serverName}/{mediaId}", ad_media_unquarantine, AD_J },
+        { "POST", AD_V1 "/media/delete", ad_media_delete_old, AD_J },
+        { "POST", AD_V1 "/media/{serverName}/delete", ad_media_delete_old, AD_J },
+        { "POST", AD_V1 "/purge_media_cache", ad_purge_media_cache, AD_J },
+        { "POST", AD_V1 "/media/protect/{mediaId}", ad_media_protect, AD_J },
+        { "POST", AD_V1 "/media/unprotect/{mediaId}", ad_media_unprotect, AD_J },
     };
-    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
-        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return ad_routes(r, sizeof(r) / sizeof(r[0]));
 }

@@ -11,13 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AD_CALL(ar, expr)                                                                  \
-    do {                                                                                   \
-        int ad_rc_ = (expr);                                                               \
-        if (ad_rc_ < 0)                                                                    \
-            ad_call_failed((ar), ad_rc_);                                                  \
-    } while (0)
-
 static void ad_server_version(ad_req_t *ar)
 {
     mx_req_reply_json(ar->req, 200, json_pack("{s:s}", "server_version",
@@ -263,10 +256,8 @@ static void ad_stats_media(ad_req_t *ar)
         json_object_set_new(q, "search_term", json_string(term));
     int rc = ar->hs->stats_users_media(q, ad_done, ar);
     json_decref(q);
-    if (rc == -EINVAL)
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Unknown value for order_by");
-    else if (rc < 0)
-        ad_call_failed(ar, rc);
+    if (rc < 0)
+        ad_list_failed(ar, rc, order);
 }
 
 static void ad_stats_rooms(ad_req_t *ar)
@@ -274,44 +265,35 @@ static void ad_stats_rooms(ad_req_t *ar)
     AD_CALL(ar, ar->hs->stats_database_rooms(ad_done, ar));
 }
 
-#define V1 "/_synapse/admin/v1"
-#define J MX_ROUTE_JSON_BODY
-
 int ad_misc_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        ad_fn fn;
-        unsigned flags;
-    } r[] = {
-        { "GET", V1 "/server_version", ad_server_version, AD_NO_SERVICE },
-        { "GET", V1 "/event_reports", ad_reports_list, 0 },
-        { "GET", V1 "/event_reports/{reportId}", ad_report_get, 0 },
-        { "DELETE", V1 "/event_reports/{reportId}", ad_report_delete, J },
-        { "POST", V1 "/send_server_notice", ad_server_notice, J },
-        { "PUT", V1 "/send_server_notice/{txnId}", ad_server_notice, J },
-        { "GET", V1 "/background_updates/status", ad_bg_status, AD_NO_SERVICE },
-        { "GET", V1 "/background_updates/enabled", ad_bg_enabled, AD_NO_SERVICE },
-        { "POST", V1 "/background_updates/enabled", ad_bg_enabled, J | AD_NO_SERVICE },
-        { "POST", V1 "/background_updates/start_job", ad_bg_start_job, J | AD_NO_SERVICE },
-        { "GET", V1 "/federation/destinations", ad_dests_list, 0 },
-        { "GET", V1 "/federation/destinations/{destination}", ad_dest_get, 0 },
-        { "GET", V1 "/federation/destinations/{destination}/rooms", ad_dest_rooms, 0 },
-        { "POST", V1 "/federation/destinations/{destination}/reset_connection", ad_dest_reset,
-          J },
-        { "GET", V1 "/statistics/users/media", ad_stats_media, 0 },
-        { "GET", V1 "/statistics/database/rooms", ad_stats_rooms, 0 },
+    static const ad_route_t r[] = {
+        { "GET", AD_V1 "/server_version", ad_server_version, AD_NO_SERVICE },
+        { "GET", AD_V1 "/event_reports", ad_reports_list, 0 },
+        { "GET", AD_V1 "/event_reports/{reportId}", ad_report_get, 0 },
+        { "DELETE", AD_V1 "/event_reports/{reportId}", ad_report_delete, AD_J },
+        { "POST", AD_V1 "/send_server_notice", ad_server_notice, AD_J },
+        { "PUT", AD_V1 "/send_server_notice/{txnId}", ad_server_notice, AD_J },
+        { "GET", AD_V1 "/background_updates/status", ad_bg_status, AD_NO_SERVICE },
+        { "GET", AD_V1 "/background_updates/enabled", ad_bg_enabled, AD_NO_SERVICE },
+        { "POST", AD_V1 "/background_updates/enabled", ad_bg_enabled, AD_J | AD_NO_SERVICE },
+        { "POST", AD_V1 "/background_updates/start_job", ad_bg_start_job, AD_J | AD_NO_SERVICE },
+        { "GET", AD_V1 "/federation/destinations", ad_dests_list, 0 },
+        { "GET", AD_V1 "/federation/destinations/{destination}", ad_dest_get, 0 },
+        { "GET", AD_V1 "/federation/destinations/{destination}/rooms", ad_dest_rooms, 0 },
+        { "POST", AD_V1 "/federation/destinations/{destination}/reset_connection", ad_dest_reset,
+          AD_J },
+        { "GET", AD_V1 "/statistics/users/media", ad_stats_media, 0 },
+        { "GET", AD_V1 "/statistics/database/rooms", ad_stats_rooms, 0 },
     };
-    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
-        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
-        if (rc < 0)
-            return rc;
-    }
+    int rc = ad_routes(r, sizeof(r) / sizeof(r[0]));
+    if (rc < 0)
+        return rc;
     /* ESS's version document: on the client resource (the Synapse host)
      * and the admin one, no token. */
     static const char *const res[] = { "client", "admin" };
     for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++) {
-        int rc = mx_route_add(res[i], "GET", "/_synapse/ess/version", ad_ess_version, NULL, 0);
+        rc = mx_route_add(res[i], "GET", "/_synapse/ess/version", ad_ess_version, NULL, 0);
         if (rc < 0)
             return rc;
     }

@@ -10,13 +10,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AD_CALL(ar, expr)                                                                  \
-    do {                                                                                   \
-        int ad_rc_ = (expr);                                                               \
-        if (ad_rc_ < 0)                                                                    \
-            ad_call_failed((ar), ad_rc_);                                                  \
-    } while (0)
-
 static const char *ad_room_param(ad_req_t *ar)
 {
     const char *r = mx_req_param(ar->req, "roomId");
@@ -60,26 +53,9 @@ static void ad_rooms_list(ad_req_t *ar)
         ad_list_failed(ar, rc, order);
 }
 
-static void ad_room_details(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->room_details(r, ad_done, ar));
-}
-
-static void ad_room_members(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->room_members(r, ad_done, ar));
-}
-
-static void ad_room_state(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->room_state(r, mx_req_query(ar->req, "type"), ad_done, ar));
-}
+AD_ON_PARAM(ad_room_details, ad_room_param(ar), room_details)
+AD_ON_PARAM(ad_room_members, ad_room_param(ar), room_members)
+AD_ON_PARAM(ad_room_state, ad_room_param(ar), room_state, mx_req_query(ar->req, "type"))
 
 static void ad_room_messages(ad_req_t *ar)
 {
@@ -106,12 +82,7 @@ static void ad_room_messages(ad_req_t *ar)
 
 /* --------------------------------------------------------------- block --- */
 
-static void ad_block_get(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->room_block(r, -1, NULL, ad_done, ar));
-}
+AD_ON_PARAM(ad_block_get, ad_room_param(ar), room_block, -1, NULL)
 
 static void ad_block_put(ad_req_t *ar)
 {
@@ -208,12 +179,7 @@ static void ad_shutdown_room(ad_req_t *ar)
     json_decref(o);
 }
 
-static void ad_delete_status_room(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->delete_status(r, NULL, ad_done, ar));
-}
+AD_ON_PARAM(ad_delete_status_room, ad_room_param(ar), delete_status, NULL)
 
 static void ad_delete_status_id(ad_req_t *ar)
 {
@@ -265,19 +231,8 @@ static void ad_purge_status(ad_req_t *ar)
 
 /* ----------------------------------------------------- room maintenance --- */
 
-static void ad_fx_get(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->forward_extremities(r, ad_done, ar));
-}
-
-static void ad_fx_delete(ad_req_t *ar)
-{
-    const char *r = ad_room_param(ar);
-    if (r)
-        AD_CALL(ar, ar->hs->delete_forward_extremities(r, ad_done, ar));
-}
+AD_ON_PARAM(ad_fx_get, ad_room_param(ar), forward_extremities)
+AD_ON_PARAM(ad_fx_delete, ad_room_param(ar), delete_forward_extremities)
 
 static void ad_make_room_admin(ad_req_t *ar)
 {
@@ -299,40 +254,27 @@ static void ad_make_room_admin(ad_req_t *ar)
     AD_CALL(ar, ar->hs->make_room_admin(r, uid, ad_done, ar));
 }
 
-#define V1 "/_synapse/admin/v1"
-#define V2 "/_synapse/admin/v2"
-#define J MX_ROUTE_JSON_BODY
-
 int ad_rooms_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        ad_fn fn;
-        unsigned flags;
-    } r[] = {
-        { "GET", V1 "/rooms", ad_rooms_list, 0 },
-        { "GET", V1 "/rooms/{roomId}", ad_room_details, 0 },
-        { "GET", V1 "/rooms/{roomId}/members", ad_room_members, 0 },
-        { "GET", V1 "/rooms/{roomId}/state", ad_room_state, 0 },
-        { "GET", V1 "/rooms/{roomId}/messages", ad_room_messages, 0 },
-        { "GET", V1 "/rooms/{roomId}/block", ad_block_get, 0 },
-        { "PUT", V1 "/rooms/{roomId}/block", ad_block_put, J },
-        { "DELETE", V1 "/rooms/{roomId}", ad_delete_v1, J },
-        { "DELETE", V2 "/rooms/{roomId}", ad_delete_v2, J },
-        { "POST", V1 "/shutdown_room/{roomId}", ad_shutdown_room, J },
-        { "GET", V2 "/rooms/{roomId}/delete_status", ad_delete_status_room, 0 },
-        { "GET", V2 "/rooms/delete_status/{deleteId}", ad_delete_status_id, 0 },
-        { "POST", V1 "/purge_history/{roomId}", ad_purge_history, J },
-        { "POST", V1 "/purge_history/{roomId}/{eventId}", ad_purge_history, J },
-        { "GET", V1 "/purge_history_status/{purgeId}", ad_purge_status, 0 },
-        { "GET", V1 "/rooms/{roomId}/forward_extremities", ad_fx_get, 0 },
-        { "DELETE", V1 "/rooms/{roomId}/forward_extremities", ad_fx_delete, J },
-        { "POST", V1 "/rooms/{roomId}/make_room_admin", ad_make_room_admin, J },
+    static const ad_route_t r[] = {
+        { "GET", AD_V1 "/rooms", ad_rooms_list, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}", ad_room_details, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}/members", ad_room_members, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}/state", ad_room_state, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}/messages", ad_room_messages, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}/block", ad_block_get, 0 },
+        { "PUT", AD_V1 "/rooms/{roomId}/block", ad_block_put, AD_J },
+        { "DELETE", AD_V1 "/rooms/{roomId}", ad_delete_v1, AD_J },
+        { "DELETE", AD_V2 "/rooms/{roomId}", ad_delete_v2, AD_J },
+        { "POST", AD_V1 "/shutdown_room/{roomId}", ad_shutdown_room, AD_J },
+        { "GET", AD_V2 "/rooms/{roomId}/delete_status", ad_delete_status_room, 0 },
+        { "GET", AD_V2 "/rooms/delete_status/{deleteId}", ad_delete_status_id, 0 },
+        { "POST", AD_V1 "/purge_history/{roomId}", ad_purge_history, AD_J },
+        { "POST", AD_V1 "/purge_history/{roomId}/{eventId}", ad_purge_history, AD_J },
+        { "GET", AD_V1 "/purge_history_status/{purgeId}", ad_purge_status, 0 },
+        { "GET", AD_V1 "/rooms/{roomId}/forward_extremities", ad_fx_get, 0 },
+        { "DELETE", AD_V1 "/rooms/{roomId}/forward_extremities", ad_fx_delete, AD_J },
+        { "POST", AD_V1 "/rooms/{roomId}/make_room_admin", ad_make_room_admin, AD_J },
     };
-    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
-        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return ad_routes(r, sizeof(r) / sizeof(r[0]));
 }

@@ -13,27 +13,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Runs a service call and answers its immediate failure. */
-#define AD_CALL(ar, expr)                                                                  \
-    do {                                                                                   \
-        int ad_rc_ = (expr);                                                               \
-        if (ad_rc_ < 0)                                                                    \
-            ad_call_failed((ar), ad_rc_);                                                  \
-    } while (0)
-
-/* {userId} that must be a local user. */
-static const char *ad_local_user(ad_req_t *ar, const char *why)
-{
-    const char *u = ad_user_param(ar);
-    if (!u)
-        return NULL;
-    if (!ad_is_local(u)) {
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "%s", why);
-        return NULL;
-    }
-    return u;
-}
-
 /* ----------------------------------------------------------------- list --- */
 
 static void ad_users_list(ad_req_t *ar)
@@ -87,17 +66,7 @@ static void ad_users_list(ad_req_t *ar)
 
 /* -------------------------------------------------------------- details --- */
 
-static void ad_user_get(ad_req_t *ar)
-{
-    const char *u = ad_user_param(ar);
-    if (!u)
-        return;
-    if (!ad_is_local(u)) {
-        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "Can only look up local users");
-        return;
-    }
-    AD_CALL(ar, ar->hs->get_user(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_user_get, ad_local_user(ar, "Can only look up local users"), get_user)
 
 static void ad_user_put_done(int status, json_t *result, void *ud)
 {
@@ -206,12 +175,7 @@ static void ad_reset_password(ad_req_t *ar)
 
 /* ------------------------------------------------- whois, flags, login --- */
 
-static void ad_whois(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only whois a local user");
-    if (u)
-        AD_CALL(ar, ar->hs->whois(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_whois, ad_local_user(ar, "Can only whois a local user"), whois)
 
 static void ad_admin_get_done(int status, json_t *result, void *ud)
 {
@@ -250,13 +214,8 @@ static void ad_admin_put(ad_req_t *ar)
     AD_CALL(ar, ar->hs->set_user_flag(u, "admin", json_is_true(v), ad_done, ar));
 }
 
-static void ad_shadow_ban(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Only local users can be shadow-banned");
-    if (u)
-        AD_CALL(ar, ar->hs->set_user_flag(u, "shadow_banned",
-                                          !strcmp(mx_req_method(ar->req), "POST"), ad_done, ar));
-}
+AD_ON_PARAM(ad_shadow_ban, ad_local_user(ar, "Only local users can be shadow-banned"),
+            set_user_flag, "shadow_banned", !strcmp(mx_req_method(ar->req), "POST"))
 
 static void ad_login_as(ad_req_t *ar)
 {
@@ -314,42 +273,14 @@ static void ad_username_available_wrap(ad_req_t *ar)
 
 /* ------------------------------------------------------ data of a user --- */
 
-static void ad_joined_rooms(ad_req_t *ar)
-{
-    const char *u = ad_user_param(ar);
-    if (u)
-        AD_CALL(ar, ar->hs->joined_rooms(u, ad_done, ar));
-}
-
-static void ad_memberships(ad_req_t *ar)
-{
-    const char *u = ad_user_param(ar);
-    if (u)
-        AD_CALL(ar, ar->hs->memberships(u, ad_done, ar));
-}
-
-static void ad_account_data(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only look up local users");
-    if (u)
-        AD_CALL(ar, ar->hs->account_data(u, ad_done, ar));
-}
-
-static void ad_pushers(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only look up local users");
-    if (u)
-        AD_CALL(ar, ar->hs->pushers(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_joined_rooms, ad_user_param(ar), joined_rooms)
+AD_ON_PARAM(ad_memberships, ad_user_param(ar), memberships)
+AD_ON_PARAM(ad_account_data, ad_local_user(ar, "Can only look up local users"), account_data)
+AD_ON_PARAM(ad_pushers, ad_local_user(ar, "Can only look up local users"), pushers)
 
 /* -------------------------------------------------------------- devices --- */
 
-static void ad_devices_get(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only lookup local users");
-    if (u)
-        AD_CALL(ar, ar->hs->list_devices(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_devices_get, ad_local_user(ar, "Can only lookup local users"), list_devices)
 
 static void ad_devices_post(ad_req_t *ar)
 {
@@ -365,12 +296,8 @@ static void ad_devices_post(ad_req_t *ar)
     AD_CALL(ar, ar->hs->create_device(u, d, ad_done, ar));
 }
 
-static void ad_device_get(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only lookup local users");
-    if (u)
-        AD_CALL(ar, ar->hs->get_device(u, mx_req_param(ar->req, "deviceId"), ad_done, ar));
-}
+AD_ON_PARAM(ad_device_get, ad_local_user(ar, "Can only lookup local users"),
+            get_device, mx_req_param(ar->req, "deviceId"))
 
 static void ad_device_put(ad_req_t *ar)
 {
@@ -422,12 +349,7 @@ static void ad_delete_devices(ad_req_t *ar)
 
 /* -------------------------------------------------- rate-limit override --- */
 
-static void ad_ratelimit_get(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Can only look up local users");
-    if (u)
-        AD_CALL(ar, ar->hs->get_ratelimit(u, ad_done, ar));
-}
+AD_ON_PARAM(ad_ratelimit_get, ad_local_user(ar, "Can only look up local users"), get_ratelimit)
 
 static void ad_ratelimit_post(ad_req_t *ar)
 {
@@ -451,59 +373,43 @@ static void ad_ratelimit_post(ad_req_t *ar)
     AD_CALL(ar, ar->hs->set_ratelimit(u, v[0], v[1], ad_done, ar));
 }
 
-static void ad_ratelimit_delete(ad_req_t *ar)
-{
-    const char *u = ad_local_user(ar, "Only local users can be ratelimited");
-    if (u)
-        AD_CALL(ar, ar->hs->set_ratelimit(u, -1, -1, ad_done, ar));
-}
+AD_ON_PARAM(ad_ratelimit_delete, ad_local_user(ar, "Only local users can be ratelimited"),
+            set_ratelimit, -1, -1)
 
 /* --------------------------------------------------------------- routes --- */
 
-#define V1 "/_synapse/admin/v1"
-#define V2 "/_synapse/admin/v2"
-#define J MX_ROUTE_JSON_BODY
 
 int ad_users_routes(void)
 {
-    static const struct {
-        const char *method, *path;
-        ad_fn fn;
-        unsigned flags;
-    } r[] = {
-        { "GET", V2 "/users", ad_users_list, 0 },
+    static const ad_route_t r[] = {
+        { "GET", AD_V2 "/users", ad_users_list, 0 },
         { "GET", "/_synapse/admin/v3/users", ad_users_list, 0 },
-        { "GET", V2 "/users/{userId}", ad_user_get, 0 },
-        { "PUT", V2 "/users/{userId}", ad_user_put, J },
-        { "POST", V1 "/deactivate/{userId}", ad_deactivate, J },
-        { "POST", V1 "/reset_password/{userId}", ad_reset_password, J },
-        { "GET", V1 "/whois/{userId}", ad_whois, AD_SELF_OK },
+        { "GET", AD_V2 "/users/{userId}", ad_user_get, 0 },
+        { "PUT", AD_V2 "/users/{userId}", ad_user_put, AD_J },
+        { "POST", AD_V1 "/deactivate/{userId}", ad_deactivate, AD_J },
+        { "POST", AD_V1 "/reset_password/{userId}", ad_reset_password, AD_J },
+        { "GET", AD_V1 "/whois/{userId}", ad_whois, AD_SELF_OK },
         { "GET", "/_matrix/client/v3/admin/whois/{userId}", ad_whois, AD_SELF_OK },
         { "GET", "/_matrix/client/r0/admin/whois/{userId}", ad_whois, AD_SELF_OK },
-        { "GET", V1 "/users/{userId}/admin", ad_admin_get, 0 },
-        { "PUT", V1 "/users/{userId}/admin", ad_admin_put, J },
-        { "POST", V1 "/users/{userId}/login", ad_login_as, J },
-        { "POST", V1 "/users/{userId}/shadow_ban", ad_shadow_ban, J },
-        { "DELETE", V1 "/users/{userId}/shadow_ban", ad_shadow_ban, J },
-        { "GET", V1 "/username_available", ad_username_available_wrap, 0 },
-        { "GET", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_get, 0 },
-        { "POST", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_post, J },
-        { "DELETE", V1 "/users/{userId}/override_ratelimit", ad_ratelimit_delete, J },
-        { "GET", V1 "/users/{userId}/joined_rooms", ad_joined_rooms, 0 },
-        { "GET", V1 "/users/{userId}/memberships", ad_memberships, 0 },
-        { "GET", V1 "/users/{userId}/accountdata", ad_account_data, 0 },
-        { "GET", V1 "/users/{userId}/pushers", ad_pushers, 0 },
-        { "GET", V2 "/users/{userId}/devices", ad_devices_get, 0 },
-        { "POST", V2 "/users/{userId}/devices", ad_devices_post, J },
-        { "POST", V2 "/users/{userId}/delete_devices", ad_delete_devices, J },
-        { "GET", V2 "/users/{userId}/devices/{deviceId}", ad_device_get, 0 },
-        { "PUT", V2 "/users/{userId}/devices/{deviceId}", ad_device_put, J },
-        { "DELETE", V2 "/users/{userId}/devices/{deviceId}", ad_device_delete, J },
+        { "GET", AD_V1 "/users/{userId}/admin", ad_admin_get, 0 },
+        { "PUT", AD_V1 "/users/{userId}/admin", ad_admin_put, AD_J },
+        { "POST", AD_V1 "/users/{userId}/login", ad_login_as, AD_J },
+        { "POST", AD_V1 "/users/{userId}/shadow_ban", ad_shadow_ban, AD_J },
+        { "DELETE", AD_V1 "/users/{userId}/shadow_ban", ad_shadow_ban, AD_J },
+        { "GET", AD_V1 "/username_available", ad_username_available_wrap, 0 },
+        { "GET", AD_V1 "/users/{userId}/override_ratelimit", ad_ratelimit_get, 0 },
+        { "POST", AD_V1 "/users/{userId}/override_ratelimit", ad_ratelimit_post, AD_J },
+        { "DELETE", AD_V1 "/users/{userId}/override_ratelimit", ad_ratelimit_delete, AD_J },
+        { "GET", AD_V1 "/users/{userId}/joined_rooms", ad_joined_rooms, 0 },
+        { "GET", AD_V1 "/users/{userId}/memberships", ad_memberships, 0 },
+        { "GET", AD_V1 "/users/{userId}/accountdata", ad_account_data, 0 },
+        { "GET", AD_V1 "/users/{userId}/pushers", ad_pushers, 0 },
+        { "GET", AD_V2 "/users/{userId}/devices", ad_devices_get, 0 },
+        { "POST", AD_V2 "/users/{userId}/devices", ad_devices_post, AD_J },
+        { "POST", AD_V2 "/users/{userId}/delete_devices", ad_delete_devices, AD_J },
+        { "GET", AD_V2 "/users/{userId}/devices/{deviceId}", ad_device_get, 0 },
+        { "PUT", AD_V2 "/users/{userId}/devices/{deviceId}", ad_device_put, AD_J },
+        { "DELETE", AD_V2 "/users/{userId}/devices/{deviceId}", ad_device_delete, AD_J },
     };
-    for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
-        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return ad_routes(r, sizeof(r) / sizeof(r[0]));
 }

@@ -145,6 +145,16 @@ int ad_route(const char *method, const char *path, ad_fn fn, unsigned flags)
     return 0;
 }
 
+int ad_routes(const ad_route_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = ad_route(r[i].method, r[i].path, r[i].fn, r[i].flags);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ replies --- */
 
 void ad_done(int status, json_t *result, void *ud)
@@ -266,6 +276,18 @@ void ad_list_failed(ad_req_t *ar, int rc, const char *order)
                      order ? order : "");
     else
         ad_call_failed(ar, rc);
+}
+
+const char *ad_local_user(ad_req_t *ar, const char *why)
+{
+    const char *u = ad_user_param(ar);
+    if (!u)
+        return NULL;
+    if (!ad_is_local(u)) {
+        mx_req_error(ar->req, 400, "M_INVALID_PARAM", "%s", why);
+        return NULL;
+    }
+    return u;
 }
 
 bool ad_is_local(const char *user_id)

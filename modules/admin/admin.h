@@ -62,6 +62,35 @@ typedef void (*ad_fn)(ad_req_t *ar);
 /* Adds `fn` for `method` `path` (the full path) on the admin and client
  * resources.  0 or a negative code. */
 int ad_route(const char *method, const char *path, ad_fn fn, unsigned flags);
+/* One row of a file's route table, and the table's registration. */
+typedef struct ad_route_def {
+    const char *method, *path;
+    ad_fn fn;
+    unsigned flags;
+} ad_route_t;
+int ad_routes(const ad_route_t *r, size_t n);
+#define AD_V1 "/_synapse/admin/v1"
+#define AD_V2 "/_synapse/admin/v2"
+#define AD_J MX_ROUTE_JSON_BODY
+
+/* Runs the service call `expr`; replies with its error when it returns
+ * one at once (else the callback replies). */
+#define AD_CALL(ar, expr)                                                                  \
+    do {                                                                                   \
+        int ad_rc_ = (expr);                                                               \
+        if (ad_rc_ < 0)                                                                    \
+            ad_call_failed((ar), ad_rc_);                                                  \
+    } while (0)
+/* A handler `name` that reads one path parameter with `getter` (which
+ * replies 400 and returns NULL when it is bad) and passes it, then the
+ * other arguments, to the service's `method` answered by ad_done. */
+#define AD_ON_PARAM(name, getter, method, ...)                                             \
+    static void name(ad_req_t *ar)                                                         \
+    {                                                                                      \
+        const char *p_ = (getter);                                                         \
+        if (p_)                                                                            \
+            AD_CALL(ar, ar->hs->method(p_, ##__VA_ARGS__, ad_done, ar));                   \
+    }
 
 /* A hs_admin_done_fn that replies to the ad_req_t given as `ud`: the result
  * with ar->ok_status, or the error (404 M_NOT_FOUND, 400, 403, 500). */
@@ -85,6 +114,9 @@ void ad_list_failed(ad_req_t *ar, int rc, const char *order);
 const char *ad_user_param(ad_req_t *ar);
 /* True for a user ID of this server. */
 bool ad_is_local(const char *user_id);
+/* {userId} checked and of this server; replies 400 (`why` when it is
+ * remote) and returns NULL otherwise. */
+const char *ad_local_user(ad_req_t *ar, const char *why);
 /* The JSON body as an object (empty object when there is none); NULL and
  * replied 400 when it is not an object. */
 json_t *ad_body(ad_req_t *ar);

@@ -13,6 +13,9 @@
  * creation time and Matrix ID (au_ulid.c) and recorded in auth_admin_users
  * the first time the API shows them, so that an ID a client got back can be
  * resolved without asking the homeserver for every user.
+ *
+ * Filters naming a user, client or browser session are checked first
+ * (aa_require): MAS answers 404 for one that does not exist.
  */
 #include "au_admin.h"
 #include "../homeserver/accounts/users_iface.h"

@@ -208,7 +208,7 @@ typedef struct aa_sl {
     aa_page_t page;
     aa_list_t *l;
     const char *user;
-    aa_need_t needs[AA_MAX_NEEDS];
+    aa_need_t needs[AA_MAX_NEEDS + 1];   /* clients, then the user session */
     int nneeds;
 } aa_sl_t;
 
@@ -218,8 +218,6 @@ static void aa_sessions_checked(aa_req_t *r, void *ud)
     aa_list_run_for_user(r, &q->page, q->l, q->user);
 }
 
-/* filter[client] (repeated: any of them) as a condition on `col`; each
- * client must exist (q->needs).  "1=1" when absent, NULL when answered. */
 char *aa_clients_where(aa_req_t *r, const char *name, const char *col, aa_need_t *needs,
                        int *nneeds)
 {

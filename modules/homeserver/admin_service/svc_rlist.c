@@ -32,9 +32,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #define RLX_STEP 500             /* rooms read per warm-up step */
 #define RLX_POS_EVERY_MS 10000   /* position written at most this often when no row changed */
+#define RLX_TICK_MS 5000         /* background refresh when events came and no list asked */
 
 /* One room's summary.  Strings are malloc'd (NULL for JSON null); the
  * folded copies lname/lalias too. */
@@ -75,9 +77,11 @@ struct svc_rlx {
     int64_t warm_to;          /* warm-up: position taken when it began */
     bool ready, busy, dead;
     svc_call_t *cur, *next;   /* waiting calls (linked through priv) */
+    uv_timer_t *tick;         /* background refresh (owned; closed by svc_rlx_free) */
 };
 
 static void rlx_run_next(svc_rlx_t *x);
+static void rlx_warm_begin(svc_rlx_t *x);
 
 /* ------------------------------------------------------------ rooms --- */
 
@@ -489,6 +493,21 @@ static void rlx_refresh_end(svc_rlx_t *x, int status)
     rlx_serve(x, w, status);
 }
 
+/* Every RLX_TICK_MS: a refresh with no call waiting when events came, so
+ * that the summaries (and the table's position, read at the next start)
+ * stay close to the stream and a list seldom reads many rooms. */
+static void rlx_tick(uv_timer_t *t)
+{
+    svc_rlx_t *x = t->data;
+    if (x->ready && !x->busy && hs_stream_current(HS_STREAM_EVENTS) != x->pos)
+        rlx_run_next(x);
+}
+
+static void rlx_tick_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 /* Applies summaries read with svc_summary_sql_since (statements 0, 1);
  * the changed room IDs are appended to `changed`. */
 static int rlx_apply_summaries(svc_rlx_t *x, const mx_sql_res_t *res, json_t *changed)
@@ -518,8 +537,6 @@ static void rlx_dead(svc_rlx_t *x)
     rlx_clear(x);
     free(x);
 }
-
-static void rlx_warm_begin(svc_rlx_t *x);
 
 /* The rooms' IDs were read (statement 0) after the count differed: drops
  * the rooms that are gone; when some are missing here (rows lost from the
@@ -764,6 +781,16 @@ int svc_rlx_start(void)
     }
     x->pos_written = -1;
     x->busy = true; /* until loaded */
+    x->tick = malloc(sizeof(*x->tick));
+    if (!x->tick || uv_timer_init(mx_loop(), x->tick) < 0) {
+        free(x->tick);
+        json_decref(x->idx);
+        free(x);
+        return -ENOMEM;
+    }
+    x->tick->data = x;
+    uv_unref((uv_handle_t *)x->tick);
+    uv_timer_start(x->tick, rlx_tick, RLX_TICK_MS, RLX_TICK_MS);
     svc->rlx = x;
     mx_sql_batch_t *b = mx_sql_batch_new(hs.db, MX_SQL_READ);
     if (b) {
@@ -773,7 +800,8 @@ int svc_rlx_start(void)
     if (!b || mx_sql_run(b, rlx_loaded, x) < 0) {
         mx_sql_batch_free(b);
         svc->rlx = NULL;
-        rlx_dead(x);
+        x->busy = false;
+        svc_rlx_free(x);
         return -ENOMEM;
     }
     return 0;
@@ -787,6 +815,11 @@ void svc_rlx_free(svc_rlx_t *x)
     x->cur = x->next = NULL;
     rlx_serve(x, w, -ECANCELED);
     rlx_serve(x, w2, -ECANCELED);
+    if (x->tick) {
+        uv_timer_stop(x->tick);
+        uv_close((uv_handle_t *)x->tick, rlx_tick_closed);
+        x->tick = NULL;
+    }
     if (x->busy) {
         x->dead = true; /* freed by the batch's callback */
         return;
