@@ -538,22 +538,45 @@ static void rlx_dead(svc_rlx_t *x)
     free(x);
 }
 
+/* A batch callback's `ud`, or NULL after freeing it when svc_rlx_free
+ * ran meanwhile. */
+static svc_rlx_t *rlx_alive(void *ud)
+{
+    svc_rlx_t *x = ud;
+    if (!x->dead)
+        return x;
+    rlx_dead(x);
+    return NULL;
+}
+
+/* Clears every room's `seen` mark. */
+static void rlx_unsee(svc_rlx_t *x)
+{
+    for (size_t i = 0; i < x->n; i++)
+        x->v[i]->seen = false;
+}
+
+/* Appends the chain `c` to the chain at *head. */
+static void rlx_append(svc_call_t **head, svc_call_t *c)
+{
+    while (*head)
+        head = (svc_call_t **)&(*head)->priv;
+    *head = c;
+}
+
 /* The rooms' IDs were read (statement 0) after the count differed: drops
  * the rooms that are gone; when some are missing here (rows lost from the
  * table), reads every room again in steps. */
 static void rlx_reconciled(int status, mx_sql_res_t *res, void *ud)
 {
-    svc_rlx_t *x = ud;
-    if (x->dead) {
-        rlx_dead(x);
+    svc_rlx_t *x = rlx_alive(ud);
+    if (!x)
         return;
-    }
     if (status < 0) {
         rlx_refresh_end(x, status);
         return;
     }
-    for (size_t i = 0; i < x->n; i++)
-        x->v[i]->seen = false;
+    rlx_unsee(x);
     bool missing = false;
     for (int i = 0; i < mx_sql_nrows(res, 0); i++) {
         rlx_room_t *r = rlx_get(x, mx_sql_text(res, 0, i, 0));
@@ -581,11 +604,9 @@ static void rlx_reconciled(int status, mx_sql_res_t *res, void *ud)
 
 static void rlx_refreshed(int status, mx_sql_res_t *res, void *ud)
 {
-    svc_rlx_t *x = ud;
-    if (x->dead) {
-        rlx_dead(x);
+    svc_rlx_t *x = rlx_alive(ud);
+    if (!x)
         return;
-    }
     if (status < 0) {
         mx_log("homeserver", MX_LOG_ERROR, "admin: room list refresh failed: %s",
                res ? mx_sql_errmsg(res) : "?");
@@ -602,8 +623,7 @@ static void rlx_refreshed(int status, mx_sql_res_t *res, void *ud)
         return;
     }
     x->pos = x->warm_to;
-    for (size_t i = 0; i < x->n; i++)
-        x->v[i]->seen = false;
+    rlx_unsee(x);
     for (int i = 0; i < mx_sql_nrows(res, 2); i++) {
         rlx_room_t *r = rlx_get(x, mx_sql_text(res, 2, i, 0));
         if (r)
@@ -657,10 +677,7 @@ static void rlx_became_ready(svc_rlx_t *x)
     x->ready = true;
     x->busy = false;
     /* Calls that came during the warm-up: all served by one refresh. */
-    svc_call_t **tail = &x->cur;
-    while (*tail)
-        tail = (svc_call_t **)&(*tail)->priv;
-    *tail = x->next;
+    rlx_append(&x->cur, x->next);
     x->next = NULL;
     if (x->cur)
         rlx_run_next(x);
@@ -668,11 +685,9 @@ static void rlx_became_ready(svc_rlx_t *x)
 
 static void rlx_warm_read(int status, mx_sql_res_t *res, void *ud)
 {
-    svc_rlx_t *x = ud;
-    if (x->dead) {
-        rlx_dead(x);
+    svc_rlx_t *x = rlx_alive(ud);
+    if (!x)
         return;
-    }
     if (status < 0) {
         mx_log("homeserver", MX_LOG_ERROR, "admin: room list warm-up failed: %s",
                res ? mx_sql_errmsg(res) : "?");
@@ -733,11 +748,9 @@ static void rlx_warm_step(svc_rlx_t *x)
 /* The kept rows were read: 0 the position, 1 the rows. */
 static void rlx_loaded(int status, mx_sql_res_t *res, void *ud)
 {
-    svc_rlx_t *x = ud;
-    if (x->dead) {
-        rlx_dead(x);
+    svc_rlx_t *x = rlx_alive(ud);
+    if (!x)
         return;
-    }
     if (status >= 0 && mx_sql_nrows(res, 0) == 1) {
         int rc = 0;
         for (int i = 0; rc >= 0 && i < mx_sql_nrows(res, 1); i++) {
@@ -853,10 +866,7 @@ int svc_list_rooms(const json_t *q, hs_admin_done_fn cb, void *ud)
     }
     /* Served by the first refresh that starts after now, which reads
      * every write acknowledged before this call. */
-    svc_call_t **tail = !x->ready ? &x->cur : x->busy ? &x->next : &x->cur;
-    while (*tail)
-        tail = (svc_call_t **)&(*tail)->priv;
-    *tail = c;
+    rlx_append(x->ready && x->busy ? &x->next : &x->cur, c);
     if (!x->busy) {
         if (x->ready)
             rlx_run_next(x);
