@@ -462,25 +462,6 @@ static void au_cs_denied(int status, mx_sql_res_t *res, void *ud)
                                                     s->g->response_mode, params));
 }
 
-/* Drops the admin scopes a non-admin asked for. */
-char *au_scope_for_user(mx_pool_t *pool, const char *scope, bool is_admin)
-{
-    if (is_admin)
-        return mx_pstrdup(pool, scope);
-    char *out = mx_pstrdup(pool, "");
-    for (const char *p = scope; p && *p;) {
-        while (*p == ' ')
-            p++;
-        size_t l = strcspn(p, " ");
-        bool admin = (l == strlen(AU_SCOPE_SYNAPSE_ADMIN) && !strncmp(p, AU_SCOPE_SYNAPSE_ADMIN, l)) ||
-                     (l == 13 && !strncmp(p, "urn:mas:admin", 13));
-        if (l && !admin)
-            out = mx_psprintf(pool, "%s%s%.*s", out, *out ? " " : "", (int)l, p);
-        p += l;
-    }
-    return out;
-}
-
 static void au_cs_user(int status, const hs_users_info_t *u, void *ud)
 {
     au_cs_t *s = ud;
@@ -491,9 +472,18 @@ static void au_cs_user(int status, const hs_users_info_t *u, void *ud)
                       status < 0 && status != -ENOENT ? "err_internal" : "err_locked", NULL);
         return;
     }
+    if (!u->is_admin && au_scope_has_admin(s->g->scope)) {
+        au_page_error(req, 403, "err_admin_scope", NULL);
+        return;
+    }
+    if (!s->action) {   /* the consent page */
+        if (au_client_get(pool, s->g->client_id, au_cs_page, s) < 0)
+            au_page_error(req, 500, "err_internal", NULL);
+        return;
+    }
     au_issue_t *is = mx_palloc(pool, sizeof(*is));
     char *code = au_token_new(pool, NULL, 32);
-    char *scope = au_scope_for_user(pool, s->g->scope, u->is_admin);
+    const char *scope = s->g->scope;
     mx_sql_batch_t *b = is && code && scope ? mx_sql_batch_new(au.db, MX_SQL_WRITE) : NULL;
     if (!b) {
         au_page_error(req, 500, "err_internal", NULL);
@@ -545,12 +535,7 @@ static void au_cs_grant(int status, const au_grant_t *g, void *ud)
                                           au_urlencode(pool, g->id)));
         return;
     }
-    if (!s->action) {
-        if (au_client_get(pool, g->client_id, au_cs_page, s) < 0)
-            au_page_error(req, 500, "err_internal", NULL);
-        return;
-    }
-    if (!strcmp(s->action, "deny")) {
+    if (s->action && !strcmp(s->action, "deny")) {
         mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
         if (!b) {
             au_page_error(req, 500, "err_internal", NULL);

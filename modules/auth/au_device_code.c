@@ -339,16 +339,19 @@ static void au_device_answered(int status, mx_sql_res_t *res, void *ud)
 static void au_device_user(int status, const hs_users_info_t *u, void *ud)
 {
     au_lk_t *k = ud;
-    mx_pool_t *pool = mx_req_pool(k->req);
     if (status < 0 || !u || u->locked || u->deactivated) {
         bool internal = status < 0 && status != -ENOENT;
         au_page_error(k->req, internal ? 500 : 403, internal ? "err_internal" : "err_locked", NULL);
         return;
     }
-    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
     /* Admin scopes only for admins, as on the consent page. */
-    char *scope = au_scope_for_user(pool, k->scope, u->is_admin);
-    if (!b || !scope) {
+    if (!u->is_admin && au_scope_has_admin(k->scope) && !strcmp(k->action, "allow")) {
+        au_page_error(k->req, 403, "err_admin_scope", NULL);
+        return;
+    }
+    mx_sql_batch_t *b = mx_sql_batch_new(au.db, MX_SQL_WRITE);
+    const char *scope = k->scope;
+    if (!b) {
         au_page_error(k->req, 500, "err_internal", NULL);
         return;
     }

@@ -40,7 +40,7 @@ static json_t *au_url(const char *tail)
 int au_discovery_build(void)
 {
     static const char *const scopes[] = { "openid", AU_SCOPE_API, AU_SCOPE_API_UNSTABLE,
-                                          AU_SCOPE_SYNAPSE_ADMIN, NULL };
+                                          AU_SCOPE_SYNAPSE_ADMIN, "urn:mas:admin", NULL };
     static const char *const rtypes[] = { "code", NULL };
     static const char *const rmodes[] = { "query", "fragment", NULL };
     static const char *const grants[] = { "authorization_code", "refresh_token",

@@ -153,3 +153,16 @@ char *au_scope_normalise(mx_pool_t *pool, const char *scope)
     }
     return out;
 }
+
+bool au_scope_has_admin(const char *scope)
+{
+    for (const char *p = scope; p && *p;) {
+        size_t n = strcspn(p, " ");
+        if ((n == 13 && !strncmp(p, "urn:mas:admin", 13)) ||
+            (n >= 18 && !strncmp(p, "urn:synapse:admin:", 18)))
+            return true;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return false;
+}

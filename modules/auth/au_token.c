@@ -368,20 +368,6 @@ static void au_grant_refresh(au_tr_t *t)
 
 /* -------------------------------------------------- client_credentials --- */
 
-/* True when the space-separated scope names urn:mas:admin or a urn:synapse:admin:* scope. */
-static bool au_scope_has_admin(const char *scope)
-{
-    for (const char *p = scope; p && *p;) {
-        size_t n = strcspn(p, " ");
-        if ((n == 13 && !strncmp(p, "urn:mas:admin", 13)) ||
-            (n >= 18 && !strncmp(p, "urn:synapse:admin:", 18)))
-            return true;
-        p += n;
-        p += strspn(p, " ");
-    }
-    return false;
-}
-
 static void au_cc_issue(int verdict, void *ud);
 
 static void au_grant_client_credentials(au_tr_t *t)

@@ -487,8 +487,10 @@ uint64_t au_rl_peek(au_rl_t *rl, const char *key);
 /* A Matrix scope list with a device scope added when an API scope has
  * none (au_authorize.c); pool string. */
 char *au_scope_with_device(mx_pool_t *pool, au_scope_t *sc);
-/* `scope` without the admin scopes unless `is_admin` (pool string). */
-char *au_scope_for_user(mx_pool_t *pool, const char *scope, bool is_admin);
+/* Whether the space-separated scope names urn:mas:admin or a
+ * urn:synapse:admin:* scope (au_scope.c).  As MAS's default policy, only
+ * admins may be granted them: a non-admin's consent is refused. */
+bool au_scope_has_admin(const char *scope);
 /* Texts of a scope for consent pages (new reference). */
 json_t *au_scope_texts(const char *scope);
 /* Finishes the browser session whose cookie hash is `id_hash` (of

@@ -102,9 +102,19 @@ def test_authentication_and_errors(s):
     tok, _, _ = user_token(s, scope="urn:matrix:client:api:*")
     r = call(s, tok, "GET", "/users")
     assert r.status_code == 403 and "urn:mas:admin" in error_title(r)
-    # A non-admin asking for admin scopes does not get them.
-    tok, _, _ = user_token(s, admin=False)
-    assert call(s, tok, "GET", "/users").status_code == 403
+    # A non-admin asking for admin scopes is refused at the consent step, as
+    # MAS's default policy does (no code, no token).
+    name = "usr" + it.uuid.uuid4().hex[:8]
+    s.admin_user(name, "pw12345678", admin=False)
+    f = Flow(s, register_client(s).json(), scope=ELEMENT_ADMIN_SCOPE)
+    login = f.login(name, "pw12345678")
+    assert login.status_code == 303, login.text
+    page = f.browser.get(login.headers["Location"], timeout=10)
+    assert page.status_code == 403 and "administrator access" in page.text, page.text
+    r = f.browser.post(s.url + "/consent", data={
+        "csrf": "x", "grant": login.headers["Location"].split("grant=")[-1], "action": "allow"},
+        allow_redirects=False, timeout=10)
+    assert r.status_code in (403, 400) and "code=" not in r.headers.get("Location", "")
     # Client credentials: only the clients the policy names.
     # A client the policy does not name cannot even obtain an admin-scoped token.
     r = requests.post(s.url + "/oauth2/token", data={
